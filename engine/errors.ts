@@ -1,0 +1,44 @@
+/** The model file is missing, unreadable, truncated or not a GGUF model. */
+export class ModelFileError extends Error {
+  static readonly code = 'ERR_MODEL_FILE'
+  readonly code = ModelFileError.code
+  override readonly name = 'ModelFileError'
+}
+
+/** Options given to an engine or a child process make no sense (no tokens to generate, a bad socket path, ...). */
+export class EngineOptionsError extends Error {
+  static readonly code = 'ERR_ENGINE_OPTIONS'
+  readonly code = EngineOptionsError.code
+  override readonly name = 'EngineOptionsError'
+}
+
+/** The engine was used after `dispose()`. */
+export class EngineDisposedError extends Error {
+  static readonly code = 'ERR_ENGINE_DISPOSED'
+  readonly code = EngineDisposedError.code
+  override readonly name = 'EngineDisposedError'
+}
+
+/** A supervised child process (llama-server, rpc-server) could not start or exited before it was ready. */
+export class ChildProcessStartError extends Error {
+  static readonly code = 'ERR_CHILD_PROCESS_START'
+  readonly code = ChildProcessStartError.code
+  override readonly name = 'ChildProcessStartError'
+
+  /** `output` holds the child's last stderr lines, for diagnosis */
+  constructor (message: string, readonly output: readonly string[] = []) {
+    super(message)
+  }
+}
+
+/** llama-server answered a request with an error, or its connection broke mid-answer. */
+export class LlamaServerRequestError extends Error {
+  static readonly code = 'ERR_LLAMA_SERVER_REQUEST'
+  readonly code = LlamaServerRequestError.code
+  override readonly name = 'LlamaServerRequestError'
+
+  /** `status` is the HTTP status, undefined when the connection failed */
+  constructor (message: string, readonly status?: number) {
+    super(message)
+  }
+}

@@ -1,0 +1,223 @@
+import { lstat, unlink } from 'node:fs/promises'
+import { request, type IncomingMessage, type RequestOptions } from 'node:http'
+import { connect } from 'node:net'
+import { createInterface } from 'node:readline'
+import { readCpuBudget } from './cpu-budget.js'
+import { SupervisedProcess } from './child-process.js'
+import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions } from './engine.js'
+import { EngineDisposedError, EngineOptionsError, LlamaServerRequestError } from './errors.js'
+import { findLlamaCppTools } from './llama-cpp/tools.js'
+import { defaultContextSize, inspectModelFile } from './model-file.js'
+
+/** Where llama-server listens: a UNIX socket, or 127.0.0.1 on a port the kernel picks. */
+export type LlamaServerListen = { socketPath: string } | { host: '127.0.0.1' }
+
+export interface LlamaServerOptions {
+  /** the GGUF model to serve */
+  modelPath: string
+  /** llama-server executable (default: the one `mesh setup` built) */
+  llamaServerPath?: string
+  /** compute threads, for generation (-t) and prompt reading (-tb) (default: the CPU budget's) */
+  threads?: number
+  /** context length in tokens (default: the model's training context, at most 4096) */
+  contextSize?: number
+  /** concurrent request slots (default 1) */
+  parallel?: number
+  /** where to listen (default: 127.0.0.1 and a free port) */
+  listen?: LlamaServerListen
+  /** more llama-server arguments, e.g. `--rpc` and layer placement for the cluster engine */
+  extraArgs?: readonly string[]
+  /** give up if the model is not loaded after this many milliseconds (default 120 s) */
+  readyTimeoutMs?: number
+  /** aborting it stops the start (and the child) */
+  signal?: AbortSignal
+}
+
+const LISTENING_LINE = /listening on (unix:\/\/\S+|https?:\/\/\S+)/
+
+/** Starts llama-server with a model and waits until /health says the model is loaded. */
+export async function startLlamaServer (options: LlamaServerOptions): Promise<LlamaServer> {
+  const facts = await inspectModelFile(options.modelPath) // a clear error for a bad model file, before a child starts
+  const listen = options.listen ?? { host: '127.0.0.1' }
+  if ('socketPath' in listen && !listen.socketPath.endsWith('.sock')) {
+    throw new EngineOptionsError(`llama-server only listens on a UNIX socket whose path ends in ".sock", got ${listen.socketPath}`)
+  }
+  if ('socketPath' in listen) await removeStaleSocket(listen.socketPath)
+  const llamaServerPath = options.llamaServerPath ?? (await findLlamaCppTools()).llamaServer
+  const threads = options.threads ?? (await readCpuBudget()).threads
+  const args = [
+    '--model', options.modelPath,
+    '--threads', String(threads),
+    '--threads-batch', String(threads),
+    '--ctx-size', String(options.contextSize ?? defaultContextSize(facts)),
+    '--parallel', String(options.parallel ?? 1),
+    ...('socketPath' in listen ? ['--host', listen.socketPath] : ['--host', listen.host, '--port', '0']),
+    '--no-webui',
+    ...(options.extraArgs ?? [])
+  ]
+  const child = SupervisedProcess.spawn({ name: 'llama-server', command: llamaServerPath, args })
+  try {
+    const wait = { timeoutMs: options.readyTimeoutMs ?? 120_000, signal: options.signal }
+    const [, address] = await child.waitForLine(LISTENING_LINE, wait)
+    const target: RequestOptions = address.startsWith('unix://')
+      ? { socketPath: address.slice('unix://'.length) }
+      : { host: new URL(address).hostname, port: Number(new URL(address).port) }
+    const server = new LlamaServer(child, target, options.modelPath, threads, 'socketPath' in listen ? listen.socketPath : undefined)
+    await child.waitUntil(async () => await server.isHealthy(), { ...wait, intervalMs: 100 })
+    return server
+  } catch (err) {
+    await child.stop()
+    throw err
+  }
+}
+
+/** One event of llama-server's streamed /completion answer. */
+interface CompletionChunk {
+  content?: string
+  tokens?: number[]
+  stop?: boolean
+  stop_type?: 'none' | 'eos' | 'limit' | 'word'
+  error?: { message?: string }
+}
+
+/** A running llama-server child; generates through its /completion endpoint. */
+export class LlamaServer implements Engine {
+  readonly name = 'llama-server'
+  #stopped = false
+
+  constructor (
+    private readonly child: SupervisedProcess,
+    private readonly target: RequestOptions,
+    readonly modelPath: string,
+    readonly threads: number,
+    private readonly socketPath: string | undefined
+  ) {}
+
+  /** Process id of the llama-server child. */
+  get pid (): number | undefined {
+    return this.child.pid
+  }
+
+  /** Resolves when the child exits, for whoever must react to a crash. */
+  get exited (): SupervisedProcess['exited'] {
+    return this.child.exited
+  }
+
+  /** True when llama-server answers /health with 200 (model loaded). */
+  async isHealthy (): Promise<boolean> {
+    try {
+      const response = await this.#send('GET', '/health')
+      response.resume()
+      return response.statusCode === 200
+    } catch {
+      return false
+    }
+  }
+
+  async * generate (input: GenerateInput, options: GenerateOptions): AsyncGenerator<GeneratedPiece, FinishReason, undefined> {
+    if (this.#stopped) throw new EngineDisposedError('this llama-server was stopped; start it again to generate')
+    if (!Number.isSafeInteger(options.maxTokens) || options.maxTokens < 1) {
+      throw new EngineOptionsError(`maxTokens must be a whole number of at least 1, got ${options.maxTokens}`)
+    }
+    const { sampling } = options
+    const body = {
+      prompt: typeof input === 'string' ? input : [...input.tokens],
+      n_predict: options.maxTokens,
+      // Neutral defaults, so that only what the caller asks for shapes the distribution.
+      temperature: sampling?.temperature ?? 0,
+      top_k: sampling?.topK ?? 0,
+      top_p: sampling?.topP ?? 1,
+      min_p: sampling?.minP ?? 0,
+      ...(sampling?.seed !== undefined ? { seed: sampling.seed } : {}),
+      stop: options.stop ?? [],
+      logit_bias: (options.bannedTokens ?? []).map(token => [token, false]),
+      ignore_eos: options.ignoreEos === true,
+      stream: true,
+      return_tokens: true,
+      cache_prompt: false
+    }
+    const response = await this.#send('POST', '/completion', body, options.signal)
+    if (response.statusCode !== 200) {
+      const text = await readAll(response)
+      throw new LlamaServerRequestError(`llama-server refused the completion (HTTP ${response.statusCode}): ${text.slice(0, 300)}`, response.statusCode)
+    }
+    try {
+      for await (const chunk of serverSentEvents(response)) {
+        if (chunk.error != null) throw new LlamaServerRequestError(`llama-server failed during a completion: ${chunk.error.message ?? 'no reason given'}`)
+        const tokens = chunk.tokens ?? []
+        // A multi-byte character can arrive as several tokens with the text on the last one.
+        for (let i = 0; i < tokens.length; i++) yield { token: tokens[i], text: i === tokens.length - 1 ? chunk.content ?? '' : '' }
+        if (chunk.stop === true) return chunk.stop_type === 'eos' ? 'eos' : chunk.stop_type === 'word' ? 'stop' : 'length'
+      }
+    } catch (err) {
+      options.signal?.throwIfAborted()
+      if (err instanceof LlamaServerRequestError) throw err
+      throw new LlamaServerRequestError(`the connection to llama-server broke during a completion: ${(err as Error).message}`)
+    } finally {
+      response.destroy()
+    }
+    options.signal?.throwIfAborted()
+    throw new LlamaServerRequestError('llama-server ended a completion without its final event')
+  }
+
+  async #send (method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<IncomingMessage> {
+    const payload = body === undefined ? undefined : JSON.stringify(body)
+    return await new Promise((resolve, reject) => {
+      const req = request({
+        ...this.target,
+        // One connection per request: llama-server closes idle keep-alive connections on its own
+        // schedule, and a pooled socket it has closed fails the next request with "socket hang up".
+        agent: false,
+        method,
+        path,
+        signal,
+        headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }
+      }, resolve)
+      req.once('error', err => {
+        reject(signal?.aborted === true ? signal.reason : new LlamaServerRequestError(`cannot reach llama-server: ${err.message}`))
+      })
+      req.end(payload)
+    })
+  }
+
+  /** Stops the child (SIGTERM, then SIGKILL after 5 s). */
+  async dispose (): Promise<void> {
+    this.#stopped = true
+    await this.child.stop()
+    // After a SIGKILL the socket file stays behind and would block the next start.
+    if (this.socketPath !== undefined) await unlink(this.socketPath).catch(() => {})
+  }
+}
+
+/**
+ * Removes a socket file that no process listens on any more (left by a killed llama-server):
+ * llama-server cannot bind a path that exists. A live socket or another kind of file is an error.
+ */
+async function removeStaleSocket (path: string): Promise<void> {
+  let isSocket: boolean
+  try {
+    isSocket = (await lstat(path)).isSocket()
+  } catch {
+    return // nothing there
+  }
+  if (!isSocket) throw new EngineOptionsError(`${path} exists and is not a socket; choose another socket path for llama-server`)
+  const live = await new Promise<boolean>(resolve => {
+    const probe = connect(path)
+    probe.once('connect', () => { probe.destroy(); resolve(true) })
+    probe.once('error', () => { resolve(false) })
+  })
+  if (live) throw new EngineOptionsError(`another process already listens on ${path}; stop it or choose another socket path`)
+  await unlink(path)
+}
+
+async function readAll (response: IncomingMessage): Promise<string> {
+  let text = ''
+  for await (const chunk of response.setEncoding('utf8')) text += chunk as string
+  return text
+}
+
+async function * serverSentEvents (response: IncomingMessage): AsyncGenerator<CompletionChunk> {
+  for await (const line of createInterface({ input: response, crlfDelay: Infinity })) {
+    if (line.startsWith('data: ')) yield JSON.parse(line.slice('data: '.length)) as CompletionChunk
+  }
+}

@@ -1,0 +1,109 @@
+import './polyfill.js'
+import { noise } from '@chainsafe/libp2p-noise'
+import { quic } from '@chainsafe/libp2p-quic'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { identify, identifyPush } from '@libp2p/identify'
+import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
+import { mdns } from '@libp2p/mdns'
+import { ping, type Ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { tls } from '@libp2p/tls'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../protocols/auth/constants.js'
+import { memberGate, type MemberGate } from './member-gate.js'
+import { PROBE_MS } from './probe.js'
+import type { Membership } from './membership.js'
+import type { NodeMetrics } from './metrics.js'
+import type { Datastore } from 'interface-datastore'
+import type { PrivateKey } from '@libp2p/interface'
+import type { ValidateFn, SelectFn } from '@libp2p/kad-dht'
+
+/** Protocol id of the cluster's private DHT: its own prefix keeps it apart from the IPFS DHT. */
+export const DHT_PROTOCOL = '/llmesh/kad/1.0.0'
+
+/** Transport encryption; Noise by default, TLS 1.3 opt-in. */
+export type Encryption = 'noise' | 'tls'
+
+/** The libp2p services of a mesh node. */
+export interface MeshServices extends Record<string, unknown> {
+  identify: unknown
+  identifyPush: unknown
+  ping: Ping
+  dht: KadDHT
+  pubsub: GossipSub
+  gate: MemberGate
+}
+
+/** What a mesh node's libp2p peer is built from. */
+export interface Libp2pNodeInit {
+  privateKey: PrivateKey
+  datastore: Datastore
+  listen: string[]
+  /** add the QUIC transport (opt-in; TCP is always present) */
+  quic: boolean
+  encryption: Encryption
+  mdns: boolean
+  membership: Membership
+  metrics: NodeMetrics
+  dhtValidators: Record<string, ValidateFn>
+  dhtSelectors: Record<string, SelectFn>
+}
+
+/** Creates (but does not start) the libp2p peer of a mesh node. */
+export async function createLibp2pNode (init: Libp2pNodeInit): Promise<Libp2p<MeshServices>> {
+  const { membership, metrics } = init
+  // Peers the CA revoked, or that just failed the handshake, are refused as soon as the
+  // encryption handshake names them. Unknown peers get AUTH_TIMEOUT_MS to authenticate.
+  const refuse = (peerId: { toString: () => string }): boolean => {
+    const refused = membership.isRefused(peerId.toString())
+    if (refused) metrics.refusedPeer('gater')
+    return refused
+  }
+  const encrypters = init.encryption === 'tls' ? [tls(), noise()] : [noise(), tls()]
+  return createLibp2p({
+    privateKey: init.privateKey,
+    datastore: init.datastore,
+    start: false,
+    addresses: { listen: init.listen },
+    transports: init.quic ? [tcp(), quic()] : [tcp()],
+    connectionEncrypters: encrypters,
+    streamMuxers: [yamux()],
+    peerDiscovery: init.mdns ? [mdns({ serviceTag: 'llmesh.local' })] : [],
+    connectionGater: {
+      denyDialPeer: refuse,
+      denyInboundEncryptedConnection: refuse,
+      denyOutboundEncryptedConnection: refuse
+    },
+    // Pings every connection once a second (the failure detector's probe; it also gives
+    // connection.rtt). Heartbeats decide death: aborting on one slow ping made connections
+    // flap on a loaded machine.
+    connectionMonitor: { pingInterval: PROBE_MS, abortConnectionOnPingFailure: false },
+    connectionManager: {
+      // Several nodes on one machine dial each other from 127.0.0.1; the default rate
+      // limit of 5 inbound connections per second per host would reset them.
+      allow: ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128']
+    },
+    services: {
+      identify: identify(),
+      identifyPush: identifyPush(),
+      // A probe that outlives the next one would otherwise hit ping's one-stream limit.
+      ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
+      dht: kadDHT({
+        protocol: DHT_PROTOCOL,
+        clientMode: false,
+        peerInfoMapper: passthroughMapper,
+        validators: init.dhtValidators,
+        selectors: init.dhtSelectors,
+        allowQueryWithZeroPeers: true
+      }),
+      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
+      gate: memberGate({
+        membership,
+        metrics,
+        open: [AUTH_PROTOCOL, '/ipfs/id/1.0.0', '/ipfs/id/push/1.0.0'],
+        timeoutMs: AUTH_TIMEOUT_MS + 1000
+      })
+    }
+  }) as unknown as Libp2p<MeshServices>
+}

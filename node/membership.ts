@@ -1,0 +1,271 @@
+import { EventEmitter } from 'node:events'
+import { timingSafeEqual } from 'node:crypto'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { issueCertificate, verifyCertificate, type Certificate, type Role, type TrustAnchor } from './certificate.js'
+import { checkCompatible, type BuildFacts } from './compatibility.js'
+import { CertificateError, InviteError } from './errors.js'
+import { encodeInvite, hashInviteSecret, newInviteSecret } from './invite.js'
+import { signRevocationList, verifyRevocationList, type RevocationList } from './revocation-list.js'
+import type { ClusterConfig } from './data-dir.js'
+import type { MembershipStore } from './membership-store.js'
+import type { NodeMetrics } from './metrics.js'
+import type { Hello, Welcome } from '../protocols/auth/messages.js'
+import type { AuthAuthority } from '../protocols/auth/auth-handshake.js'
+import type { Connection, PrivateKey, PublicKey } from '@libp2p/interface'
+
+/** Events of the membership layer. */
+export interface MembershipEvents {
+  /** a peer completed the auth handshake with a valid certificate */
+  authenticated: [peerId: string, certificate: Certificate]
+  /** the CA revoked a member */
+  revoked: [peerId: string]
+}
+
+/** What a Membership is built from. */
+export interface MembershipInit {
+  peerId: string
+  config: ClusterConfig
+  caPublicKey: PublicKey
+  store: MembershipStore
+  selfCertificate: Certificate
+  build: BuildFacts
+  metrics: NodeMetrics
+  /** the CA key: present on the coordinator only */
+  caKey?: PrivateKey
+  /** validity of issued certificates (default one year) */
+  certificateTtlMs?: number
+}
+
+const YEAR_MS = 365 * 24 * 3600 * 1000
+// Peers that failed the handshake with a bad or missing certificate are refused at the
+// gater for this long, so they cannot keep the node busy with handshakes.
+const REFUSAL_MS = 60_000
+// Lets a REFUSED message reach the peer before its connection is closed.
+const CLOSE_AFTER_REFUSAL_MS = 200
+
+/**
+ * The "mTLS-style" identity layer at runtime: who is authenticated, who is revoked, and
+ * (on the coordinator) issuing certificates for invites.
+ */
+export class Membership extends EventEmitter<MembershipEvents> implements AuthAuthority {
+  readonly peerId: string
+  readonly trust: TrustAnchor
+  readonly selfCertificate: Certificate
+  private readonly init: MembershipInit
+  private readonly authenticated = new Map<string, Certificate>()
+  private readonly refusedUntil = new Map<string, number>()
+  private readonly revoked = new Set<string>()
+  private readonly stored = new Set<string>()
+  private revocationList: RevocationList | undefined
+
+  private constructor (init: MembershipInit) {
+    super()
+    this.init = init
+    this.peerId = init.peerId
+    this.selfCertificate = init.selfCertificate
+    this.trust = { caKey: init.caPublicKey, clusterId: init.config.clusterId, isRevoked: (peerId) => this.revoked.has(peerId) }
+  }
+
+  /** Loads the persisted revocation list and returns the membership layer. */
+  static async load (init: MembershipInit): Promise<Membership> {
+    const membership = new Membership(init)
+    const list = await init.store.revocations()
+    if (list !== undefined) await membership.applyRevocations(list)
+    return membership
+  }
+
+  /** True for the coordinator, which holds the CA key. */
+  get isCoordinator (): boolean {
+    return this.init.caKey !== undefined
+  }
+
+  /** The HELLO this node sends on every connection it dials. */
+  hello (): Hello {
+    return { clusterId: this.trust.clusterId, llamaCppTag: this.init.build.llamaCppTag, features: this.init.build.features, certificate: this.selfCertificate }
+  }
+
+  /** True when `peerId` completed the handshake on a live connection. */
+  isAuthenticated (peerId: string): boolean {
+    return this.authenticated.has(peerId)
+  }
+
+  /** The certificate a peer authenticated with. */
+  certificateOf (peerId: string): Certificate | undefined {
+    return this.authenticated.get(peerId)
+  }
+
+  /** Resolves true once `peerId` is authenticated, false after `timeoutMs`. */
+  async waitAuthenticated (peerId: string, timeoutMs: number): Promise<boolean> {
+    if (this.isAuthenticated(peerId)) return true
+    return new Promise(resolve => {
+      const onAuth = (peer: string): void => {
+        if (peer !== peerId) return
+        done(true)
+      }
+      const timer = setTimeout(() => { done(false) }, timeoutMs)
+      const done = (result: boolean): void => {
+        clearTimeout(timer)
+        this.off('authenticated', onAuth)
+        resolve(result)
+      }
+      this.on('authenticated', onAuth)
+    })
+  }
+
+  /** Forgets a peer's authentication when its last connection closed. */
+  forget (peerId: string): void {
+    this.authenticated.delete(peerId)
+  }
+
+  /** True when the gater must refuse `peerId`: revoked, or recently failed the handshake. */
+  isRefused (peerId: string): boolean {
+    if (this.revoked.has(peerId)) return true
+    const until = this.refusedUntil.get(peerId)
+    if (until === undefined) return false
+    if (Date.now() < until) return true
+    this.refusedUntil.delete(peerId)
+    return false
+  }
+
+  /** True when the CA revoked `peerId`. */
+  isRevoked (peerId: string): boolean {
+    return this.revoked.has(peerId)
+  }
+
+  private markAuthenticated (peerId: string, cert: Certificate): void {
+    this.authenticated.set(peerId, cert)
+    this.emit('authenticated', peerId, cert)
+  }
+
+  /** Listener side of the handshake: admits a member or a joiner with an invite. */
+  async accept (peerId: string, hello: Hello): Promise<Welcome> {
+    if (hello.clusterId !== this.trust.clusterId) {
+      throw new CertificateError(`this node belongs to cluster ${this.trust.clusterId}, not to cluster ${hello.clusterId}`, 'foreign-cluster')
+    }
+    // Said from both sides, as the refusal is shown to the dialer.
+    checkCompatible(this.init.build, hello, `node ${peerId}`, `node ${this.peerId}`)
+    if (this.revoked.has(peerId)) throw new CertificateError(`peer ${peerId} has been revoked from this cluster`, 'revoked')
+    let issued: Certificate | undefined
+    if (hello.certificate !== undefined) {
+      await verifyCertificate(hello.certificate, peerId, this.trust)
+      await this.learn(hello.certificate)
+      this.markAuthenticated(peerId, hello.certificate)
+    } else if (hello.invite !== undefined) {
+      // A joiner only fetches its certificate and hangs up; it authenticates again
+      // with that certificate when it starts, so it does not count as a live member yet.
+      issued = await this.redeemInvite(peerId, hello)
+    } else {
+      throw new CertificateError('no certificate was presented; join the cluster with "mesh join <invite>" first', 'no-certificate')
+    }
+    return { llamaCppTag: this.init.build.llamaCppTag, features: this.init.build.features, certificate: this.selfCertificate, issued, revocations: this.revocationList }
+  }
+
+  /** Counts a refused handshake, refuses bad certificates at the gater for a while, and disconnects. */
+  refused (connection: Connection, err: Error): void {
+    const reason = err instanceof CertificateError || err instanceof InviteError ? err.reason : err.name
+    this.init.metrics.refusedPeer(reason)
+    if (err instanceof CertificateError) this.refusedUntil.set(connection.remotePeer.toString(), Date.now() + REFUSAL_MS)
+    setTimeout(() => { connection.abort(err) }, CLOSE_AFTER_REFUSAL_MS).unref()
+  }
+
+  /** Dialer side: checks the listener's WELCOME and marks the listener authenticated. */
+  async admitWelcome (peerId: string, welcome: Welcome): Promise<void> {
+    checkCompatible(this.init.build, welcome, `node ${peerId}`)
+    if (welcome.revocations != null) await this.applyRevocations(welcome.revocations)
+    await verifyCertificate(welcome.certificate, peerId, this.trust)
+    await this.learn(welcome.certificate)
+    this.markAuthenticated(peerId, welcome.certificate)
+  }
+
+  /** Stores a verified member certificate so the node knows the member after a restart. */
+  async learn (cert: Certificate): Promise<void> {
+    // Heartbeats carry the certificate every second; write each one once.
+    if (cert.body.peerId === this.peerId || this.stored.has(cert.sig)) return
+    await this.init.store.putMember(cert)
+    this.stored.add(cert.sig)
+  }
+
+  /** Every member certificate this node knows, itself excluded. */
+  async knownMembers (): Promise<Certificate[]> {
+    return this.init.store.members()
+  }
+
+  private requireCa (): PrivateKey {
+    if (this.init.caKey === undefined) throw new InviteError('only the coordinator (which holds the cluster CA) can do this; run the command on the coordinator', 'not-coordinator')
+    return this.init.caKey
+  }
+
+  /** Coordinator: creates a single-use invite for `role`, valid for `ttlMs`, naming `addrs`. */
+  async createInvite (role: Role, ttlMs: number, addrs: string[]): Promise<{ invite: string, expiresAt: number }> {
+    this.requireCa()
+    const { id, secret } = newInviteSecret()
+    const expiresAt = Date.now() + ttlMs
+    await this.init.store.putInvite(id, { secretHash: hashInviteSecret(secret), role, expiresAt })
+    const invite = encodeInvite({ clusterId: this.trust.clusterId, caPublicKey: this.init.config.caPublicKey, addrs, id, secret, role, expiresAt })
+    return { invite, expiresAt }
+  }
+
+  private async redeemInvite (peerId: string, hello: Hello): Promise<Certificate> {
+    const caKey = this.requireCa()
+    const { id, secret } = hello.invite as { id: string, secret: string }
+    const hash = Buffer.from(hashInviteSecret(secret), 'hex')
+    const invite = await this.init.store.redeemInvite(id, peerId, stored => {
+      if (stored === undefined || !timingSafeEqual(Buffer.from(stored.secretHash, 'hex'), hash)) {
+        throw new InviteError('the invite is not known to this coordinator; ask for a new one with "mesh token"', 'unknown')
+      }
+      if (stored.usedBy !== undefined) throw new InviteError('the invite has already been used; invites are single-use, ask for a new one with "mesh token"', 'used')
+      if (Date.now() > stored.expiresAt) throw new InviteError(`the invite expired at ${new Date(stored.expiresAt).toISOString()}; ask for a new one with "mesh token"`, 'expired')
+    })
+    const now = Date.now()
+    const cert = await issueCertificate({
+      peerId,
+      role: invite.role,
+      clusterId: this.trust.clusterId,
+      notBefore: now - 60_000,
+      notAfter: now + (this.init.certificateTtlMs ?? YEAR_MS),
+      serial: await this.init.store.nextSerial(),
+      features: hello.features,
+      llamaCppTag: hello.llamaCppTag
+    }, caKey)
+    await this.learn(cert)
+    return cert
+  }
+
+  /** Coordinator: revokes a member and returns the new signed list to gossip. */
+  async revoke (peerId: string): Promise<RevocationList> {
+    const caKey = this.requireCa()
+    try {
+      peerIdFromString(peerId)
+    } catch {
+      throw new InviteError(`"${peerId}" is not a PeerId; copy it from "mesh status"`, 'malformed')
+    }
+    if (peerId === this.peerId) throw new InviteError('the coordinator cannot revoke itself', 'self')
+    const members = await this.knownMembers()
+    const serial = members.find(c => c.body.peerId === peerId)?.body.serial ?? 0
+    const previous = this.revocationList?.body
+    const revoked = (previous?.revoked ?? []).filter(r => r.peerId !== peerId)
+    revoked.push({ peerId, serial, revokedAt: Date.now() })
+    const list = await signRevocationList({ clusterId: this.trust.clusterId, version: (previous?.version ?? 0) + 1, revoked }, caKey)
+    await this.applyRevocations(list)
+    return list
+  }
+
+  /** The latest revocation list. */
+  revocations (): RevocationList | undefined {
+    return this.revocationList
+  }
+
+  /** Verifies a CA-signed revocation list; if newer, persists it and emits 'revoked' per new entry. */
+  async applyRevocations (value: unknown): Promise<void> {
+    const list = await verifyRevocationList(value, this.trust.clusterId, this.trust.caKey)
+    if (this.revocationList !== undefined && list.body.version <= this.revocationList.body.version) return
+    this.revocationList = list
+    await this.init.store.setRevocations(list)
+    for (const { peerId } of list.body.revoked) {
+      if (this.revoked.has(peerId)) continue
+      this.revoked.add(peerId)
+      this.authenticated.delete(peerId)
+      this.emit('revoked', peerId)
+    }
+  }
+}

@@ -1,0 +1,341 @@
+import './polyfill.js'
+import { unlink } from 'node:fs/promises'
+import { setTimeout as delay } from 'node:timers/promises'
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
+import { bundledLlamaCppSource } from '../engine/llama-cpp/source.js'
+import { authStreamHandler, requestAdmission } from '../protocols/auth/auth-handshake.js'
+import { AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../protocols/auth/constants.js'
+import { localCapabilities, type Capabilities } from './capabilities.js'
+import { capabilitySelectors, capabilityValidators, findCapabilityRecord, publishCapabilityRecord, signCapabilityRecord } from './capability-records.js'
+import type { Role } from './certificate.js'
+import { LOCAL_FEATURES } from './features.js'
+import { listenControlSocket, type ControlRequest } from './control-socket.js'
+import { caPublicKey, loadPrivateKey, openDatastore, readClusterConfig, type DataDir } from './data-dir.js'
+import { AuthRefusedError, CertificateError, ControlRequestError, DataDirError } from './errors.js'
+import { FailureDetector } from './failure-detector.js'
+import { createLibp2pNode, type Encryption, type MeshServices } from './libp2p-node.js'
+import { MemberGossip } from './member-gossip.js'
+import { Membership } from './membership.js'
+import { MembershipStore } from './membership-store.js'
+import { PROBE_MS } from './probe.js'
+import { NodeMetrics } from './metrics.js'
+import { resolvePeerAddress } from './static-peers.js'
+import type { Log } from './log.js'
+import type { StatusReport, MemberStatus } from './status-report.js'
+import type { Connection, PrivateKey } from '@libp2p/interface'
+import type { Libp2p } from 'libp2p'
+import type { LevelDatastore } from 'datastore-level'
+import type { Server } from 'node:net'
+
+/** How `mesh start` runs a node. */
+export interface MeshNodeOptions {
+  dir: DataDir
+  role: Role
+  /** listen multiaddrs (default: TCP 9090 on all interfaces) */
+  listen: string[]
+  /** static peers: multiaddrs or host:port (DNS names are resolved) */
+  peers: string[]
+  encryption: Encryption
+  mdns: boolean
+  /** memory offered to the cluster (default: free memory at start) */
+  memoryBytes?: number
+  /** port of the coordinator's HTTP API, shown by `mesh status` */
+  apiPort: number
+  log: Log
+}
+
+const DIAL_MS = 2000
+const CAPABILITY_REPUBLISH_MS = 30_000
+
+/** Short form of a PeerId for logs and tables. */
+export function shortPeerId (peerId: string): string {
+  return peerId.length > 16 ? `${peerId.slice(0, 8)}…${peerId.slice(-6)}` : peerId
+}
+
+/**
+ * A running mesh node: the libp2p peer with the membership layer, the auth handshake,
+ * heartbeats, the failure detector, capability records and the control socket.
+ */
+export class MeshNode {
+  readonly libp2p: Libp2p<MeshServices>
+  readonly membership: Membership
+  /** join/leave/suspect/dead/revoked events */
+  readonly events: FailureDetector
+  readonly metrics: NodeMetrics
+  readonly capabilities: Capabilities
+  private readonly options: MeshNodeOptions
+  private readonly datastore: LevelDatastore
+  private readonly privateKey: PrivateKey
+  private readonly gossip: MemberGossip
+  private readonly rtt = new Map<string, number>()
+  private readonly staticPeers = new Map<string, string>()
+  private readonly dialFailures = new Set<string>()
+  private readonly timers: NodeJS.Timeout[] = []
+  private control: Server | undefined
+  private stopping = false
+
+  private constructor (fields: { options: MeshNodeOptions, privateKey: PrivateKey, libp2p: Libp2p<MeshServices>, membership: Membership, metrics: NodeMetrics, datastore: LevelDatastore, capabilities: Capabilities }) {
+    this.options = fields.options
+    this.libp2p = fields.libp2p
+    this.membership = fields.membership
+    this.metrics = fields.metrics
+    this.datastore = fields.datastore
+    this.privateKey = fields.privateKey
+    this.capabilities = fields.capabilities
+    this.events = new FailureDetector()
+    this.gossip = new MemberGossip({ pubsub: this.libp2p.services.pubsub, membership: this.membership, detector: this.events, metrics: this.metrics, capabilities: this.capabilities })
+  }
+
+  /** Loads the data dir and starts the node; a missing or corrupt data dir is a DataDirError. */
+  static async start (options: MeshNodeOptions): Promise<MeshNode> {
+    const { dir } = options
+    const config = await readClusterConfig(dir)
+    const privateKey = await loadPrivateKey(dir.nodeKey, 'the node key')
+    const peerId = peerIdFromPrivateKey(privateKey).toString()
+    const datastore = await openDatastore(dir)
+    try {
+      const store = new MembershipStore(datastore)
+      const selfCertificate = await store.selfCertificate()
+      if (selfCertificate === undefined) throw new DataDirError(`${dir.root} holds no membership certificate; run "mesh join <invite>" (or "mesh init" on the coordinator) first`)
+      if (selfCertificate.body.peerId !== peerId) throw new DataDirError(`the certificate in ${dir.root} belongs to ${selfCertificate.body.peerId}, not to this node's key ${peerId}; the data dir is inconsistent, join the cluster again`)
+      if (selfCertificate.body.role !== options.role) throw new DataDirError(`this node's certificate is for the ${selfCertificate.body.role} role; start it with --role ${selfCertificate.body.role}`)
+      const caKey = options.role === 'coordinator' ? await loadPrivateKey(dir.caKey, 'the cluster CA key') : undefined
+      const metrics = new NodeMetrics()
+      const llamaCppTag = bundledLlamaCppSource().tag
+      const membership = await Membership.load({
+        peerId, config, caPublicKey: caPublicKey(config), store, selfCertificate, caKey, metrics,
+        build: { llamaCppTag, features: LOCAL_FEATURES }
+      })
+      const peers = [...options.peers, ...config.coordinatorAddrs]
+      const libp2p = await createLibp2pNode({
+        privateKey,
+        datastore,
+        listen: options.listen,
+        quic: [...options.listen, ...peers].some(a => a.includes('/quic')),
+        encryption: options.encryption,
+        mdns: options.mdns,
+        membership,
+        metrics,
+        dhtValidators: capabilityValidators(membership.trust),
+        dhtSelectors: capabilitySelectors()
+      })
+      const capabilities = localCapabilities(llamaCppTag, options.memoryBytes)
+      const node = new MeshNode({ options: { ...options, peers }, privateKey, libp2p, membership, metrics, datastore, capabilities })
+      try {
+        await node.run()
+      } catch (err) {
+        await libp2p.stop()
+        throw err
+      }
+      return node
+    } catch (err) {
+      await datastore.close().catch(() => {})
+      throw err
+    }
+  }
+
+  private get log (): Log {
+    return this.options.log
+  }
+
+  private async run (): Promise<void> {
+    const { libp2p, membership, events, log } = this
+    await libp2p.handle(AUTH_PROTOCOL, authStreamHandler(membership, this.metrics))
+    libp2p.addEventListener('connection:open', (evt) => { this.onConnection(evt.detail) })
+    libp2p.addEventListener('peer:disconnect', (evt) => {
+      const peer = evt.detail.toString()
+      membership.forget(peer)
+      events.suspect(peer)
+    })
+    libp2p.addEventListener('peer:discovery', (evt) => {
+      // mDNS finds peers but does not dial them.
+      if (libp2p.getConnections(evt.detail.id).length === 0) libp2p.dial(evt.detail.id).catch(() => {})
+    })
+    membership.on('authenticated', (peer, cert) => {
+      if (events.state(peer) !== 'alive') log('info', `peer ${shortPeerId(peer)} authenticated as ${cert.body.role} (certificate serial ${cert.body.serial})`)
+      events.seen(peer)
+    })
+    membership.on('revoked', (peer) => {
+      events.revoked(peer)
+      // Aborted, not closed gracefully: a revoked peer gets no time to finish anything.
+      for (const connection of libp2p.getConnections(peerIdFromString(peer))) connection.abort(new Error('peer revoked'))
+    })
+    events.on('join', peer => {
+      log('info', `member ${shortPeerId(peer)} joined`)
+      // Members heard through gossip get a direct connection too, so the DHT keeps
+      // every capability record on every member (readable without the coordinator).
+      const id = peerIdFromString(peer)
+      if (libp2p.getConnections(id).length === 0) libp2p.dial(id, { signal: AbortSignal.timeout(DIAL_MS * 2) }).catch(() => {})
+    })
+    events.on('leave', peer => { log('info', `member ${shortPeerId(peer)} left`) })
+    events.on('suspect', peer => { log('warn', `member ${shortPeerId(peer)} is suspect`) })
+    events.on('dead', (peer, silentMs) => { log('warn', `member ${shortPeerId(peer)} declared dead after ${silentMs} ms without contact`) })
+    events.on('revoked', peer => { log('warn', `member ${shortPeerId(peer)} revoked; its connections are closed`) })
+
+    await libp2p.start()
+    this.control = await listenControlSocket(this.options.dir.controlSocket, async (request) => this.handleControl(request))
+    this.gossip.start()
+    events.start()
+    this.timers.push(setInterval(() => { this.readRtt() }, PROBE_MS))
+    this.timers.push(setInterval(() => { void this.dialStaticPeers() }, DIAL_MS))
+    this.timers.push(setInterval(() => { void this.publishCapabilities() }, CAPABILITY_REPUBLISH_MS))
+    // Each new member is a new place for the record to live: republish (debounced).
+    let pending: NodeJS.Timeout | undefined
+    membership.on('authenticated', () => {
+      clearTimeout(pending)
+      pending = setTimeout(() => { void this.publishCapabilities() }, 1000).unref()
+    })
+    void this.dialStaticPeers()
+    const cert = membership.selfCertificate.body
+    log('info', `node ${libp2p.peerId.toString()} started as ${cert.role} of cluster ${cert.clusterId} (llama.cpp ${cert.llamaCppTag})`)
+    for (const addr of libp2p.getMultiaddrs()) log('info', `listening on ${addr.toString()}`)
+    log('info', `gated protocols: ${libp2p.services.gate.gated.join(', ')}`)
+  }
+
+  private onConnection (connection: Connection): void {
+    const peer = connection.remotePeer.toString()
+    if (connection.direction === 'outbound') {
+      void this.authenticate(connection)
+      return
+    }
+    // The dialer must authenticate; a connection that never does is closed. The extra
+    // second lets a stalled handshake stream time out (and be counted) first.
+    setTimeout(() => {
+      if (connection.status === 'open' && !this.membership.isAuthenticated(peer)) {
+        this.metrics.refusedPeer('no-handshake')
+        this.log('warn', `peer ${shortPeerId(peer)} at ${connection.remoteAddr.toString()} did not authenticate within ${AUTH_TIMEOUT_MS + 1000} ms; disconnected`)
+        connection.abort(new Error('no membership handshake'))
+      }
+    }, AUTH_TIMEOUT_MS + 1000).unref()
+  }
+
+  private async authenticate (connection: Connection): Promise<void> {
+    const peer = connection.remotePeer.toString()
+    try {
+      const welcome = await requestAdmission(connection, this.membership.hello(), this.metrics)
+      await this.membership.admitWelcome(peer, welcome)
+    } catch (err) {
+      if (this.stopping || connection.status !== 'open') return
+      const reason = err instanceof AuthRefusedError ? `refused us: ${(err as Error).message}` : (err as Error).message
+      this.log('warn', `peer ${shortPeerId(peer)} at ${connection.remoteAddr.toString()} ${reason}`)
+      if (err instanceof CertificateError) this.membership.refused(connection, err)
+      else connection.abort(err as Error)
+    }
+  }
+
+  // libp2p's connection monitor pings every connection each PROBE_MS and aborts those
+  // that stop answering; this only reads the RTT it measured.
+  private readRtt (): void {
+    for (const connection of this.libp2p.getConnections()) {
+      if (connection.rtt !== undefined && connection.status === 'open') this.rtt.set(connection.remotePeer.toString(), connection.rtt)
+    }
+  }
+
+  private async dialStaticPeers (): Promise<void> {
+    for (const target of this.options.peers) {
+      const known = this.staticPeers.get(target) ?? /\/p2p\/([^/]+)$/.exec(target)?.[1]
+      if (known !== undefined && (known === this.libp2p.peerId.toString() || this.libp2p.getConnections(peerIdFromString(known)).length > 0)) continue
+      try {
+        const addrs = await resolvePeerAddress(target)
+        const connection = await this.libp2p.dial(addrs.length === 1 ? addrs[0] : addrs, { signal: AbortSignal.timeout(DIAL_MS * 2) })
+        this.staticPeers.set(target, connection.remotePeer.toString())
+        if (this.dialFailures.delete(target)) this.log('info', `reached static peer ${target}`)
+      } catch (err) {
+        if (this.stopping || this.dialFailures.has(target)) continue
+        this.dialFailures.add(target)
+        this.log('warn', `cannot reach static peer ${target} (${(err as Error).message}); retrying every ${DIAL_MS / 1000} s`)
+      }
+    }
+  }
+
+  private async publishCapabilities (): Promise<void> {
+    if (this.stopping) return
+    const peerId = this.libp2p.peerId.toString()
+    const value = await signCapabilityRecord({ peerId, seq: Date.now(), capabilities: this.capabilities, certificate: this.membership.selfCertificate }, this.privateKey)
+    await publishCapabilityRecord(this.libp2p.services.dht, peerId, value, AbortSignal.timeout(10_000)).catch(() => 0)
+  }
+
+  /** Every known member's capabilities, read from the private DHT (works without the coordinator). */
+  async clusterCapabilities (): Promise<Record<string, Capabilities>> {
+    const out: Record<string, Capabilities> = { [this.libp2p.peerId.toString()]: this.capabilities }
+    const peers = (await this.membership.knownMembers()).map(c => c.body.peerId)
+    await Promise.all(peers.map(async peer => {
+      const record = await findCapabilityRecord(this.libp2p.services.dht, peer, this.membership.trust, AbortSignal.timeout(5000)).catch(() => undefined)
+      if (record !== undefined) out[peer] = record.capabilities
+    }))
+    return out
+  }
+
+  /** The members table of `mesh status`. */
+  async status (): Promise<StatusReport> {
+    const self = this.membership.selfCertificate.body
+    const now = Date.now()
+    const members: MemberStatus[] = []
+    for (const cert of await this.membership.knownMembers()) {
+      const peer = cert.body.peerId
+      if (peer === self.peerId) continue
+      const connections = this.libp2p.getConnections(peerIdFromString(peer)).filter(c => c.status === 'open')
+      const live = connections[0] as Connection | undefined
+      const caps = this.gossip.capabilities.get(peer)
+      const lastSeen = this.events.lastSeen(peer)
+      members.push({
+        peerId: peer,
+        role: cert.body.role,
+        state: this.membership.isRevoked(peer) ? 'revoked' : this.events.state(peer) ?? 'dead',
+        addresses: connections.map(c => c.remoteAddr.toString()),
+        transport: live === undefined ? null : live.remoteAddr.toString().includes('/quic') ? 'quic' : 'tcp',
+        encryption: live?.encryption ?? null,
+        rttMs: this.rtt.get(peer) ?? null,
+        lastSeenMs: lastSeen === undefined ? null : now - lastSeen,
+        llamaCppTag: caps?.llamaCppTag ?? cert.body.llamaCppTag,
+        memoryBytes: caps?.memoryBytes ?? null,
+        cpuCores: caps?.cpuCores ?? null,
+        computeGflops: caps?.computeGflops ?? null
+      })
+    }
+    return {
+      self: { peerId: self.peerId, role: self.role, clusterId: self.clusterId, addresses: this.libp2p.getMultiaddrs().map(String), llamaCppTag: self.llamaCppTag, memoryBytes: this.capabilities.memoryBytes, apiPort: this.options.apiPort },
+      members
+    }
+  }
+
+  private async handleControl (request: ControlRequest): Promise<unknown> {
+    switch (request.op) {
+      case 'status':
+        return this.status()
+      case 'token': {
+        const role = request.role === 'coordinator' ? 'coordinator' : 'worker'
+        const ttlMs = Number(request.ttlMs)
+        if (!Number.isSafeInteger(ttlMs) || ttlMs < 1) throw new ControlRequestError('ttlMs must be a positive whole number of milliseconds')
+        return this.membership.createInvite(role, ttlMs, this.libp2p.getMultiaddrs().map(String))
+      }
+      case 'revoke': {
+        const list = await this.membership.revoke(String(request.peerId))
+        await this.gossip.publishRevocations(list)
+        this.log('info', `revoked ${String(request.peerId)} (revocation list version ${list.body.version})`)
+        return { peerId: request.peerId, version: list.body.version }
+      }
+      case 'capabilities':
+        return this.clusterCapabilities()
+      case 'metrics':
+        return { text: await this.metrics.text() }
+      default:
+        throw new ControlRequestError(`unknown control operation "${request.op}"`)
+    }
+  }
+
+  /** Announces a clean leave, closes connections and flushes the datastore. */
+  async stop (): Promise<void> {
+    if (this.stopping) return
+    this.stopping = true
+    this.timers.forEach(clearInterval)
+    this.control?.close()
+    await this.gossip.stop()
+    // Gives the leave message a moment to go out before connections close.
+    await delay(200)
+    this.events.stop()
+    await this.libp2p.stop()
+    await this.datastore.close()
+    await unlink(this.options.dir.controlSocket).catch(() => {})
+  }
+}

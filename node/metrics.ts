@@ -1,0 +1,38 @@
+import { Counter, Registry } from 'prom-client'
+
+/**
+ * The node's own prom-client registry (never the global one: several nodes may share a
+ * process in tests) and the counters of everything it refused.
+ */
+export class NodeMetrics {
+  readonly registry = new Registry()
+  private readonly frames: Counter
+  private readonly gossip: Counter
+  private readonly refusals: Counter
+
+  constructor () {
+    this.frames = new Counter({ name: 'llmesh_rejected_frames_total', help: 'Frames rejected by llmesh protocols, by protocol and reason', labelNames: ['protocol', 'reason'], registers: [this.registry] })
+    this.gossip = new Counter({ name: 'llmesh_rejected_gossip_total', help: 'Gossip messages dropped, by topic and reason', labelNames: ['topic', 'reason'], registers: [this.registry] })
+    this.refusals = new Counter({ name: 'llmesh_refused_peers_total', help: 'Peers refused by the auth handshake or the connection gater, by reason', labelNames: ['reason'], registers: [this.registry] })
+  }
+
+  /** Counts a frame that a protocol rejected. */
+  rejectedFrame (protocol: string, reason: string): void {
+    this.frames.inc({ protocol, reason })
+  }
+
+  /** Counts a gossip message that was dropped. */
+  rejectedGossip (topic: string, reason: string): void {
+    this.gossip.inc({ topic, reason })
+  }
+
+  /** Counts a refused peer. */
+  refusedPeer (reason: string): void {
+    this.refusals.inc({ reason })
+  }
+
+  /** Prometheus text exposition of this node's metrics. */
+  async text (): Promise<string> {
+    return this.registry.metrics()
+  }
+}

@@ -1,0 +1,43 @@
+import { Command, Option } from 'commander'
+import { GPU_CHOICES, type GpuChoice } from '../../engine/llama-cpp/build-options.js'
+import { ensureLlamaCppToolsWithProgress } from '../build-progress.js'
+import { parsePositiveInt } from '../cli-parsers.js'
+
+interface SetupOptions {
+  gpu: GpuChoice
+  jobs?: number
+  print?: boolean
+}
+
+/** `mesh setup`: builds llama-server and ggml-rpc-server from the llama.cpp source node-llama-cpp ships. */
+export function setupCommand (): Command {
+  return new Command('setup')
+    .description('build the llama.cpp tools (llama-server, ggml-rpc-server) into the cache, or find them there')
+    .addOption(new Option('--gpu <backend>', 'GPU backend to compile in; auto uses CUDA when nvcc and an NVIDIA GPU are present').choices(GPU_CHOICES).default('auto'))
+    .addOption(new Option('--jobs <n>', 'parallel compile jobs (default: the CPUs available)').argParser(parsePositiveInt))
+    .option('--print', 'print the tool paths as JSON on stdout (building them first if needed)')
+    .action(async (options: SetupOptions) => {
+      const controller = new AbortController()
+      const abort = (): void => { controller.abort(new Error('mesh setup was interrupted; run it again to resume the build')) }
+      process.once('SIGINT', abort)
+      process.once('SIGTERM', abort)
+      try {
+        const tools = await ensureLlamaCppToolsWithProgress({ gpu: options.gpu, jobs: options.jobs, signal: controller.signal })
+        if (options.print === true) {
+          const { llamaCppTag, rpcServer, llamaServer, flags } = tools
+          process.stdout.write(`${JSON.stringify({ llamaCppTag, rpcServer, llamaServer, flags })}\n`)
+          return
+        }
+        process.stdout.write([
+          `llama.cpp ${tools.llamaCppTag} tools ${tools.fromCache ? 'found in the cache' : 'built'}:`,
+          `  llama-server     ${tools.llamaServer}`,
+          `  ggml-rpc-server  ${tools.rpcServer}`,
+          `  flags            ${tools.flags.join(' ')}`,
+          ''
+        ].join('\n'))
+      } finally {
+        process.off('SIGINT', abort)
+        process.off('SIGTERM', abort)
+      }
+    })
+}

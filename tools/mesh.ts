@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+// The `mesh` command line: one program, one subcommand per job.
+import { Command } from 'commander'
+import { reportFatal } from './report-fatal.js'
+
+/**
+ * Each subcommand is imported only when it runs: libp2p and node-llama-cpp take seconds to
+ * load, and `mesh setup` or `mesh status` should not wait for modules they never use.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  setup: async () => (await import('./commands/setup.js')).setupCommand(),
+  'make-test-model': async () => (await import('./commands/make-test-model.js')).makeTestModelCommand(),
+  generate: async () => (await import('./commands/generate.js')).generateCommand(),
+  bench: async () => (await import('./commands/bench.js')).benchCommand(),
+  init: async () => (await import('./commands/init.js')).initCommand(),
+  token: async () => (await import('./commands/token.js')).tokenCommand(),
+  join: async () => (await import('./commands/join.js')).joinCommand(),
+  revoke: async () => (await import('./commands/revoke.js')).revokeCommand(),
+  start: async () => (await import('./commands/start.js')).startCommand(),
+  status: async () => (await import('./commands/status.js')).statusCommand()
+}
+
+const program = new Command('mesh')
+  .description('llmesh: the machines on your LAN as one private LLM server')
+  .showHelpAfterError()
+
+try {
+  const requested = process.argv[2]
+  // An unknown name or `mesh --help` needs every command, to list them or suggest one.
+  const names = requested != null && requested in COMMANDS ? [requested] : Object.keys(COMMANDS)
+  for (const name of names) program.addCommand(await COMMANDS[name]())
+  await program.parseAsync(process.argv)
+} catch (err) {
+  reportFatal(err)
+}
