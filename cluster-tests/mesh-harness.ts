@@ -5,8 +5,12 @@ import { join } from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { controlRequest } from '../node/control-socket.js'
 import { dataDir } from '../node/data-dir.js'
+import { requestStatus } from '../node/status-request.js'
 import { MESH_BIN, runMesh, type MeshResult } from '../tools/test-support/run-mesh.js'
+import { waitFor } from '../tools/wait-for.js'
 import type { StatusReport } from '../node/status-report.js'
+
+export { waitFor }
 
 /** A `mesh start` process with its collected log lines. */
 export class MeshProcess {
@@ -77,8 +81,7 @@ export async function meshOk (home: string, args: string[]): Promise<string> {
 
 /** The node's `mesh status --json` through its control socket. */
 export async function status (home: string): Promise<StatusReport> {
-  const dir = dataDir(home)
-  return await controlRequest(dir.controlSocket, dir.root, { op: 'status' }) as StatusReport
+  return await requestStatus(dataDir(home))
 }
 
 /** Every member's capabilities as the node reads them from the private DHT. */
@@ -91,22 +94,6 @@ export async function clusterCapabilities (home: string): Promise<Record<string,
 export async function metricsText (home: string): Promise<string> {
   const dir = dataDir(home)
   return (await controlRequest(dir.controlSocket, dir.root, { op: 'metrics' }) as { text: string }).text
-}
-
-/** Polls `check` until it returns a value other than undefined. */
-export async function waitFor<T> (what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let lastError: unknown
-  while (Date.now() < deadline) {
-    try {
-      const value = await check()
-      if (value !== undefined) return value
-    } catch (err) {
-      lastError = err
-    }
-    await delay(200)
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError === undefined ? '' : ` (last error: ${String(lastError)})`}`)
 }
 
 /** Temporary data dirs that are removed with all the processes started on them. */

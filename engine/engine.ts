@@ -6,6 +6,12 @@
 /** What to continue: text (tokenized by the engine, BOS added as the model asks) or token ids as they are. */
 export type GenerateInput = string | { tokens: readonly number[] }
 
+/** How text becomes token ids. */
+export interface TokenizeOptions {
+  /** read control-token texts such as `<|im_start|>` as those tokens (default false: as plain text) */
+  special?: boolean
+}
+
 /** Random sampling; leave it out for greedy decoding (always the most likely token). */
 export interface SamplingOptions {
   /** softmax temperature; 0 means greedy */
@@ -52,6 +58,10 @@ export interface Engine {
   readonly modelPath: string
   /** compute threads the engine uses */
   readonly threads: number
+  /** tokens one generation can hold: its prompt plus everything it generates */
+  readonly contextSize: number
+  /** Token ids of `text` as the engine feeds it to the model, BOS first when the model asks for it. */
+  tokenize: (text: string, options?: TokenizeOptions) => number[] | Promise<number[]>
   /** Streams the continuation of `input`; the generator's return value says why it ended. */
   generate: (input: GenerateInput, options: GenerateOptions) => AsyncGenerator<GeneratedPiece, FinishReason, undefined>
   /** Frees the model and everything it holds; the engine cannot be used afterwards. */

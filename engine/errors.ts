@@ -42,3 +42,15 @@ export class LlamaServerRequestError extends Error {
     super(message)
   }
 }
+
+/** No engine can serve right now: the model is loading, or the cluster is re-planning or lacks memory. */
+export class EngineUnavailableError extends Error {
+  static readonly code = 'ERR_ENGINE_UNAVAILABLE'
+  readonly code = EngineUnavailableError.code
+  override readonly name = 'EngineUnavailableError'
+
+  /** `retryAfterSeconds` is how long a client should wait before trying again */
+  constructor (message: string, readonly retryAfterSeconds: number) {
+    super(message)
+  }
+}

@@ -4,7 +4,7 @@ import { connect } from 'node:net'
 import { createInterface } from 'node:readline'
 import { readCpuBudget } from './cpu-budget.js'
 import { SupervisedProcess } from './child-process.js'
-import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions } from './engine.js'
+import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions, TokenizeOptions } from './engine.js'
 import { EngineDisposedError, EngineOptionsError, LlamaServerRequestError } from './errors.js'
 import { findLlamaCppTools } from './llama-cpp/tools.js'
 import { defaultContextSize, inspectModelFile } from './model-file.js'
@@ -45,12 +45,14 @@ export async function startLlamaServer (options: LlamaServerOptions): Promise<Ll
   if ('socketPath' in listen) await removeStaleSocket(listen.socketPath)
   const llamaServerPath = options.llamaServerPath ?? (await findLlamaCppTools()).llamaServer
   const threads = options.threads ?? (await readCpuBudget()).threads
+  const contextSize = options.contextSize ?? defaultContextSize(facts)
+  const parallel = options.parallel ?? 1
   const args = [
     '--model', options.modelPath,
     '--threads', String(threads),
     '--threads-batch', String(threads),
-    '--ctx-size', String(options.contextSize ?? defaultContextSize(facts)),
-    '--parallel', String(options.parallel ?? 1),
+    '--ctx-size', String(contextSize),
+    '--parallel', String(parallel),
     ...('socketPath' in listen ? ['--host', listen.socketPath] : ['--host', listen.host, '--port', '0']),
     '--no-webui',
     ...(options.extraArgs ?? [])
@@ -62,7 +64,9 @@ export async function startLlamaServer (options: LlamaServerOptions): Promise<Ll
     const target: RequestOptions = address.startsWith('unix://')
       ? { socketPath: address.slice('unix://'.length) }
       : { host: new URL(address).hostname, port: Number(new URL(address).port) }
-    const server = new LlamaServer(child, target, options.modelPath, threads, 'socketPath' in listen ? listen.socketPath : undefined)
+    // llama-server divides its context evenly between the slots.
+    const slotContext = Math.floor(contextSize / parallel)
+    const server = new LlamaServer(child, target, options.modelPath, threads, 'socketPath' in listen ? listen.socketPath : undefined, slotContext)
     await child.waitUntil(async () => await server.isHealthy(), { ...wait, intervalMs: 100 })
     return server
   } catch (err) {
@@ -90,7 +94,9 @@ export class LlamaServer implements Engine {
     private readonly target: RequestOptions,
     readonly modelPath: string,
     readonly threads: number,
-    private readonly socketPath: string | undefined
+    private readonly socketPath: string | undefined,
+    /** tokens one request can hold: llama-server's context divided by its slots */
+    readonly contextSize: number
   ) {}
 
   /** Process id of the llama-server child. */
@@ -112,6 +118,17 @@ export class LlamaServer implements Engine {
     } catch {
       return false
     }
+  }
+
+  /** Token ids of `text`, as llama-server's /tokenize reads it. */
+  async tokenize (text: string, options?: TokenizeOptions): Promise<number[]> {
+    if (this.#stopped) throw new EngineDisposedError('this llama-server was stopped; start it again to tokenize')
+    const response = await this.#send('POST', '/tokenize', { content: text, add_special: true, parse_special: options?.special === true })
+    const answer = await readAll(response)
+    if (response.statusCode !== 200) {
+      throw new LlamaServerRequestError(`llama-server refused to tokenize (HTTP ${response.statusCode}): ${answer.slice(0, 300)}`, response.statusCode)
+    }
+    return (JSON.parse(answer) as { tokens: number[] }).tokens
   }
 
   async * generate (input: GenerateInput, options: GenerateOptions): AsyncGenerator<GeneratedPiece, FinishReason, undefined> {

@@ -1,6 +1,6 @@
 import { getLlama, TokenBias, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp'
 import { readCpuBudget } from './cpu-budget.js'
-import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions } from './engine.js'
+import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions, TokenizeOptions } from './engine.js'
 import { EngineDisposedError, EngineOptionsError, ModelFileError } from './errors.js'
 import { NODE_LLAMA_OPTIONS, type NodeBindingKind } from './llama-cpp/node-binding.js'
 import { defaultContextSize, inspectModelFile } from './model-file.js'
@@ -92,9 +92,14 @@ export class LocalEngine implements Engine {
     private readonly context: LlamaContext
   ) {}
 
+  /** Tokens one generation can hold (the context has a single sequence). */
+  get contextSize (): number {
+    return this.context.contextSize
+  }
+
   /** Token ids of `text` as this engine feeds it to the model (with BOS when the model asks for it). */
-  tokenize (text: string): number[] {
-    const tokens = this.model.tokenize(text)
+  tokenize (text: string, options?: TokenizeOptions): number[] {
+    const tokens = this.model.tokenize(text, options?.special === true)
     const bos = this.model.tokens.bos
     return this.model.tokens.shouldPrependBosToken && bos != null ? [bos, ...tokens] : tokens
   }

@@ -11,6 +11,7 @@ import { tcp } from '@libp2p/tcp'
 import { tls } from '@libp2p/tls'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../protocols/auth/constants.js'
+import { rpcTunnel, type RpcTunnel, type RpcTunnelBridgeInit } from '../protocols/rpc-tunnel/index.js'
 import { memberGate, type MemberGate } from './member-gate.js'
 import { PROBE_MS } from './probe.js'
 import type { Membership } from './membership.js'
@@ -33,6 +34,7 @@ export interface MeshServices extends Record<string, unknown> {
   dht: KadDHT
   pubsub: GossipSub
   gate: MemberGate
+  rpcTunnel: RpcTunnel
 }
 
 /** What a mesh node's libp2p peer is built from. */
@@ -48,6 +50,8 @@ export interface Libp2pNodeInit {
   metrics: NodeMetrics
   dhtValidators: Record<string, ValidateFn>
   dhtSelectors: Record<string, SelectFn>
+  /** workers: the bridge that lets the coordinator reach the local rpc-server */
+  rpcBridge?: RpcTunnelBridgeInit
 }
 
 /** Creates (but does not start) the libp2p peer of a mesh node. */
@@ -98,6 +102,7 @@ export async function createLibp2pNode (init: Libp2pNodeInit): Promise<Libp2p<Me
         allowQueryWithZeroPeers: true
       }),
       pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
+      rpcTunnel: rpcTunnel({ bridge: init.rpcBridge, registry: metrics.registry }),
       gate: memberGate({
         membership,
         metrics,

@@ -3,6 +3,8 @@ import { unlink } from 'node:fs/promises'
 import { setTimeout as delay } from 'node:timers/promises'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { bundledLlamaCppSource } from '../engine/llama-cpp/source.js'
+import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
+import { messageCapFor } from '../protocols/rpc-tunnel/index.js'
 import { authStreamHandler, requestAdmission } from '../protocols/auth/auth-handshake.js'
 import { AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../protocols/auth/constants.js'
 import { localCapabilities, type Capabilities } from './capabilities.js'
@@ -26,6 +28,7 @@ import type { Connection, PrivateKey } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
 import type { LevelDatastore } from 'datastore-level'
 import type { Server } from 'node:net'
+import type { EngineStatus } from './coordinator.js'
 
 /** How `mesh start` runs a node. */
 export interface MeshNodeOptions {
@@ -71,10 +74,12 @@ export class MeshNode {
   private readonly staticPeers = new Map<string, string>()
   private readonly dialFailures = new Set<string>()
   private readonly timers: NodeJS.Timeout[] = []
+  private readonly rpcServer: RpcServer | undefined
   private control: Server | undefined
   private stopping = false
+  private engineStatus: (() => EngineStatus) | undefined
 
-  private constructor (fields: { options: MeshNodeOptions, privateKey: PrivateKey, libp2p: Libp2p<MeshServices>, membership: Membership, metrics: NodeMetrics, datastore: LevelDatastore, capabilities: Capabilities }) {
+  private constructor (fields: { options: MeshNodeOptions, privateKey: PrivateKey, libp2p: Libp2p<MeshServices>, membership: Membership, metrics: NodeMetrics, datastore: LevelDatastore, capabilities: Capabilities, rpcServer: RpcServer | undefined }) {
     this.options = fields.options
     this.libp2p = fields.libp2p
     this.membership = fields.membership
@@ -82,6 +87,7 @@ export class MeshNode {
     this.datastore = fields.datastore
     this.privateKey = fields.privateKey
     this.capabilities = fields.capabilities
+    this.rpcServer = fields.rpcServer
     this.events = new FailureDetector()
     this.gossip = new MemberGossip({ pubsub: this.libp2p.services.pubsub, membership: this.membership, detector: this.events, metrics: this.metrics, capabilities: this.capabilities })
   }
@@ -107,27 +113,42 @@ export class MeshNode {
         build: { llamaCppTag, features: LOCAL_FEATURES }
       })
       const peers = [...options.peers, ...config.coordinatorAddrs]
-      const libp2p = await createLibp2pNode({
-        privateKey,
-        datastore,
-        listen: options.listen,
-        quic: [...options.listen, ...peers].some(a => a.includes('/quic')),
-        encryption: options.encryption,
-        mdns: options.mdns,
-        membership,
-        metrics,
-        dhtValidators: capabilityValidators(membership.trust),
-        dhtSelectors: capabilitySelectors()
-      })
       const capabilities = localCapabilities(llamaCppTag, options.memoryBytes)
-      const node = new MeshNode({ options: { ...options, peers }, privateKey, libp2p, membership, metrics, datastore, capabilities })
+      // A worker lends its memory through rpc-server, which only the coordinator reaches, through the tunnel.
+      const rpcServer = options.role === 'worker' ? await startRpcServer({ dataDir: dir.root }) : undefined
       try {
-        await node.run()
+        const libp2p = await createLibp2pNode({
+          privateKey,
+          datastore,
+          listen: options.listen,
+          quic: [...options.listen, ...peers].some(a => a.includes('/quic')),
+          encryption: options.encryption,
+          mdns: options.mdns,
+          membership,
+          metrics,
+          dhtValidators: capabilityValidators(membership.trust),
+          dhtSelectors: capabilitySelectors(),
+          rpcBridge: rpcServer === undefined
+            ? undefined
+            : {
+                authorize: peer => membership.certificateOf(peer.toString())?.body.role === 'coordinator',
+                rpcServerPort: () => rpcServer.port,
+                // No plan can put more on this worker than it offers, so no legitimate message is larger.
+                maxMessageBytes: () => messageCapFor(capabilities.memoryBytes)
+              }
+        })
+        const node = new MeshNode({ options: { ...options, peers }, privateKey, libp2p, membership, metrics, datastore, capabilities, rpcServer })
+        try {
+          await node.run()
+        } catch (err) {
+          await libp2p.stop()
+          throw err
+        }
+        return node
       } catch (err) {
-        await libp2p.stop()
+        await rpcServer?.dispose()
         throw err
       }
-      return node
     } catch (err) {
       await datastore.close().catch(() => {})
       throw err
@@ -266,6 +287,11 @@ export class MeshNode {
     return out
   }
 
+  /** Makes `mesh status` include the engine and stage plan (the coordinator's serving side calls it). */
+  reportEngineStatus (provider: () => EngineStatus): void {
+    this.engineStatus = provider
+  }
+
   /** The members table of `mesh status`. */
   async status (): Promise<StatusReport> {
     const self = this.membership.selfCertificate.body
@@ -295,7 +321,8 @@ export class MeshNode {
     }
     return {
       self: { peerId: self.peerId, role: self.role, clusterId: self.clusterId, addresses: this.libp2p.getMultiaddrs().map(String), llamaCppTag: self.llamaCppTag, memoryBytes: this.capabilities.memoryBytes, apiPort: this.options.apiPort },
-      members
+      members,
+      engine: this.engineStatus?.() ?? null
     }
   }
 
@@ -335,6 +362,7 @@ export class MeshNode {
     await delay(200)
     this.events.stop()
     await this.libp2p.stop()
+    await this.rpcServer?.dispose()
     await this.datastore.close()
     await unlink(this.options.dir.controlSocket).catch(() => {})
   }

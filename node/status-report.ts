@@ -1,5 +1,6 @@
 import type { Role } from './certificate.js'
 import type { MemberState } from './failure-detector.js'
+import type { EngineStatus } from './coordinator.js'
 
 /** This node, as `mesh status --json` shows it. */
 export interface SelfStatus {
@@ -36,4 +37,6 @@ export interface MemberStatus {
 export interface StatusReport {
   self: SelfStatus
   members: MemberStatus[]
+  /** the coordinator's engine and stage plan; null on workers and on a coordinator serving no model */
+  engine: EngineStatus | null
 }

@@ -17,7 +17,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   join: async () => (await import('./commands/join.js')).joinCommand(),
   revoke: async () => (await import('./commands/revoke.js')).revokeCommand(),
   start: async () => (await import('./commands/start.js')).startCommand(),
-  status: async () => (await import('./commands/status.js')).statusCommand()
+  status: async () => (await import('./commands/status.js')).statusCommand(),
+  up: async () => (await import('./commands/up.js')).upCommand()
 }
 
 const program = new Command('mesh')

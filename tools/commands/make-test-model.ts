@@ -3,6 +3,7 @@ import cliProgress from 'cli-progress'
 import { Command, Option } from 'commander'
 import { writeGgufFile } from '../../engine/gguf/index.js'
 import { DEFAULT_SYNTHETIC_MODEL_OPTIONS, SYNTHETIC_WEIGHT_TYPES, syntheticModelContent, syntheticVocabulary, type SyntheticModelOptions } from '../../engine/synthetic-model/index.js'
+import { formatBytes } from '../../scheduler/index.js'
 import { parseNonNegativeInt, parsePositiveInt } from '../cli-parsers.js'
 
 interface MakeTestModelOptions extends SyntheticModelOptions {
@@ -80,9 +81,4 @@ function progressBar (wanted: boolean): { update: (written: number, total: numbe
       started = false
     }
   }
-}
-
-function formatBytes (bytes: number): string {
-  const mib = bytes / (1024 * 1024)
-  return mib >= 1024 ? `${(mib / 1024).toFixed(2)} GiB` : `${mib.toFixed(1)} MiB`
 }

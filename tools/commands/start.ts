@@ -4,6 +4,9 @@ import { createLog } from '../../node/log.js'
 import { MeshNode } from '../../node/mesh-node.js'
 import { isPeerAddress } from '../../node/static-peers.js'
 import { parsePositiveInt } from '../cli-parsers.js'
+import { Coordinator } from '../../node/coordinator.js'
+import { ENGINE_CHOICES, type EngineChoice } from '../../node/serving-plan.js'
+import { parseStages, type PrivacyMode, type StageRange } from '../../scheduler/index.js'
 import type { Role } from '../../node/certificate.js'
 import type { Encryption } from '../../node/libp2p-node.js'
 
@@ -15,6 +18,20 @@ interface StartOptions {
   encryption: Encryption
   mdns: boolean
   memory?: number
+  model?: string
+  engine: EngineChoice
+  apiHost: string
+  privacy: PrivacyMode
+  stages?: StageRange[]
+  ctx?: number
+}
+
+function parseStagesOption (value: string): StageRange[] {
+  try {
+    return parseStages(value)
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message)
+  }
 }
 
 function collectPeer (value: string, previous: string[]): string[] {
@@ -33,10 +50,20 @@ export function startCommand (): Command {
     .addOption(new Option('--encryption <kind>', 'transport encryption to prefer').choices(['noise', 'tls']).default('noise'))
     .option('--no-mdns', 'do not discover peers on the LAN with mDNS')
     .addOption(new Option('--memory <bytes>', 'memory offered to the cluster (default: free memory at start)').argParser(parsePositiveInt))
+    .option('--model <path>', 'coordinator: the GGUF model to serve through the API')
+    .addOption(new Option('--engine <engine>', 'coordinator: local runs the model in this process, cluster splits it over the workers with llama-server, auto picks cluster when workers are alive').choices(ENGINE_CHOICES).default('auto'))
+    .option('--api-host <host>', 'coordinator: address the API listens on', '127.0.0.1')
+    .addOption(new Option('--privacy <mode>', 'coordinator: on keeps the first layer and the output head here, so workers never see text or token ids').choices(['on', 'off']).default('on'))
+    .addOption(new Option('--stages <ranges>', 'coordinator: manual layer ranges, coordinator first, e.g. 0-9,10-27').argParser(parseStagesOption))
+    .addOption(new Option('--ctx <n>', 'coordinator: context size in tokens (default: the model\'s, at most 4096)').argParser(parsePositiveInt))
     .action(async (options: StartOptions) => {
+      if (options.model != null && options.role !== 'coordinator') {
+        throw new InvalidArgumentError('--model is for the coordinator; workers lend memory to the coordinator\'s model')
+      }
       const log = createLog()
+      const dir = dataDir()
       const node = await MeshNode.start({
-        dir: dataDir(),
+        dir,
         role: options.role,
         listen: options.listen ?? ['/ip4/0.0.0.0/tcp/9090'],
         peers: options.peer,
@@ -46,6 +73,28 @@ export function startCommand (): Command {
         apiPort: options.apiPort,
         log
       })
+      let coordinator: Coordinator | undefined
+      if (options.model != null) {
+        try {
+          coordinator = await Coordinator.start({
+            node,
+            dir,
+            modelPath: options.model,
+            engine: options.engine,
+            privacy: options.privacy,
+            stages: options.stages,
+            contextSize: options.ctx,
+            apiHost: options.apiHost,
+            apiPort: options.apiPort,
+            log
+          })
+        } catch (err) {
+          await node.stop()
+          throw err
+        }
+      } else if (options.role === 'coordinator') {
+        log('warn', 'no --model given: the node runs, but the API serves nothing until it is restarted with --model')
+      }
       await new Promise<void>(resolve => {
         const stop = (signal: string): void => {
           log('info', `${signal} received, stopping`)
@@ -54,6 +103,7 @@ export function startCommand (): Command {
         process.once('SIGINT', stop)
         process.once('SIGTERM', stop)
       })
+      await coordinator?.stop()
       await node.stop()
       log('info', 'stopped')
     })

@@ -2,11 +2,12 @@ import { Command } from 'commander'
 import { controlRequest } from '../../node/control-socket.js'
 import { dataDir } from '../../node/data-dir.js'
 import { shortPeerId } from '../../node/mesh-node.js'
+import { formatBytes } from '../../scheduler/index.js'
+import type { EngineStatus } from '../../node/coordinator.js'
 import type { MemberStatus, StatusReport } from '../../node/status-report.js'
 
-function formatBytes (bytes: number | null): string {
-  if (bytes === null) return '-'
-  return `${(bytes / 2 ** 30).toFixed(1)} GiB`
+function formatMemory (bytes: number | null): string {
+  return bytes === null ? '-' : formatBytes(bytes)
 }
 
 function formatAge (ms: number | null): string {
@@ -18,7 +19,7 @@ function row (m: MemberStatus): string[] {
   return [
     shortPeerId(m.peerId), m.role, m.state, m.addresses[0] ?? '-',
     m.transport === null ? '-' : `${m.transport}/${(m.encryption ?? '?').replace(/^\//, '')}`,
-    m.rttMs === null ? '-' : `${m.rttMs} ms`, formatAge(m.lastSeenMs), m.llamaCppTag, formatBytes(m.memoryBytes)
+    m.rttMs === null ? '-' : `${m.rttMs} ms`, formatAge(m.lastSeenMs), m.llamaCppTag, formatMemory(m.memoryBytes)
   ]
 }
 
@@ -28,11 +29,21 @@ function table (rows: string[][]): string {
   return rows.map(r => r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n')
 }
 
+function describeEngine (engine: EngineStatus): string {
+  const serving = engine.kind != null ? `${engine.state} (${engine.kind})` : engine.state
+  return [
+    `engine  ${serving}${engine.reason != null ? `: ${engine.reason}` : ''}`,
+    `model   ${engine.model}`,
+    `api     ${engine.apiUrl}`,
+    ...(engine.planTable != null ? ['', engine.planTable] : [])
+  ].join('\n')
+}
+
 /** `mesh status`: the members table of the local running node. */
 export function statusCommand (): Command {
   return new Command('status')
     .description('show this node and the cluster members it knows (needs the local node running)')
-    .option('--json', 'print {"self":{...},"members":[...]} as one JSON object')
+    .option('--json', 'print {"self":{...},"members":[...],"engine":{...}|null} as one JSON object')
     .action(async (options: { json?: boolean }) => {
       const dir = dataDir()
       const report = await controlRequest(dir.controlSocket, dir.root, { op: 'status' }) as StatusReport
@@ -44,5 +55,6 @@ export function statusCommand (): Command {
       process.stdout.write(`${self.role} ${self.peerId} of cluster ${self.clusterId} (llama.cpp ${self.llamaCppTag}, offers ${formatBytes(self.memoryBytes)})\n\n`)
       const header = ['PEER', 'ROLE', 'STATE', 'ADDRESS', 'TRANSPORT', 'RTT', 'LAST SEEN', 'LLAMA.CPP', 'MEMORY']
       process.stdout.write(`${table([header, ...report.members.map(row)])}\n`)
+      if (report.engine != null) process.stdout.write(`\n${describeEngine(report.engine)}\n`)
     })
 }

@@ -1,8 +1,7 @@
 import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { MESH_BIN } from '../mesh-entry.js'
 
-/** Path of the compiled `mesh` entry point, for tests that run the CLI as users do. */
-export const MESH_BIN = fileURLToPath(new URL('../mesh.js', import.meta.url))
+export { MESH_BIN }
 
 export interface MeshResult {
   code: number | null

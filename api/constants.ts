@@ -1,0 +1,8 @@
+/** Tokens a text completion generates when the request gives no max_tokens (OpenAI's default). */
+export const DEFAULT_COMPLETION_MAX_TOKENS = 16
+
+/** Tokens a chat reply may take when the request gives no limit: OpenAI has none, but a context does. */
+export const DEFAULT_CHAT_MAX_TOKENS = 256
+
+/** Largest request body accepted, in bytes: long conversations fit, runaway uploads do not. */
+export const BODY_LIMIT_BYTES = 4 * 1024 * 1024

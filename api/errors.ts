@@ -1,0 +1,56 @@
+/** OpenAI's error types, which its clients show to the user. */
+export type OpenAiErrorType = 'invalid_request_error' | 'authentication_error' | 'not_found_error' | 'server_error'
+
+/** The body of every error answer, as OpenAI's clients parse it. */
+export interface OpenAiErrorBody {
+  error: {
+    message: string
+    type: OpenAiErrorType
+    param: string | null
+    code: string | null
+  }
+}
+
+/** An error the API answers with its own HTTP status and an OpenAI-shaped body. */
+export abstract class ApiError extends Error {
+  abstract readonly statusCode: number
+  abstract readonly type: OpenAiErrorType
+
+  /** `param` names the request field at fault; `code` is OpenAI's machine-readable code */
+  constructor (message: string, readonly param: string | null = null, readonly code: string | null = null) {
+    super(message)
+  }
+
+  /** The OpenAI-shaped body for this error. */
+  toBody (): OpenAiErrorBody {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } }
+  }
+}
+
+/** The request body is malformed or asks for something the API does not support (HTTP 400). */
+export class InvalidRequestError extends ApiError {
+  readonly statusCode = 400
+  readonly type = 'invalid_request_error'
+  override readonly name = 'InvalidRequestError'
+}
+
+/** The Bearer API key is missing or wrong (HTTP 401). */
+export class AuthenticationError extends ApiError {
+  readonly statusCode = 401
+  readonly type = 'authentication_error'
+  override readonly name = 'AuthenticationError'
+}
+
+/** The route or the model asked for does not exist (HTTP 404). */
+export class NotFoundError extends ApiError {
+  readonly statusCode = 404
+  readonly type = 'not_found_error'
+  override readonly name = 'NotFoundError'
+}
+
+/** The engine failed to generate (HTTP 500). */
+export class EngineFailureError extends ApiError {
+  readonly statusCode = 500
+  readonly type = 'server_error'
+  override readonly name = 'EngineFailureError'
+}

@@ -1,0 +1,124 @@
+// `mesh up` as a user runs it: a coordinator and two workers on this machine, the API answering
+// with the printed key, and Ctrl-C stopping every process it started.
+import { after, before, describe, it } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { createServer, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { writeTestModel, type TestModel } from '../engine/test-support/test-model.js'
+import { MESH_BIN, runMesh } from '../tools/test-support/run-mesh.js'
+import { waitFor } from '../tools/wait-for.js'
+import { descendantPids, runningPids } from './process-tree.js'
+import type { StatusReport } from '../node/status-report.js'
+
+const READY_TIMEOUT_MS = 300_000
+
+async function listenOnFreePort (): Promise<Server> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  return server
+}
+
+function portOf (server: Server): number {
+  const address = server.address()
+  if (address == null || typeof address === 'string') throw new Error('no TCP port')
+  return address.port
+}
+
+async function freePort (): Promise<number> {
+  const server = await listenOnFreePort()
+  const port = portOf(server)
+  await new Promise(resolve => server.close(resolve))
+  return port
+}
+
+/** A running `mesh up` with its output so far. */
+class MeshUp {
+  stdout = ''
+  stderr = ''
+  readonly child: ChildProcess
+  readonly exited: Promise<number | null>
+
+  constructor (home: string, args: string[]) {
+    this.child = spawn(process.execPath, [MESH_BIN, 'up', ...args], { env: { ...process.env, LLMESH_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { this.stdout += chunk })
+    this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { this.stderr += chunk })
+    this.exited = new Promise(resolve => { this.child.once('exit', code => { resolve(code) }) })
+  }
+
+  async ready (): Promise<void> {
+    const gone = new AbortController()
+    void this.exited.then(code => { gone.abort(new Error(`mesh up exited with code ${String(code)} before "ready"`)) })
+    await waitFor('"ready" from mesh up', async () => /^ready$/m.test(this.stdout) ? true : undefined, READY_TIMEOUT_MS, gone.signal)
+      .catch((err: Error) => { throw new Error(`${err.message}\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`) })
+  }
+
+  /** Kills mesh up and everything below it, for clean-up after a failed test. */
+  async kill (): Promise<void> {
+    if (this.child.pid === undefined || this.child.exitCode !== null) return
+    for (const pid of await descendantPids(this.child.pid)) {
+      try { process.kill(pid, 'SIGKILL') } catch { /* already gone */ }
+    }
+    this.child.kill('SIGKILL')
+    await this.exited
+  }
+}
+
+describe('mesh up', () => {
+  let model: TestModel
+  let home: string
+  const runs: MeshUp[] = []
+
+  before(async () => {
+    model = await writeTestModel()
+    home = await mkdtemp(join(tmpdir(), 'llmesh-mesh-up-'))
+  })
+
+  after(async () => {
+    await Promise.all(runs.map(async run => run.kill()))
+    await rm(home, { recursive: true, force: true })
+    await model.remove()
+  })
+
+  it('serves the API with two workers, prints the key and the plan, and stops everything on Ctrl-C', async () => {
+    const port = await freePort()
+    const up = new MeshUp(home, ['--workers', '2', '--api-port', String(port), '--model', model.path])
+    runs.push(up)
+    await up.ready()
+
+    const apiKey = (await readFile(join(home, 'up', 'coordinator', 'api-key'), 'utf8')).trim()
+    assert.match(up.stdout, new RegExp(`^api key: ${apiKey}$`, 'm'))
+    assert.ok(up.stdout.includes(`http://127.0.0.1:${port}/v1`), up.stdout)
+    assert.match(up.stdout, new RegExp(`^ +curl http://127\\.0\\.0\\.1:${port}/v1/chat/completions .*Bearer ${apiKey}`, 'm'))
+    assert.match(up.stdout, /^stage plan \(llama-server\):$/m)
+
+    const models = await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: `Bearer ${apiKey}` } })
+    assert.equal(models.status, 200, 'the printed key opens the API')
+    await models.body?.cancel()
+
+    const status = await runMesh(['status', '--json'], { env: { LLMESH_HOME: join(home, 'up', 'coordinator') } })
+    assert.equal(status.code, 0, status.stderr)
+    const report = JSON.parse(status.stdout) as StatusReport
+    assert.equal(report.members.filter(m => m.role === 'worker' && m.state === 'alive').length, 2)
+
+    const pids = await descendantPids(up.child.pid ?? -1)
+    assert.ok(pids.length >= 3, `mesh up runs its three nodes (found ${pids.length} processes)`)
+    up.child.kill('SIGINT')
+    assert.equal(await up.exited, 0, up.stderr)
+    assert.match(up.stdout, /^stopped$/m)
+    assert.deepEqual(runningPids(pids), [], 'no process started by mesh up outlives it')
+  })
+
+  it('refuses an API port that is taken, before starting anything', async () => {
+    const taken = await listenOnFreePort()
+    try {
+      const result = await runMesh(['up', '--api-port', String(portOf(taken)), '--model', model.path], { env: { LLMESH_HOME: home } })
+      assert.equal(result.code, 1)
+      assert.equal(result.stderr.trim().split('\n').at(-1), `mesh: port ${portOf(taken)} on 127.0.0.1 is already in use; stop the program using it or pass another port with --api-port`)
+    } finally {
+      await new Promise(resolve => taken.close(resolve))
+    }
+  })
+})

@@ -1,0 +1,193 @@
+// The ggml-rpc tunnel end to end, with real libp2p nodes (TCP + Noise + yamux on 127.0.0.1),
+// a real rpc-server behind the worker bridge and real llama-servers in front of it.
+import '../node/polyfill.js'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import type { PeerId, Stream } from '@libp2p/interface'
+import { startLlamaServer } from '../engine/llama-server.js'
+import { loadLocalEngine } from '../engine/local-engine.js'
+import { readModelFacts } from '../engine/model-facts.js'
+import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
+import { writeTestModel, type TestModel } from '../engine/test-support/test-model.js'
+import { messageCapFor, RPC_TUNNEL_PROTOCOL, rpcTunnel, type RpcTunnel, type RpcTunnelInit } from '../protocols/rpc-tunnel/index.js'
+
+const PROMPT = 'The quick brown fox jumps over the lazy dog.'
+const HELLO = 14
+const DEVICE_COUNT = 15
+const SET_TENSOR = 6
+
+type Node = Libp2p<{ rpcTunnel: RpcTunnel }>
+
+async function startNode (init: RpcTunnelInit = {}): Promise<Node> {
+  return await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] },
+    services: { rpcTunnel: rpcTunnel(init) }
+  })
+}
+
+function request (command: number, payloadBytes: number, announced = BigInt(payloadBytes)): Uint8Array {
+  const bytes = new Uint8Array(9 + payloadBytes)
+  bytes[0] = command
+  new DataView(bytes.buffer).setBigUint64(1, announced, true)
+  return bytes
+}
+
+/** Collects a stream's bytes and tells how it ended. */
+function watch (stream: Stream): { bytes: () => Uint8Array, closed: Promise<Error | undefined> } {
+  const chunks: Uint8Array[] = []
+  stream.addEventListener('message', event => {
+    chunks.push(event.data instanceof Uint8Array ? event.data : event.data.subarray())
+  })
+  const closed = new Promise<Error | undefined>(resolve => {
+    stream.addEventListener('close', event => { resolve(event.error) }, { once: true })
+  })
+  return { bytes: () => new Uint8Array(Buffer.concat(chunks)), closed }
+}
+
+async function until (condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+/** Size u64 + payload of rpc-server's answers: HELLO gets 4 + 24 bytes, DEVICE_COUNT 4. */
+const HELLO_RESPONSE_BYTES = 8 + 28
+const DEVICE_COUNT_RESPONSE_BYTES = 8 + 4
+
+// Needs the tools `mesh setup` builds; findLlamaCppTools() says so when they are missing.
+describe('ggml-rpc tunnel over libp2p', { timeout: 300_000 }, () => {
+  let model: TestModel
+  let dataDir: string
+  let rpcServer: RpcServer
+  let coordinator: Node
+  let worker: Node
+  let otherMember: Node
+  let bannedTokens: number[]
+  const roles = new Map<string, 'coordinator' | 'worker'>()
+
+  before(async () => {
+    model = await writeTestModel()
+    dataDir = await mkdtemp(join(tmpdir(), 'llmesh-rpc-tunnel-test-'))
+    // A random-weight model strings lone UTF-8 bytes together, which llama-server refuses to send.
+    const local = await loadLocalEngine({ modelPath: model.path })
+    bannedTokens = local.partialCharacterTokens()
+    await local.dispose()
+    const { largestTensorBytes } = await readModelFacts(model.path)
+    rpcServer = await startRpcServer({ dataDir, threads: 1 })
+    coordinator = await startNode()
+    otherMember = await startNode()
+    worker = await startNode({
+      bridge: {
+        authorize: (peer: PeerId) => roles.get(peer.toString()) === 'coordinator',
+        rpcServerPort: () => rpcServer.port,
+        maxMessageBytes: () => messageCapFor(largestTensorBytes)
+      },
+      idleReadTimeoutMs: 2000
+    })
+    roles.set(coordinator.peerId.toString(), 'coordinator')
+    roles.set(otherMember.peerId.toString(), 'worker')
+    await coordinator.dial(worker.getMultiaddrs()[0])
+    await otherMember.dial(worker.getMultiaddrs()[0])
+  })
+
+  after(async () => {
+    await Promise.all([coordinator?.stop(), worker?.stop(), otherMember?.stop()])
+    await rpcServer?.dispose()
+    await model?.remove()
+    if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true })
+  })
+
+  async function greedyTokens (rpcEndpoint: string): Promise<number[]> {
+    const server = await startLlamaServer({ modelPath: model.path, threads: 1, extraArgs: ['--rpc', rpcEndpoint, '--n-gpu-layers', '99'] })
+    try {
+      const tokens: number[] = []
+      for await (const piece of server.generate(PROMPT, { maxTokens: 32, ignoreEos: true, bannedTokens })) tokens.push(piece.token)
+      return tokens
+    } finally {
+      await server.dispose()
+    }
+  }
+
+  /** A raw session from `from` to the worker: HELLO, then DEVICE_COUNT; returns the device count. */
+  async function deviceCount (from: Node): Promise<number> {
+    const stream = await from.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)
+    const seen = watch(stream)
+    stream.send(request(HELLO, 24))
+    stream.send(request(DEVICE_COUNT, 0))
+    await until(() => seen.bytes().length >= HELLO_RESPONSE_BYTES + DEVICE_COUNT_RESPONSE_BYTES, 'the DEVICE_COUNT response')
+    const bytes = seen.bytes()
+    assert.equal(bytes[8], 6, 'rpc-server speaks ggml-rpc protocol 6')
+    await stream.close()
+    return new DataView(bytes.buffer).getUint32(HELLO_RESPONSE_BYTES + 8, true)
+  }
+
+  it('gives llama-server the same greedy tokens as --rpc pointed at rpc-server directly', async () => {
+    const direct = await greedyTokens(`127.0.0.1:${rpcServer.port}`)
+    const endpoint = await coordinator.services.rpcTunnel.openListener(worker.peerId)
+    assert.match(endpoint, /^127\.0\.0\.1:\d+$/)
+    const tunnelled = await greedyTokens(endpoint)
+    await coordinator.services.rpcTunnel.closeListeners()
+    assert.equal(direct.length, 32)
+    assert.deepEqual(tunnelled, direct)
+    // The session really went through the bridge, which counted it per command.
+    const metrics = await worker.services.rpcTunnel.registry.getSingleMetricAsString('llmesh_rpc_request_bytes_total')
+    assert.match(metrics, /command="graph_compute"} [1-9]/)
+    assert.match(metrics, /command="set_tensor"} [1-9]/)
+  })
+
+  for (const [what, badRequest] of [
+    ['an unknown command byte', Uint8Array.of(0xc8)],
+    ['a length of 2^40', request(SET_TENSOR, 0, 2n ** 40n)]
+  ] as const) {
+    it(`closes a tunnel stream that sends ${what}; rpc-server keeps running and the next session works`, async () => {
+      const pid = rpcServer.pid
+      const stream = await coordinator.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)
+      const seen = watch(stream)
+      stream.send(request(HELLO, 24))
+      await until(() => seen.bytes().length >= HELLO_RESPONSE_BYTES, 'the HELLO response')
+      stream.send(badRequest)
+      assert.ok(await seen.closed !== undefined, 'the bridge resets the stream')
+      assert.equal(rpcServer.pid, pid)
+      assert.ok(!rpcServer.recentOutput.some(line => /Unknown command|Failed to allocate/.test(line)), 'the bad request never reached rpc-server')
+      assert.equal(await deviceCount(coordinator), 1)
+      assert.equal(rpcServer.pid, pid)
+    })
+  }
+
+  it('closes a tunnel stream that stalls part-way through a request', async () => {
+    const stream = await coordinator.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)
+    const seen = watch(stream)
+    stream.send(request(HELLO, 24).subarray(0, 5))
+    assert.ok(await seen.closed !== undefined, 'the bridge resets the stream after its idle read timeout')
+    assert.equal(await deviceCount(coordinator), 1)
+  })
+
+  it('refuses a tunnel stream from a member that is not the coordinator', async () => {
+    const accepted = rpcServer.recentOutput.filter(line => line.includes('Accepted client connection')).length
+    const stream = await otherMember.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)
+    const seen = watch(stream)
+    try {
+      stream.send(request(HELLO, 24))
+    } catch {
+      // the bridge may have reset the stream already, which is the point
+    }
+    assert.ok(await seen.closed !== undefined, 'the bridge resets the stream')
+    assert.equal(seen.bytes().length, 0, 'nothing came back from rpc-server')
+    assert.equal(rpcServer.recentOutput.filter(line => line.includes('Accepted client connection')).length, accepted, 'rpc-server saw no connection')
+    const refused = await worker.services.rpcTunnel.registry.getSingleMetricAsString('llmesh_rpc_refused_streams_total')
+    assert.match(refused, /reason="not-coordinator"} 1/)
+  })
+})

@@ -1,0 +1,86 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { mkdtemp, readdir, readFile, readlink, rm, stat } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { startRpcServer, type RpcServer } from './rpc-server.js'
+
+/** Local addresses ("hex-ip:hex-port") of the TCP sockets that process `pid` listens on, from /proc. */
+async function listeningAddresses (pid: number): Promise<string[]> {
+  const inodes = new Set<string>()
+  for (const fd of await readdir(`/proc/${pid}/fd`)) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '')
+    const match = /^socket:\[(\d+)\]$/.exec(target)
+    if (match != null) inodes.add(match[1])
+  }
+  const addresses: string[] = []
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const lines = (await readFile(table, 'utf8').catch(() => '')).split('\n').slice(1)
+    for (const line of lines) {
+      const fields = line.trim().split(/\s+/)
+      // fields: sl local_address rem_address st ... inode (10th)
+      if (fields.length > 9 && fields[3] === '0A' && inodes.has(fields[9])) addresses.push(fields[1])
+    }
+  }
+  return addresses
+}
+
+async function accepts (port: number): Promise<boolean> {
+  const socket = connect({ host: '127.0.0.1', port })
+  try {
+    await once(socket, 'connect')
+    return true
+  } catch {
+    return false
+  } finally {
+    socket.destroy()
+  }
+}
+
+// Needs the tools `mesh setup` builds; findLlamaCppTools() says so when they are missing.
+describe('supervised rpc-server', () => {
+  let dataDir: string
+  let server: RpcServer
+
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'llmesh-rpc-server-test-'))
+    server = await startRpcServer({ dataDir, threads: 1, restartDelayMs: 100 })
+  })
+
+  after(async () => {
+    await server?.dispose()
+    await rm(dataDir, { recursive: true, force: true })
+  })
+
+  it('listens on 127.0.0.1 only, on the port it reports', async () => {
+    assert.ok(server.pid !== undefined && server.port !== undefined)
+    const addresses = await listeningAddresses(server.pid)
+    const port = server.port.toString(16).toUpperCase().padStart(4, '0')
+    // 0100007F is 127.0.0.1 in /proc/net/tcp's byte order; no IPv6 or wildcard socket may exist.
+    assert.deepEqual(addresses, [`0100007F:${port}`])
+  })
+
+  it('keeps its tensor cache in the data dir', async () => {
+    assert.ok((await stat(join(dataDir, 'rpc-cache'))).isDirectory())
+    assert.ok(server.recentOutput.some(line => line.includes(join(dataDir, 'rpc-cache'))), `rpc-server output: ${server.recentOutput.join(' | ')}`)
+  })
+
+  it('is restarted when it dies, and accepts connections again', async () => {
+    const oldPid = server.pid as number
+    const restarted = once(server, 'restart')
+    process.kill(oldPid, 'SIGKILL')
+    const [{ port, pid }] = await restarted as [{ port: number, pid: number }]
+    assert.notEqual(pid, oldPid)
+    assert.equal(server.port, port)
+    assert.ok(await accepts(port))
+  })
+
+  it('stays stopped after dispose', async () => {
+    const pid = server.pid as number
+    await server.dispose()
+    assert.equal(server.port, undefined)
+    assert.throws(() => process.kill(pid, 0), { code: 'ESRCH' })
+  })
+})

@@ -1,0 +1,23 @@
+export const PROTOCOL_PREFIX = 'llmesh'
+export const PROTOCOL_NAME = 'rpc'
+export const PROTOCOL_VERSION = '1.0.0'
+
+/** The tunnel's libp2p protocol id, `/llmesh/rpc/1.0.0`. */
+export const RPC_TUNNEL_PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
+
+/**
+ * Added to the largest tensor for the message cap. A SET_TENSOR carries one tensor plus its
+ * 296-byte description and offset; a GRAPH_COMPUTE carries the graph (8 bytes per node and
+ * 296 per tensor: about 5 MB for llama.cpp's largest graphs of 8192 nodes). 32 MiB covers both.
+ */
+export const MESSAGE_MARGIN_BYTES = 32 * 1024 * 1024
+
+/** How long a request may stall part-way (or a session wait for its HELLO) before the stream is closed. */
+export const IDLE_READ_TIMEOUT_MS = 30_000
+
+/** llama-server keeps one connection per rpc-server; a few more allow a reconnect to overlap. */
+export const MAX_INBOUND_STREAMS = 4
+export const MAX_OUTBOUND_STREAMS = 4
+
+/** How long opening a tunnel stream to a worker may take. */
+export const OPEN_STREAM_TIMEOUT_MS = 10_000

@@ -1,0 +1,67 @@
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { pipeSocketAndStream } from './pipe.js'
+import type { Logger, Stream } from '@libp2p/interface'
+
+/**
+ * A TCP listener on 127.0.0.1 (a port the kernel picks) standing in for one worker's
+ * rpc-server: llama-server's `--rpc` points at it, and each connection it accepts is piped
+ * into a new tunnel stream to that worker.
+ */
+export class TunnelListener {
+  readonly #server: Server
+  readonly #sockets = new Set<Socket>()
+  readonly #openStream: () => Promise<Stream>
+  readonly #log: Logger
+
+  private constructor (openStream: () => Promise<Stream>, log: Logger) {
+    this.#openStream = openStream
+    this.#log = log
+    this.#server = createServer({ noDelay: true }, socket => { void this.#accept(socket) })
+  }
+
+  /** Listens on 127.0.0.1:0; `openStream` opens a tunnel stream to the worker for each connection. */
+  static async listen (openStream: () => Promise<Stream>, log: Logger): Promise<TunnelListener> {
+    const listener = new TunnelListener(openStream, log)
+    await new Promise<void>((resolve, reject) => {
+      listener.#server.once('error', reject)
+      listener.#server.listen({ host: '127.0.0.1', port: 0 }, () => {
+        listener.#server.off('error', reject)
+        resolve()
+      })
+    })
+    return listener
+  }
+
+  /** The `host:port` to give llama-server's `--rpc`. */
+  get endpoint (): string {
+    const { address, port } = this.#server.address() as AddressInfo
+    return `${address}:${port}`
+  }
+
+  async #accept (socket: Socket): Promise<void> {
+    this.#sockets.add(socket)
+    socket.once('close', () => this.#sockets.delete(socket))
+    let stream: Stream
+    try {
+      stream = await this.#openStream()
+    } catch (err) {
+      // llama-server treats a dropped RPC connection as fatal; the engine restarts it with a new plan.
+      this.#log.error('cannot open a tunnel stream for %s: %s', this.endpoint, (err as Error).message)
+      socket.destroy()
+      return
+    }
+    if (socket.destroyed) {
+      stream.abort(new Error('the local RPC client went away before the tunnel stream opened'))
+      return
+    }
+    const failure = await pipeSocketAndStream(socket, stream)
+    if (failure !== undefined) this.#log('tunnel connection on %s ended: %s', this.endpoint, failure.message)
+  }
+
+  /** Stops listening and closes every open connection (and so its tunnel stream). */
+  async close (): Promise<void> {
+    const closed = new Promise<void>(resolve => { this.#server.close(() => { resolve() }) })
+    for (const socket of this.#sockets) socket.destroy()
+    await closed
+  }
+}

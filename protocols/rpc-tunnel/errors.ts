@@ -1,0 +1,84 @@
+/**
+ * Typed errors of the ggml-rpc tunnel. Each carries a short `reason`, used as a metric
+ * label, so operators can tell a refused peer from an oversized message.
+ */
+export class RpcTunnelError extends Error {
+  readonly reason: string
+  constructor (message: string, reason: string) {
+    super(message)
+    this.name = 'RpcTunnelError'
+    this.reason = reason
+  }
+}
+
+/** The first request of a session is not HELLO: not an llama.cpp RPC client of this version. */
+export class RpcHelloExpectedError extends RpcTunnelError {
+  constructor (command: number) {
+    super(`the first ggml-rpc command must be HELLO (14), got ${command}; the client does not speak this llama.cpp RPC protocol`, 'hello-expected')
+    this.name = 'RpcHelloExpectedError'
+  }
+}
+
+/** A command byte this llama.cpp release does not define, or a HELLO after the first. */
+export class UnknownRpcCommandError extends RpcTunnelError {
+  constructor (command: number, why: string) {
+    super(`ggml-rpc command ${command} is refused: ${why}`, 'unknown-command')
+    this.name = 'UnknownRpcCommandError'
+  }
+}
+
+/** A request announces more payload than the tunnel's cap (largest tensor plus margin). */
+export class RpcMessageTooLargeError extends RpcTunnelError {
+  constructor (command: string, size: bigint, max: number) {
+    super(`ggml-rpc ${command} announces ${size} bytes, more than the ${max}-byte cap derived from the model plan`, 'too-large')
+    this.name = 'RpcMessageTooLargeError'
+  }
+}
+
+/** A fixed-size request announces a size other than its struct's. */
+export class RpcRequestSizeError extends RpcTunnelError {
+  constructor (command: string, size: bigint, expected: number) {
+    super(`ggml-rpc ${command} must carry exactly ${expected} bytes, got ${size}`, 'bad-size')
+    this.name = 'RpcRequestSizeError'
+  }
+}
+
+/** A message stalled mid-way for longer than the idle read timeout. */
+export class RpcIdleReadTimeoutError extends RpcTunnelError {
+  constructor (timeoutMs: number) {
+    super(`a ggml-rpc message stalled for more than ${timeoutMs} ms; the tunnel stream was closed`, 'idle-timeout')
+    this.name = 'RpcIdleReadTimeoutError'
+  }
+}
+
+/** rpc-server sent a response that no request asked for. */
+export class UnexpectedRpcResponseError extends RpcTunnelError {
+  constructor () {
+    super('rpc-server sent a response that no request asked for; the tunnel stream was closed', 'unexpected-response')
+    this.name = 'UnexpectedRpcResponseError'
+  }
+}
+
+/** The peer that opened a tunnel stream is not the cluster's coordinator. */
+export class RpcTunnelRefusedError extends RpcTunnelError {
+  constructor (peer: string) {
+    super(`peer ${peer} is not the cluster's coordinator; only the coordinator may open ggml-rpc tunnel streams`, 'not-coordinator')
+    this.name = 'RpcTunnelRefusedError'
+  }
+}
+
+/** This worker's rpc-server is not running or refused the bridge's connection. */
+export class RpcServerUnavailableError extends RpcTunnelError {
+  constructor (detail: string) {
+    super(`this worker's rpc-server is not reachable (${detail}); the tunnel stream was closed`, 'rpc-server-unavailable')
+    this.name = 'RpcServerUnavailableError'
+  }
+}
+
+/** A tunnel option is out of range. */
+export class RpcTunnelOptionsError extends RpcTunnelError {
+  constructor (message: string) {
+    super(message, 'options')
+    this.name = 'RpcTunnelOptionsError'
+  }
+}

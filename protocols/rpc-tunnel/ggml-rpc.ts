@@ -1,0 +1,90 @@
+/**
+ * The ggml-rpc wire protocol of the llama.cpp release every node runs (protocol 6.0.0), as
+ * ggml/src/ggml-rpc/ggml-rpc.cpp defines it:
+ *   request  (client -> rpc-server): command u8 | payload size u64 LE | payload
+ *   response (rpc-server -> client): payload size u64 LE | payload, only for some commands
+ * The server serves one connection at a time, requires HELLO first, and answers a second
+ * HELLO or an unknown command by dropping the connection.
+ */
+
+/** ggml-rpc command bytes (enum rpc_cmd). */
+export const RpcCommand = {
+  ALLOC_BUFFER: 0,
+  GET_ALIGNMENT: 1,
+  GET_MAX_SIZE: 2,
+  BUFFER_GET_BASE: 3,
+  FREE_BUFFER: 4,
+  BUFFER_CLEAR: 5,
+  SET_TENSOR: 6,
+  SET_TENSOR_HASH: 7,
+  GET_TENSOR: 8,
+  COPY_TENSOR: 9,
+  GRAPH_COMPUTE: 10,
+  GET_DEVICE_MEMORY: 11,
+  INIT_TENSOR: 12,
+  GET_ALLOC_SIZE: 13,
+  HELLO: 14,
+  DEVICE_COUNT: 15,
+  GRAPH_RECOMPUTE: 16,
+  MEMSET_TENSOR: 17
+} as const
+
+/** Bytes of a request header: command u8 and payload size u64. */
+export const REQUEST_HEADER_BYTES = 9
+
+/** Bytes of a response header: payload size u64. */
+export const RESPONSE_HEADER_BYTES = 8
+
+/** Lower-case command names, indexed by command byte (metric labels). */
+export const COMMAND_NAMES: readonly string[] = Object.keys(RpcCommand).map(name => name.toLowerCase())
+
+/** sizeof(rpc_tensor): the packed tensor description most requests carry. */
+const RPC_TENSOR_BYTES = 296
+/** GGML_MAX_SRC */
+const MAX_SRC = 10
+/** RPC_CONN_CAPS_SIZE: the transport capabilities in HELLO */
+const CONN_CAPS_BYTES = 24
+
+/**
+ * The exact payload size of every fixed-size request (the packed rpc_msg_*_req structs);
+ * rpc-server drops a connection whose size differs. SET_TENSOR and GRAPH_COMPUTE are
+ * variable and bounded by the tunnel's message cap instead.
+ */
+export const FIXED_REQUEST_BYTES: ReadonlyMap<number, number> = new Map([
+  [RpcCommand.ALLOC_BUFFER, 4 + 8],
+  [RpcCommand.GET_ALIGNMENT, 4],
+  [RpcCommand.GET_MAX_SIZE, 4],
+  [RpcCommand.BUFFER_GET_BASE, 8],
+  [RpcCommand.FREE_BUFFER, 8],
+  [RpcCommand.BUFFER_CLEAR, 8 + 1],
+  [RpcCommand.SET_TENSOR_HASH, RPC_TENSOR_BYTES + 8 + 8],
+  [RpcCommand.GET_TENSOR, RPC_TENSOR_BYTES + 8 + 8],
+  [RpcCommand.COPY_TENSOR, 2 * RPC_TENSOR_BYTES],
+  [RpcCommand.GET_DEVICE_MEMORY, 4],
+  [RpcCommand.INIT_TENSOR, RPC_TENSOR_BYTES],
+  [RpcCommand.GET_ALLOC_SIZE, 4 + RPC_TENSOR_BYTES * (1 + MAX_SRC)],
+  [RpcCommand.HELLO, CONN_CAPS_BYTES],
+  [RpcCommand.DEVICE_COUNT, 0],
+  [RpcCommand.GRAPH_RECOMPUTE, 4],
+  [RpcCommand.MEMSET_TENSOR, RPC_TENSOR_BYTES + 8 + 8 + 1]
+])
+
+/** Commands that rpc-server answers with a response message; the others are one-way. */
+export const COMMANDS_WITH_RESPONSE: ReadonlySet<number> = new Set([
+  RpcCommand.HELLO,
+  RpcCommand.DEVICE_COUNT,
+  RpcCommand.ALLOC_BUFFER,
+  RpcCommand.GET_ALLOC_SIZE,
+  RpcCommand.GET_ALIGNMENT,
+  RpcCommand.GET_MAX_SIZE,
+  RpcCommand.BUFFER_GET_BASE,
+  RpcCommand.SET_TENSOR_HASH,
+  RpcCommand.GET_TENSOR,
+  RpcCommand.COPY_TENSOR,
+  RpcCommand.GET_DEVICE_MEMORY
+])
+
+/** True for a command byte that this protocol version defines. */
+export function isKnownCommand (command: number): boolean {
+  return command < COMMAND_NAMES.length
+}

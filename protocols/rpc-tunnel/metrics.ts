@@ -1,0 +1,38 @@
+import { Counter, Histogram, type Registry } from 'prom-client'
+
+/**
+ * The tunnel's counters, in the node's own prom-client registry (several nodes may share a
+ * process). Labels are command names and refusal reasons only: never payload contents.
+ */
+export class RpcTunnelMetrics {
+  readonly #duration: Histogram
+  readonly #requestBytes: Counter
+  readonly #responseBytes: Counter
+  readonly #refused: Counter
+
+  constructor (registry: Registry) {
+    const registers = [registry]
+    this.#duration = new Histogram({
+      name: 'llmesh_rpc_command_duration_seconds',
+      help: 'Time from a ggml-rpc request header to its last byte, or to the end of its response for commands that have one, by command',
+      labelNames: ['command'],
+      buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers
+    })
+    this.#requestBytes = new Counter({ name: 'llmesh_rpc_request_bytes_total', help: 'Bytes of ggml-rpc requests passed to rpc-server, by command', labelNames: ['command'], registers })
+    this.#responseBytes = new Counter({ name: 'llmesh_rpc_response_bytes_total', help: 'Bytes of rpc-server responses passed back, by command', labelNames: ['command'], registers })
+    this.#refused = new Counter({ name: 'llmesh_rpc_refused_streams_total', help: 'ggml-rpc tunnel streams closed by the worker bridge, by reason', labelNames: ['reason'], registers })
+  }
+
+  /** Records one finished command: its request and response payload sizes and how long it took. */
+  command (command: string, requestBytes: number, responseBytes: number, seconds: number): void {
+    this.#duration.observe({ command }, seconds)
+    this.#requestBytes.inc({ command }, requestBytes)
+    if (responseBytes > 0) this.#responseBytes.inc({ command }, responseBytes)
+  }
+
+  /** Counts a tunnel stream the bridge closed. */
+  refused (reason: string): void {
+    this.#refused.inc({ reason })
+  }
+}

@@ -1,0 +1,103 @@
+import { COMMAND_NAMES, FIXED_REQUEST_BYTES, isKnownCommand, REQUEST_HEADER_BYTES, RpcCommand } from './ggml-rpc.js'
+import { RpcHelloExpectedError, RpcMessageTooLargeError, RpcRequestSizeError, RpcTunnelError, RpcTunnelOptionsError, UnknownRpcCommandError } from './errors.js'
+
+/** Sees each request as the validator lets it through, to count bytes and time. */
+export interface RequestObserver {
+  /** a request's header was accepted; its payload follows */
+  requestStart: (command: number, payloadBytes: number) => void
+  /** the request's last byte was let through */
+  requestEnd: (command: number, payloadBytes: number) => void
+}
+
+/**
+ * Checks the client -> rpc-server byte stream of one ggml-rpc session, chunk by chunk as it
+ * arrives, and returns only bytes that may reach rpc-server: a request header is held back
+ * until it is complete and valid, so a refused request never reaches rpc-server in part.
+ * Refuses (throws an RpcTunnelError): a first command other than HELLO, a later HELLO, a
+ * command byte this release does not define, a fixed-size request of the wrong size, and
+ * a payload larger than `maxMessageBytes`. After a refusal every further chunk is refused.
+ */
+export class RpcRequestValidator {
+  readonly #maxMessageBytes: number
+  readonly #observer: RequestObserver | undefined
+  readonly #header = new Uint8Array(REQUEST_HEADER_BYTES)
+  #headerFilled = 0
+  #command = 0
+  #payloadBytes = 0
+  #payloadLeft = 0
+  #helloSeen = false
+  #failure: RpcTunnelError | undefined
+
+  constructor (maxMessageBytes: number, observer?: RequestObserver) {
+    if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < 1) {
+      throw new RpcTunnelOptionsError(`the ggml-rpc message cap must be a positive whole number of bytes, got ${maxMessageBytes}`)
+    }
+    this.#maxMessageBytes = maxMessageBytes
+    this.#observer = observer
+  }
+
+  /**
+   * True while a request is partly received, or the session's HELLO is still to come:
+   * the times when a silent client is stalling, not idle between commands.
+   */
+  get midMessage (): boolean {
+    return !this.#helloSeen || this.#headerFilled > 0 || this.#payloadLeft > 0
+  }
+
+  /** Validates the next chunk of the session; returns the parts that may be forwarded, in order. */
+  push (chunk: Uint8Array): Uint8Array[] {
+    if (this.#failure !== undefined) throw this.#failure
+    try {
+      return this.#push(chunk)
+    } catch (err) {
+      if (err instanceof RpcTunnelError) this.#failure = err
+      throw err
+    }
+  }
+
+  #push (chunk: Uint8Array): Uint8Array[] {
+    const out: Uint8Array[] = []
+    let offset = 0
+    while (offset < chunk.length) {
+      if (this.#payloadLeft > 0) {
+        const n = Math.min(this.#payloadLeft, chunk.length - offset)
+        out.push(chunk.subarray(offset, offset + n))
+        offset += n
+        this.#payloadLeft -= n
+        if (this.#payloadLeft === 0) this.#observer?.requestEnd(this.#command, this.#payloadBytes)
+        continue
+      }
+      const n = Math.min(REQUEST_HEADER_BYTES - this.#headerFilled, chunk.length - offset)
+      this.#header.set(chunk.subarray(offset, offset + n), this.#headerFilled)
+      // The command byte is judged as soon as it arrives, before its size.
+      if (this.#headerFilled === 0) this.#checkCommand(this.#header[0])
+      this.#headerFilled += n
+      offset += n
+      if (this.#headerFilled === REQUEST_HEADER_BYTES) out.push(this.#acceptHeader())
+    }
+    return out
+  }
+
+  #checkCommand (command: number): void {
+    if (!this.#helloSeen && command !== RpcCommand.HELLO) throw new RpcHelloExpectedError(command)
+    if (!isKnownCommand(command)) throw new UnknownRpcCommandError(command, `this llama.cpp release defines commands 0 to ${COMMAND_NAMES.length - 1}`)
+    if (this.#helloSeen && command === RpcCommand.HELLO) throw new UnknownRpcCommandError(command, 'HELLO may only open a session')
+  }
+
+  #acceptHeader (): Uint8Array {
+    const command = this.#header[0]
+    const size = new DataView(this.#header.buffer).getBigUint64(1, true)
+    const name = COMMAND_NAMES[command]
+    const fixed = FIXED_REQUEST_BYTES.get(command)
+    if (fixed !== undefined && size !== BigInt(fixed)) throw new RpcRequestSizeError(name, size, fixed)
+    if (size > BigInt(this.#maxMessageBytes)) throw new RpcMessageTooLargeError(name, size, this.#maxMessageBytes)
+    this.#helloSeen = true
+    this.#headerFilled = 0
+    this.#command = command
+    this.#payloadBytes = Number(size)
+    this.#payloadLeft = this.#payloadBytes
+    this.#observer?.requestStart(command, this.#payloadBytes)
+    if (this.#payloadLeft === 0) this.#observer?.requestEnd(command, 0)
+    return this.#header.slice() // a copy: the header buffer is reused for the next request
+  }
+}

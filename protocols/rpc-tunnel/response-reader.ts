@@ -1,0 +1,42 @@
+import { RESPONSE_HEADER_BYTES } from './ggml-rpc.js'
+
+/**
+ * Follows the rpc-server -> client byte stream (size u64 LE | payload, per response) to
+ * tell where each response ends; it never changes or holds back a byte.
+ */
+export class RpcResponseReader {
+  readonly #onResponse: (payloadBytes: number) => void
+  readonly #header = new Uint8Array(RESPONSE_HEADER_BYTES)
+  #headerFilled = 0
+  #payloadBytes = 0
+  #payloadLeft = 0
+
+  /** `onResponse` is called once per complete response, with its payload size. */
+  constructor (onResponse: (payloadBytes: number) => void) {
+    this.#onResponse = onResponse
+  }
+
+  /** Reads the next chunk of responses. */
+  push (chunk: Uint8Array): void {
+    let offset = 0
+    while (offset < chunk.length) {
+      if (this.#payloadLeft > 0) {
+        const n = Math.min(this.#payloadLeft, chunk.length - offset)
+        offset += n
+        this.#payloadLeft -= n
+        if (this.#payloadLeft === 0) this.#onResponse(this.#payloadBytes)
+        continue
+      }
+      const n = Math.min(RESPONSE_HEADER_BYTES - this.#headerFilled, chunk.length - offset)
+      this.#header.set(chunk.subarray(offset, offset + n), this.#headerFilled)
+      this.#headerFilled += n
+      offset += n
+      if (this.#headerFilled < RESPONSE_HEADER_BYTES) continue
+      this.#headerFilled = 0
+      // rpc-server is local and trusted; a size beyond 2^53 would only mis-time, never mis-route.
+      this.#payloadBytes = Number(new DataView(this.#header.buffer).getBigUint64(0, true))
+      this.#payloadLeft = this.#payloadBytes
+      if (this.#payloadLeft === 0) this.#onResponse(0)
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import { connect, type Socket } from 'node:net'
+import { CommandMeter } from './command-meter.js'
+import { RpcIdleReadTimeoutError, RpcServerUnavailableError, RpcTunnelError, RpcTunnelRefusedError } from './errors.js'
+import { pipeSocketAndStream } from './pipe.js'
+import { RpcRequestValidator } from './request-validator.js'
+import { RpcResponseReader } from './response-reader.js'
+import type { RpcTunnelMetrics } from './metrics.js'
+import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
+
+/** What the worker bridge needs; the tunnel service fills it in from its init options. */
+export interface WorkerBridgeInit {
+  /** true when `peer` is the cluster's coordinator, by its certificate's role */
+  authorize: (peer: PeerId) => boolean | Promise<boolean>
+  /** the port of this worker's rpc-server on 127.0.0.1, undefined while it is not running */
+  rpcServerPort: () => number | undefined
+  /** largest request payload let through, in bytes */
+  maxMessageBytes: () => number
+  idleReadTimeoutMs: number
+  metrics: RpcTunnelMetrics
+  log: Logger
+}
+
+async function connectLocal (port: number): Promise<Socket> {
+  return await new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, noDelay: true })
+    socket.once('connect', () => {
+      socket.off('error', reject)
+      resolve(socket)
+    })
+    socket.once('error', reject)
+  })
+}
+
+/**
+ * Handles one tunnel stream on a worker: admits only the coordinator, connects to the local
+ * rpc-server, and pipes the session both ways, validating every request before it reaches
+ * rpc-server and timing every command.
+ */
+export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream, connection: Connection): Promise<void> {
+  const refuse = (err: RpcTunnelError): void => {
+    init.metrics.refused(err.reason)
+    init.log('closing tunnel stream from %p: %s', connection.remotePeer, err.message)
+    stream.abort(err)
+  }
+  if (!await init.authorize(connection.remotePeer)) {
+    refuse(new RpcTunnelRefusedError(connection.remotePeer.toString()))
+    return
+  }
+  const port = init.rpcServerPort()
+  if (port === undefined) {
+    refuse(new RpcServerUnavailableError('it is not running'))
+    return
+  }
+  let socket: Socket
+  try {
+    socket = await connectLocal(port)
+  } catch (err) {
+    refuse(new RpcServerUnavailableError((err as Error).message))
+    return
+  }
+  const meter = new CommandMeter(init.metrics)
+  const validator = new RpcRequestValidator(init.maxMessageBytes(), meter)
+  const responses = new RpcResponseReader(bytes => { meter.responseEnd(bytes) })
+  const failure = await pipeSocketAndStream(socket, stream, {
+    fromStream: chunk => validator.push(chunk),
+    fromSocket: chunk => { responses.push(chunk) },
+    readTimeout: {
+      ms: init.idleReadTimeoutMs,
+      stalled: () => validator.midMessage,
+      error: () => new RpcIdleReadTimeoutError(init.idleReadTimeoutMs)
+    }
+  })
+  if (failure instanceof RpcTunnelError) {
+    init.metrics.refused(failure.reason)
+    init.log('closed tunnel stream from %p: %s', connection.remotePeer, failure.message)
+  }
+}

@@ -1,0 +1,33 @@
+import { requestStatus } from '../../node/status-request.js'
+import { waitFor } from '../wait-for.js'
+import type { EngineStatus } from '../../node/coordinator.js'
+import type { DataDir } from '../../node/data-dir.js'
+import type { StagePlan } from '../../scheduler/index.js'
+
+const API_READY_MS = 5 * 60_000
+
+async function healthOk (url: string): Promise<boolean> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(5000) })
+  await response.body?.cancel()
+  return response.status === 200
+}
+
+// A plan made before the last worker joined is replaced when it joins; wait for the one that
+// knows every worker, used or not.
+function planCoversWorkers (plan: StagePlan | null, workers: number): boolean {
+  if (workers === 0) return true
+  if (plan == null) return false
+  return plan.stages.filter(s => s.role === 'worker').length + plan.unusedWorkers.length >= workers
+}
+
+/**
+ * Waits until the coordinator's API answers `GET /health` with 200 and its engine serves a plan
+ * that accounts for all `workers`; returns that engine's status.
+ */
+export async function waitForApi (apiBase: string, coordinator: DataDir, workers: number, signal: AbortSignal): Promise<EngineStatus> {
+  return await waitFor('the API to answer GET /health', async () => {
+    if (!(await healthOk(`${apiBase}/health`))) return undefined
+    const { engine } = await requestStatus(coordinator)
+    return engine?.state === 'ready' && planCoversWorkers(engine.plan, workers) ? engine : undefined
+  }, API_READY_MS, signal)
+}
