@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { ChatTemplateError, NoChatTemplateError } from '../engine/chat-template.js'
-import { EngineOptionsError } from '../engine/errors.js'
-import { ApiError, EngineFailureError, InvalidRequestError, NotFoundError } from './errors.js'
+import { EngineOptionsError, EngineUnavailableError } from '../engine/errors.js'
+import { ApiError, EngineFailureError, InvalidRequestError, NotFoundError, ServiceUnavailableError } from './errors.js'
 
 /** Maps anything a route throws onto the OpenAI-shaped error the client receives. */
 export function toApiError (err: unknown): ApiError {
@@ -21,6 +21,7 @@ export function toApiError (err: unknown): ApiError {
   if (err instanceof EngineOptionsError || err instanceof ChatTemplateError || err instanceof NoChatTemplateError) {
     return new InvalidRequestError(err.message, null, err.code)
   }
+  if (err instanceof EngineUnavailableError) return new ServiceUnavailableError(err.message, err.retryAfterSeconds, err.code)
   const reason = err instanceof Error ? err.message : String(err)
   return new EngineFailureError(`the engine failed to generate: ${reason}`, null, (err as { code?: string }).code ?? null)
 }
@@ -33,6 +34,7 @@ export async function openAiErrorHandler (err: unknown, request: FastifyRequest,
   } else if (apiError.statusCode >= 500) {
     request.log.error({ error: (err as Error).name, code: apiError.code }, 'request failed')
   }
+  if (apiError instanceof ServiceUnavailableError) void reply.header('retry-after', String(apiError.retryAfterSeconds))
   await reply.code(apiError.statusCode).send(apiError.toBody())
 }
 

@@ -48,6 +48,18 @@ export class NotFoundError extends ApiError {
   override readonly name = 'NotFoundError'
 }
 
+/** No engine can serve right now, e.g. while the model loads or the cluster re-plans (HTTP 503). */
+export class ServiceUnavailableError extends ApiError {
+  readonly statusCode = 503
+  readonly type = 'server_error'
+  override readonly name = 'ServiceUnavailableError'
+
+  /** `retryAfterSeconds` goes out as the Retry-After header, which OpenAI's clients honour */
+  constructor (message: string, readonly retryAfterSeconds: number, code: string | null = null) {
+    super(message, null, code)
+  }
+}
+
 /** The engine failed to generate (HTTP 500). */
 export class EngineFailureError extends ApiError {
   readonly statusCode = 500

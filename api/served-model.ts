@@ -12,6 +12,17 @@ export interface ServedModel {
   chatTemplate: ChatTemplate | Error
   /** when the API started serving it, in seconds since the epoch (OpenAI's `created`) */
   created: number
+  /** whether the engine can serve now; undefined means always */
+  readiness?: () => EngineReadiness
+}
+
+/** What GET /health reports about the engine. */
+export interface EngineReadiness {
+  ready: boolean
+  /** e.g. "ready", "loading", "unavailable" */
+  state: string
+  /** why it is not ready */
+  reason?: string
 }
 
 /** Throws NotFoundError unless the request names the served model. */

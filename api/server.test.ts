@@ -5,14 +5,16 @@ import { after, before, describe, it } from 'node:test'
 import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions, TokenizeOptions } from '../engine/engine.js'
 import { writeGgufFile } from '../engine/gguf/index.js'
 import { loadLocalEngine, type LocalEngine } from '../engine/local-engine.js'
+import { ServingEngine } from '../engine/serving-engine.js'
 import { DEFAULT_SYNTHETIC_MODEL_OPTIONS, SPECIAL_TOKENS, syntheticModelContent } from '../engine/synthetic-model/index.js'
 import { writeTestModel, type TestModel } from '../engine/test-support/test-model.js'
 import { readEvents, startTestApi, type TestApi } from './test-support/api-client.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
 
-/** A real engine whose generations are recorded when they end: how many pieces, and whether aborted. */
+/** A real engine whose generations are recorded: how many started, and when they end, their pieces and whether aborted. */
 class RecordingEngine implements Engine {
+  started = 0
   readonly ended: Array<{ pieces: number, aborted: boolean }> = []
   constructor (private readonly inner: LocalEngine) {}
   get name (): string { return this.inner.name }
@@ -23,6 +25,7 @@ class RecordingEngine implements Engine {
   async dispose (): Promise<void> { await this.inner.dispose() }
 
   async * generate (input: GenerateInput, options: GenerateOptions): AsyncGenerator<GeneratedPiece, FinishReason, undefined> {
+    this.started++
     const inner: AsyncIterator<GeneratedPiece, FinishReason> = this.inner.generate(input, options)
     let pieces = 0
     try {
@@ -181,7 +184,11 @@ describe('OpenAI-compatible API over the local engine', () => {
     const response = await api.post('/v1/completions', { model: api.modelName, prompt: PROMPT, max_tokens: 400, temperature: 0, logit_bias: { [eos]: -100 }, stream: true }, { signal: controller.signal })
     const reader = (response.body as ReadableStream<Uint8Array>).getReader()
     let received = ''
-    while (received.split('\n\n').length < 4) received += new TextDecoder().decode((await reader.read()).value)
+    while (received.split('\n\n').length < 4) {
+      const { value, done } = await reader.read()
+      assert.equal(done, false, 'the stream ended before the client could leave')
+      received += new TextDecoder().decode(value)
+    }
     controller.abort()
     await reader.cancel().catch(() => {})
 
@@ -192,6 +199,21 @@ describe('OpenAI-compatible API over the local engine', () => {
 
     const next = await (await api.post('/v1/completions', { model: api.modelName, prompt: PROMPT, max_tokens: 4, temperature: 0, logit_bias: { [eos]: -100 } })).json() as { usage: { completion_tokens: number } }
     assert.equal(next.usage.completion_tokens, 4)
+  })
+
+  it('cancels a whole (non-streaming) answer when its client disconnects', async () => {
+    const started = engine.started
+    const ended = engine.ended.length
+    const controller = new AbortController()
+    const request = api.post('/v1/chat/completions', { model: api.modelName, messages: [{ role: 'user', content: PROMPT }], max_tokens: 400, temperature: 0, logit_bias: { [eos]: -100 } }, { signal: controller.signal })
+    while (engine.started === started) await sleep(5)
+    controller.abort()
+    await assert.rejects(request, { name: 'AbortError' })
+
+    while (engine.ended.length === ended) await sleep(10)
+    const cancelled = engine.ended[ended]
+    assert.equal(cancelled.aborted, true)
+    assert.ok(cancelled.pieces < 400, `the generation went on to ${cancelled.pieces} tokens`)
   })
 })
 
@@ -233,7 +255,7 @@ describe('API logging', () => {
   before(async () => {
     model = await writeTestModel()
     engine = await loadLocalEngine({ modelPath: model.path })
-    api = await startTestApi(engine, { level: 'trace', stream: { write: (line: string) => { lines.push(line) } } })
+    api = await startTestApi(engine, { logger: { level: 'trace', stream: { write: (line: string) => { lines.push(line) } } } })
   })
 
   after(async () => {
@@ -243,7 +265,8 @@ describe('API logging', () => {
   })
 
   it('never logs prompts or completions, in answers, streams or errors', async () => {
-    const secret = 'Hello there, my secret is 4711.'
+    // Letters only: digits of a secret could turn up by chance in ports and response times.
+    const secret = 'Hello there, my secret is Quokkaplatypus.'
     const replies: string[] = []
     const chat = { model: api.modelName, messages: [{ role: 'user', content: secret }], max_tokens: 8, temperature: 0 }
     replies.push(await (await api.post('/v1/chat/completions', chat)).text())
@@ -255,9 +278,44 @@ describe('API logging', () => {
 
     assert.ok(lines.some(line => line.includes('/v1/chat/completions')), 'requests are logged')
     const log = lines.join('')
-    assert.ok(!log.includes('4711'), 'the prompt appears in the log')
+    assert.ok(!log.includes('Quokkaplatypus'), 'the prompt appears in the log')
     const completion = (JSON.parse(replies[2]) as { choices: Array<{ text: string }> }).choices[0].text
     assert.ok(completion.length >= 4)
     assert.ok(!log.includes(JSON.stringify(completion).slice(1, -1)), 'a completion appears in the log')
+  })
+})
+
+describe('API over the coordinator\'s serving engine', () => {
+  let model: TestModel
+  let serving: ServingEngine
+  let api: TestApi
+
+  before(async () => {
+    model = await writeTestModel()
+    serving = new ServingEngine(model.path, 512)
+    api = await startTestApi(serving, { readiness: () => ({ ready: serving.state === 'ready', state: serving.state, reason: serving.reason }) })
+  })
+
+  after(async () => {
+    await api?.close()
+    await serving?.dispose()
+    await model?.remove()
+  })
+
+  it('answers 503 with Retry-After while no engine is loaded, and serves once one is', async () => {
+    const request = { model: api.modelName, messages: [{ role: 'user', content: PROMPT }], max_tokens: 4 }
+    const waiting = await api.post('/v1/chat/completions', request)
+    assert.ok(Number(waiting.headers.get('retry-after')) > 0)
+    await expectError(waiting, 503, 'server_error')
+    const health = await fetch(`${api.url}/health`)
+    assert.equal(health.status, 503)
+    assert.ok(Number(health.headers.get('retry-after')) > 0)
+    assert.equal((await health.json() as { status: string }).status, 'loading')
+
+    await serving.replace(async () => await loadLocalEngine({ modelPath: model.path, contextSize: 512 }))
+    const served = await api.post('/v1/chat/completions', request)
+    assert.equal(served.status, 200)
+    assert.equal((await fetch(`${api.url}/health`)).status, 200)
+    assert.ok((await served.json() as { usage: { completion_tokens: number } }).usage.completion_tokens > 0)
   })
 })

@@ -20,6 +20,8 @@ export interface ApiServerOptions {
   modelName?: string
   /** fastify's logger setting (default: off); it logs methods, URLs and statuses, never bodies */
   logger?: FastifyServerOptions['logger']
+  /** whether the engine can serve now, for GET /health (default: always ready) */
+  readiness?: ServedModel['readiness']
 }
 
 /**
@@ -31,7 +33,8 @@ export async function createApiServer (options: ApiServerOptions): Promise<Fasti
     engine: options.engine,
     name: options.modelName ?? basename(options.engine.modelPath).replace(/\.gguf$/i, ''),
     chatTemplate: await chatTemplateOrReason(options.engine.modelPath),
-    created: Math.floor(Date.now() / 1000)
+    created: Math.floor(Date.now() / 1000),
+    readiness: options.readiness
   }
   const app = Fastify({
     logger: options.logger ?? false,

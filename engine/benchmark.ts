@@ -39,7 +39,8 @@ export interface LocalBenchOptions {
 }
 
 const BENCH_PROMPT = 'The quick brown fox jumps over the lazy dog.'
-const WARMUP_TOKENS = 8
+/** Tokens of the warm-up generation that pages the model in before anything is timed. */
+export const WARMUP_TOKENS = 8
 
 /** Generates `tokens` greedy tokens (end-of-generation ignored) and times the decode. */
 export async function measureDecode (engine: Engine, prompt: string, tokens: number, bannedTokens: readonly number[] = []): Promise<DecodeRun> {
@@ -55,7 +56,8 @@ export async function measureDecode (engine: Engine, prompt: string, tokens: num
   return { tokens: generated, tokensPerSecond: seconds > 0 ? (generated.length - 1) / seconds : 0 }
 }
 
-function median (values: number[]): number {
+/** The middle of `values` (the mean of the two middle ones for an even count). */
+export function median (values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
   const mid = Math.floor(sorted.length / 2)
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2

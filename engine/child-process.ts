@@ -34,14 +34,20 @@ export interface WaitOptions {
 const live = new Set<ChildProcess>()
 let exitHookInstalled = false
 
-// A child must not outlive the node that started it: if this process exits without stopping its
-// children (an uncaught error, process.exit), kill them on the way out.
-function installExitHook (): void {
-  if (exitHookInstalled) return
-  exitHookInstalled = true
-  process.on('exit', () => {
-    for (const child of live) child.kill('SIGKILL')
-  })
+/**
+ * Kills `child` with SIGKILL if this process exits while it still runs: a child must not
+ * outlive the node that started it when that node dies of an uncaught error or process.exit.
+ * Returns the function to call once the child has exited.
+ */
+export function killOnExit (child: ChildProcess): () => void {
+  live.add(child)
+  if (!exitHookInstalled) {
+    exitHookInstalled = true
+    process.on('exit', () => {
+      for (const running of live) running.kill('SIGKILL')
+    })
+  }
+  return () => { live.delete(child) }
 }
 
 /** Describes an exit in words, e.g. "exited with code 1" or "was killed by SIGKILL". */
@@ -68,8 +74,7 @@ export class SupervisedProcess {
     this.name = options.name
     this.#keepLines = options.keepLines ?? 40
     this.#child = spawn(options.command, options.args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'] })
-    live.add(this.#child)
-    installExitHook()
+    const forget = killOnExit(this.#child)
     for (const stream of [this.#child.stdout, this.#child.stderr]) {
       if (stream == null) continue
       createInterface({ input: stream, crlfDelay: Infinity }).on('line', line => { this.#onLine(line) })
@@ -77,7 +82,7 @@ export class SupervisedProcess {
     this.exited = new Promise(resolve => {
       const finish = (exit: ChildExit): void => {
         if (this.#exit !== undefined) return
-        live.delete(this.#child)
+        forget()
         this.#exit = exit
         this.#events.emit('exit', exit)
         resolve(exit)

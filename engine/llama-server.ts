@@ -163,7 +163,11 @@ export class LlamaServer implements Engine {
         if (chunk.error != null) throw new LlamaServerRequestError(`llama-server failed during a completion: ${chunk.error.message ?? 'no reason given'}`)
         const tokens = chunk.tokens ?? []
         // A multi-byte character can arrive as several tokens with the text on the last one.
-        for (let i = 0; i < tokens.length; i++) yield { token: tokens[i], text: i === tokens.length - 1 ? chunk.content ?? '' : '' }
+        for (let i = 0; i < tokens.length; i++) {
+          // Events already buffered when the caller aborted must not reach it.
+          options.signal?.throwIfAborted()
+          yield { token: tokens[i], text: i === tokens.length - 1 ? chunk.content ?? '' : '' }
+        }
         if (chunk.stop === true) return chunk.stop_type === 'eos' ? 'eos' : chunk.stop_type === 'word' ? 'stop' : 'length'
       }
     } catch (err) {

@@ -1,7 +1,7 @@
 import { GgufValueType, readGgufInfo, type GgufInfo } from './gguf/index.js'
 
 /** What the engines need to know about a model file before loading it. */
-export interface ModelFacts {
+export interface ModelFileSummary {
   /** context length the model was trained with, when the file says */
   trainedContext: number | undefined
   /** number of tokens in the vocabulary, when the file lists them */
@@ -16,11 +16,11 @@ export const DEFAULT_MAX_CONTEXT = 4096
  * message naming the file) and reads the facts the engines need. llama.cpp itself only says
  * "failed to load model" for all of these.
  */
-export async function inspectModelFile (path: string): Promise<ModelFacts> {
-  return modelFacts(await readGgufInfo(path))
+export async function inspectModelFile (path: string): Promise<ModelFileSummary> {
+  return summarize(await readGgufInfo(path))
 }
 
-function modelFacts (info: GgufInfo): ModelFacts {
+function summarize (info: GgufInfo): ModelFileSummary {
   const architecture = info.metadata.get('general.architecture')
   const context = architecture?.type === GgufValueType.STRING ? info.metadata.get(`${architecture.value}.context_length`) : undefined
   const tokens = info.metadata.get('tokenizer.ggml.tokens')
@@ -31,6 +31,6 @@ function modelFacts (info: GgufInfo): ModelFacts {
 }
 
 /** The context length to run a model with when none is asked for. */
-export function defaultContextSize (facts: ModelFacts): number {
+export function defaultContextSize (facts: ModelFileSummary): number {
   return Math.min(facts.trainedContext ?? DEFAULT_MAX_CONTEXT, DEFAULT_MAX_CONTEXT)
 }

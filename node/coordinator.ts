@@ -78,7 +78,12 @@ export class Coordinator {
     const contextSize = init.contextSize ?? defaultContextSize(await inspectModelFile(init.modelPath))
     const apiKey = (await readFile(init.dir.apiKey, 'utf8')).trim()
     const serving = new ServingEngine(init.modelPath, contextSize)
-    const api = await createApiServer({ engine: serving, apiKey, modelName: basename(init.modelPath, '.gguf') })
+    const api = await createApiServer({
+      engine: serving,
+      apiKey,
+      modelName: basename(init.modelPath, '.gguf'),
+      readiness: () => ({ ready: serving.state === 'ready', state: serving.state, reason: serving.reason })
+    })
     await api.listen({ host: init.apiHost, port: init.apiPort })
     const coordinator = new Coordinator(init, model, contextSize, serving, api)
     init.node.reportEngineStatus(() => coordinator.status())

@@ -1,5 +1,6 @@
 import cliProgress from 'cli-progress'
 import { ensureLlamaCppTools, type BuildPhase, type EnsureLlamaCppToolsOptions, type EnsuredLlamaCppTools } from '../engine/llama-cpp/build.js'
+import { ensureNodeBinding, type NodeBindingResult } from '../engine/llama-cpp/node-binding.js'
 
 const PHASE_LABELS: Record<BuildPhase, string> = {
   waiting: 'waiting for another mesh setup to finish the same build',
@@ -49,4 +50,19 @@ export async function ensureLlamaCppToolsWithProgress (options: Omit<EnsureLlama
   } finally {
     if (barStarted) bar.stop()
   }
+}
+
+/**
+ * Builds node-llama-cpp's native binding (the local engine's) unless the cache has it,
+ * showing cmake's progress on stderr; node-llama-cpp's own prebuilt binary lacks OpenMP and
+ * decoded 40x slower on 2 threads.
+ */
+export async function ensureNodeBindingWithProgress (): Promise<NodeBindingResult> {
+  const result = await ensureNodeBinding({
+    progressLogs: 'stderr',
+    onWaiting: () => { process.stderr.write('mesh setup: waiting for another mesh setup to finish the native binding\n') },
+    onBuildStart: () => { process.stderr.write('mesh setup: building node-llama-cpp\'s native binding from the same llama.cpp source (about 8 minutes on 2 cores)\n') }
+  })
+  if (result.built) process.stderr.write(`mesh setup: built node-llama-cpp's native binding in ${Math.round(result.seconds)} s\n`)
+  return result
 }

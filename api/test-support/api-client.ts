@@ -13,10 +13,10 @@ export interface TestApi {
 }
 
 /** Starts the API over `engine` on a free port of 127.0.0.1, with a fixed key and model name. */
-export async function startTestApi (engine: Engine, logger: ApiServerOptions['logger'] = false): Promise<TestApi> {
+export async function startTestApi (engine: Engine, options: Pick<ApiServerOptions, 'logger' | 'readiness'> = {}): Promise<TestApi> {
   const apiKey = 'test-key-0123456789'
   const modelName = 'test-model'
-  const app = await createApiServer({ engine, apiKey, modelName, logger })
+  const app = await createApiServer({ engine, apiKey, modelName, logger: options.logger ?? false, readiness: options.readiness })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('the test API did not listen on TCP')

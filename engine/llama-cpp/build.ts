@@ -4,9 +4,9 @@ import { copyFile, mkdir, rename, rm, writeFile, access } from 'node:fs/promises
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import lockfile from 'proper-lockfile'
 import { cmakeFlags, resolveGpuBackend, type GpuBackend, type GpuChoice } from './build-options.js'
 import { buildKey, llamaCppCacheDir, MANIFEST_FILE, type BuildManifest } from './cache.js'
+import { lockCacheEntry } from './cache-lock.js'
 import { BuildPrerequisiteError, LlamaCppBuildError } from './errors.js'
 import { findExecutable } from './find-executable.js'
 import { bundledLlamaCppSource } from './source.js'
@@ -59,7 +59,7 @@ export async function ensureLlamaCppTools (options: EnsureLlamaCppToolsOptions =
 
   checkPrerequisites()
   await mkdir(llamaCppCacheDir(), { recursive: true })
-  const release = await lockBuild(buildDir, options.onProgress)
+  const release = await lockCacheEntry(buildDir, () => options.onProgress?.({ phase: 'waiting' }))
   try {
     // Another process may have finished the same build while this one waited for the lock.
     const builtMeanwhile = await toolsInBuildDir(buildDir)
@@ -85,21 +85,6 @@ function checkPrerequisites (): void {
   if (missing.length > 0) {
     throw new BuildPrerequisiteError(`building the llama.cpp tools needs ${missing.join(' and ')}, not found on PATH: install ${missing.length > 1 ? 'them' : 'it'} (Debian/Ubuntu: apt-get install cmake g++ git; macOS: xcode-select --install && brew install cmake) and run "mesh setup" again`)
   }
-}
-
-/**
- * Takes the cache entry's lock. A lock held by a live process is waited for; one left by a
- * killed process goes stale after a minute (proper-lockfile refreshes it while held).
- */
-async function lockBuild (buildDir: string, onProgress?: (progress: BuildProgress) => void): Promise<() => Promise<void>> {
-  const lockOptions = { realpath: false, stale: 60_000, lockfilePath: `${buildDir}.lock` }
-  try {
-    return await lockfile.lock(buildDir, lockOptions)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ELOCKED') throw err
-  }
-  onProgress?.({ phase: 'waiting' })
-  return await lockfile.lock(buildDir, { ...lockOptions, retries: { forever: true, minTimeout: 500, maxTimeout: 2_000 } })
 }
 
 async function build (buildDir: string, tag: string, backend: GpuBackend, flags: string[], options: EnsureLlamaCppToolsOptions): Promise<LlamaCppTools> {

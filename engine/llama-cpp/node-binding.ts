@@ -1,6 +1,9 @@
-import { access } from 'node:fs/promises'
+import { access, lstat, mkdir, readdir, readlink, rename, rm, symlink } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { getLlama, LlamaLogLevel, type LlamaOptions } from 'node-llama-cpp'
+import { llmeshCacheDir } from './cache.js'
+import { lockCacheEntry } from './cache-lock.js'
+import { bundledLlamaCppSource } from './source.js'
 
 /**
  * Why the local engine needs its own build: node-llama-cpp's prebuilt CPU binaries are compiled
@@ -21,6 +24,10 @@ export interface EnsureNodeBindingOptions {
   rebuild?: boolean
   /** print cmake's progress: true for stdout, 'stderr' (the default), false for none */
   progressLogs?: boolean | 'stderr'
+  /** called when another `mesh setup` is building the binding and this one waits for it */
+  onWaiting?: () => void
+  /** called when the build starts (none was cached) */
+  onBuildStart?: () => void
 }
 
 export interface NodeBindingResult {
@@ -56,23 +63,57 @@ async function useInstalledNodeHeaders (): Promise<void> {
   }
 }
 
+/** Where the native builds live: in the cache, so that a fresh `npm ci` does not lose them. */
+function cachedLocalBuildsDir (): string {
+  return join(llmeshCacheDir(), 'node-llama-cpp', bundledLlamaCppSource().nodeLlamaCpp.version, 'localBuilds')
+}
+
+/**
+ * Points node-llama-cpp's build folder (`llama/localBuilds` inside its package, the only place
+ * getLlama looks) at the cache with a symbolic link. Builds already in the package folder are
+ * moved into the cache first.
+ */
+export async function linkLocalBuildsToCache (): Promise<void> {
+  const target = cachedLocalBuildsDir()
+  const link = join(bundledLlamaCppSource().nodeLlamaCpp.dir, 'llama', 'localBuilds')
+  await mkdir(target, { recursive: true })
+  const existing = await lstat(link).catch(() => undefined)
+  if (existing?.isSymbolicLink() === true && await readlink(link) === target) return
+  if (existing?.isDirectory() === true) {
+    for (const entry of await readdir(link)) {
+      await rename(join(link, entry), join(target, entry)).catch(async () => { await rm(join(link, entry), { recursive: true, force: true }) })
+    }
+  }
+  await rm(link, { recursive: true, force: true })
+  await symlink(target, link, 'dir')
+}
+
 /**
  * Compiles node-llama-cpp's native binding from the llama.cpp source node-llama-cpp bundles (the
  * same tag llama-server is built from), for this CPU and with OpenMP; skipped when one exists.
- * node-llama-cpp keeps the build inside its package (llama/localBuilds), where getLlama finds it.
+ * The build lands in the cache (see linkLocalBuildsToCache), under a lock shared by concurrent
+ * `mesh setup` runs.
  */
 export async function ensureNodeBinding (options: EnsureNodeBindingOptions = {}): Promise<NodeBindingResult> {
   const started = performance.now()
+  await linkLocalBuildsToCache()
   if (options.rebuild !== true && await hasNativeNodeBinding()) return { built: false, seconds: 0 }
-  await useInstalledNodeHeaders()
-  const llama = await getLlama({
-    ...NODE_LLAMA_OPTIONS,
-    // OpenMP (whenever cmake finds it) and -march=native are node-llama-cpp's defaults for a
-    // build on the machine itself; custom cmake options would move the build to a folder that a
-    // plain getLlama() does not look in.
-    build: 'forceRebuild',
-    progressLogs: options.progressLogs ?? 'stderr'
-  })
-  await llama.dispose()
+  const release = await lockCacheEntry(cachedLocalBuildsDir(), options.onWaiting)
+  try {
+    if (options.rebuild !== true && await hasNativeNodeBinding()) return { built: false, seconds: 0 }
+    options.onBuildStart?.()
+    await useInstalledNodeHeaders()
+    const llama = await getLlama({
+      ...NODE_LLAMA_OPTIONS,
+      // OpenMP (whenever cmake finds it) and -march=native are node-llama-cpp's defaults for a
+      // build on the machine itself; custom cmake options would move the build to a folder that a
+      // plain getLlama() does not look in.
+      build: 'forceRebuild',
+      progressLogs: options.progressLogs ?? 'stderr'
+    })
+    await llama.dispose()
+  } finally {
+    await release()
+  }
   return { built: true, seconds: (performance.now() - started) / 1000 }
 }

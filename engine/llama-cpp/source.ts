@@ -10,6 +10,8 @@ export interface LlamaCppSource {
   repo: string
   /** git bundle holding that release's source tree */
   bundlePath: string
+  /** the installed node-llama-cpp package: its folder and version */
+  nodeLlamaCpp: { dir: string, version: string }
 }
 
 let cached: LlamaCppSource | undefined
@@ -25,6 +27,7 @@ export function bundledLlamaCppSource (): LlamaCppSource {
   if (typeof info.tag !== 'string' || typeof info.llamaCppGithubRepo !== 'string') {
     throw new Error(`node-llama-cpp's ${join(llamaDir, 'llama.cpp.info.json')} does not name a llama.cpp release; reinstall dependencies with "npm ci"`)
   }
-  cached = { tag: info.tag, repo: info.llamaCppGithubRepo, bundlePath: join(llamaDir, 'gitRelease.bundle') }
+  const { version } = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }
+  cached = { tag: info.tag, repo: info.llamaCppGithubRepo, bundlePath: join(llamaDir, 'gitRelease.bundle'), nodeLlamaCpp: { dir: packageRoot, version } }
   return cached
 }

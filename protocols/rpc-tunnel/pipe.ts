@@ -61,6 +61,9 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
 
     stream.addEventListener('message', event => {
       if (socket.destroyed) return
+      // One write for a header and its payload: rpc-server reads them with separate recv calls
+      // and each extra segment costs it a wake-up.
+      socket.cork()
       try {
         for (const chunk of chunksOf(event.data)) {
           for (const part of fromStream?.(chunk) ?? [chunk]) {
@@ -74,6 +77,8 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
         armTimer()
       } catch (err) {
         fail(err as Error)
+      } finally {
+        socket.uncork()
       }
     })
     stream.addEventListener('end', () => { socket.end() })

@@ -42,7 +42,9 @@ export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream
     init.log('closing tunnel stream from %p: %s', connection.remotePeer, err.message)
     stream.abort(err)
   }
-  if (!await init.authorize(connection.remotePeer)) {
+  // A failing membership lookup must refuse, never admit.
+  const admitted = await Promise.resolve().then(async () => await init.authorize(connection.remotePeer)).catch(() => false)
+  if (!admitted) {
     refuse(new RpcTunnelRefusedError(connection.remotePeer.toString()))
     return
   }

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander'
 import { GPU_CHOICES, type GpuChoice } from '../../engine/llama-cpp/build-options.js'
-import { ensureLlamaCppToolsWithProgress } from '../build-progress.js'
+import { ensureLlamaCppToolsWithProgress, ensureNodeBindingWithProgress } from '../build-progress.js'
 import { parsePositiveInt } from '../cli-parsers.js'
 
 interface SetupOptions {
@@ -12,7 +12,7 @@ interface SetupOptions {
 /** `mesh setup`: builds llama-server and ggml-rpc-server from the llama.cpp source node-llama-cpp ships. */
 export function setupCommand (): Command {
   return new Command('setup')
-    .description('build the llama.cpp tools (llama-server, ggml-rpc-server) into the cache, or find them there')
+    .description('build the llama.cpp tools (llama-server, ggml-rpc-server) and the local engine\'s native binding into the cache, or find them there')
     .addOption(new Option('--gpu <backend>', 'GPU backend to compile in; auto uses CUDA when nvcc and an NVIDIA GPU are present').choices(GPU_CHOICES).default('auto'))
     .addOption(new Option('--jobs <n>', 'parallel compile jobs (default: the CPUs available)').argParser(parsePositiveInt))
     .option('--print', 'print the tool paths as JSON on stdout (building them first if needed)')
@@ -23,6 +23,7 @@ export function setupCommand (): Command {
       process.once('SIGTERM', abort)
       try {
         const tools = await ensureLlamaCppToolsWithProgress({ gpu: options.gpu, jobs: options.jobs, signal: controller.signal })
+        await ensureNodeBindingWithProgress()
         if (options.print === true) {
           const { llamaCppTag, rpcServer, llamaServer, flags } = tools
           process.stdout.write(`${JSON.stringify({ llamaCppTag, rpcServer, llamaServer, flags })}\n`)

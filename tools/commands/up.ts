@@ -6,9 +6,9 @@ import { inspectModelFile } from '../../engine/model-file.js'
 import { ensureDemoModel } from '../../engine/synthetic-model/demo-model.js'
 import { dataDir } from '../../node/data-dir.js'
 import type { EngineStatus } from '../../node/coordinator.js'
-import { ensureLlamaCppToolsWithProgress } from '../build-progress.js'
+import { ensureLlamaCppToolsWithProgress, ensureNodeBindingWithProgress } from '../build-progress.js'
 import { parseNonNegativeInt, parsePositiveInt } from '../cli-parsers.js'
-import { waitForApi } from '../up/api-ready.js'
+import { servedModelId, waitForApi } from '../up/api-ready.js'
 import { ApiPortInUseError, CoordinatorExitedError } from '../up/errors.js'
 import { LocalCluster, upLayout } from '../up/local-cluster.js'
 
@@ -32,8 +32,8 @@ function shellQuote (text: string): string {
 }
 
 /** What the user reads once the API serves: where, with which key, how to try it, and the plan. */
-function readyText (apiBase: string, apiKey: string, engine: EngineStatus): string {
-  const body = JSON.stringify({ model: engine.model, messages: [{ role: 'user', content: 'Hello!' }] })
+function readyText (apiBase: string, apiKey: string, modelId: string, engine: EngineStatus): string {
+  const body = JSON.stringify({ model: modelId, messages: [{ role: 'user', content: 'Hello!' }] })
   return [
     '',
     `API: ${apiBase}/v1`,
@@ -64,6 +64,7 @@ export function upCommand (): Command {
     .addOption(new Option('--api-port <n>', 'port of the API on 127.0.0.1').argParser(parsePositiveInt).default(8080))
     .action(async (options: UpOptions) => {
       await ensureLlamaCppToolsWithProgress()
+      await ensureNodeBindingWithProgress()
       const modelPath = options.model !== undefined ? resolve(options.model) : await ensureDemoModel()
       await inspectModelFile(modelPath)
       await assertPortFree(options.apiPort)
@@ -95,7 +96,7 @@ export function upCommand (): Command {
         progress(`starting a coordinator and ${options.workers} worker${options.workers === 1 ? '' : 's'} serving ${modelPath}`)
         const engine = await cluster.start(async signal => await waitForApi(apiBase, cluster.coordinatorDir, options.workers, signal))
         const apiKey = (await readFile(cluster.coordinatorDir.apiKey, 'utf8')).trim()
-        process.stdout.write(readyText(apiBase, apiKey, engine))
+        process.stdout.write(readyText(apiBase, apiKey, await servedModelId(apiBase, apiKey), engine))
         const exited = await Promise.race([cluster.coordinatorExit(), aborted(stop.signal)])
         if (exited !== undefined) throw new CoordinatorExitedError(`${await exited.describeEnd()}\nthe API is gone, so mesh up stopped the workers`)
       } catch (err) {

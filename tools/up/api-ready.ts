@@ -1,5 +1,6 @@
 import { requestStatus } from '../../node/status-request.js'
 import { waitFor } from '../wait-for.js'
+import { ApiCheckError } from './errors.js'
 import type { EngineStatus } from '../../node/coordinator.js'
 import type { DataDir } from '../../node/data-dir.js'
 import type { StagePlan } from '../../scheduler/index.js'
@@ -30,4 +31,12 @@ export async function waitForApi (apiBase: string, coordinator: DataDir, workers
     const { engine } = await requestStatus(coordinator)
     return engine?.state === 'ready' && planCoversWorkers(engine.plan, workers) ? engine : undefined
   }, API_READY_MS, signal)
+}
+
+/** Id of the model the API serves, from `GET /v1/models` (what a client puts in "model"). */
+export async function servedModelId (apiBase: string, apiKey: string): Promise<string> {
+  const response = await fetch(`${apiBase}/v1/models`, { headers: { authorization: `Bearer ${apiKey}` }, signal: AbortSignal.timeout(10_000) })
+  if (!response.ok) throw new ApiCheckError(`the API at ${apiBase}/v1/models answered ${response.status} to the cluster's own API key; see the coordinator's log`)
+  const { data } = await response.json() as { data: Array<{ id: string }> }
+  return data[0].id
 }

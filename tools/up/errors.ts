@@ -21,3 +21,11 @@ export class ApiPortInUseError extends Error {
     this.name = 'ApiPortInUseError'
   }
 }
+
+/** The API answered, but not as it must for the key `mesh up` prints. */
+export class ApiCheckError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'ApiCheckError'
+  }
+}

@@ -1,4 +1,5 @@
 import { mkdir } from 'node:fs/promises'
+import { freemem } from 'node:os'
 import { join } from 'node:path'
 import { controlRequest } from '../../node/control-socket.js'
 import { createCluster } from '../../node/create-cluster.js'
@@ -78,13 +79,15 @@ export class LocalCluster {
       const created = await createCluster(coordinator, false)
       progress(`created cluster ${created.clusterId} in ${coordinator.root}`)
     }
-    await this.#startNode('coordinator', coordinator.root, ['--role', 'coordinator', ...NODE_ARGS, ...this.#options.coordinatorArgs])
+    // All nodes share this machine's memory: each offers its part, so that no plan counts it twice.
+    const memory = ['--memory', String(Math.floor(freemem() / (workers + 1)))]
+    await this.#startNode('coordinator', coordinator.root, ['--role', 'coordinator', ...NODE_ARGS, ...memory, ...this.#options.coordinatorArgs])
     const self = await waitFor('the coordinator to answer on its control socket', async () => (await requestStatus(coordinator)).self, COORDINATOR_START_MS, this.#signal)
     for (let n = 1; n <= workers; n++) {
       this.#signal.throwIfAborted()
       const worker = dataDir(layout.worker(n))
       await this.#prepareWorker(worker, n, self.clusterId, self.addresses)
-      await this.#startNode(`worker-${n}`, worker.root, ['--role', 'worker', ...NODE_ARGS])
+      await this.#startNode(`worker-${n}`, worker.root, ['--role', 'worker', ...NODE_ARGS, ...memory])
     }
     await waitFor(`${workers} workers to become alive members`, async () => {
       const report = await requestStatus(coordinator)

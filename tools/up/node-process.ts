@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { open, readFile } from 'node:fs/promises'
-import { describeExit, type ChildExit } from '../../engine/child-process.js'
+import { describeExit, killOnExit, type ChildExit } from '../../engine/child-process.js'
 import { MESH_BIN } from '../mesh-entry.js'
 
 export interface NodeProcessOptions {
@@ -12,19 +12,6 @@ export interface NodeProcessOptions {
   logFile: string
   /** arguments after `mesh start` */
   args: readonly string[]
-}
-
-const live = new Set<ChildProcess>()
-let exitHookInstalled = false
-
-// The nodes run in their own process group (see start), so nothing else ends them if `mesh up`
-// itself dies of an uncaught error: kill them on the way out.
-function installExitHook (): void {
-  if (exitHookInstalled) return
-  exitHookInstalled = true
-  process.on('exit', () => {
-    for (const child of live) child.kill('SIGKILL')
-  })
 }
 
 /** A `mesh start` child process whose output goes to a log file, never to the terminal. */
@@ -48,12 +35,12 @@ export class NodeProcess {
       stdio: ['ignore', logFd, logFd],
       detached: true
     })
-    live.add(this.#child)
-    installExitHook()
+    // The nodes run in their own process group, so nothing else ends them if `mesh up` itself dies.
+    const forget = killOnExit(this.#child)
     this.exited = new Promise(resolve => {
       const finish = (exit: ChildExit): void => {
         if (this.#exit !== undefined) return
-        live.delete(this.#child)
+        forget()
         this.#exit = exit
         resolve(exit)
       }

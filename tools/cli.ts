@@ -1,5 +1,4 @@
-#!/usr/bin/env node
-// The `mesh` command line: one program, one subcommand per job.
+// The `mesh` command line: one program, one subcommand per job (started by mesh.cts).
 import { Command } from 'commander'
 import { reportFatal } from './report-fatal.js'
 

@@ -1,0 +1,151 @@
+import '../node/polyfill.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir, totalmem } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { measureDecode, median, WARMUP_TOKENS, type DecodeRun } from '../engine/benchmark.js'
+import type { Engine } from '../engine/engine.js'
+import { startLlamaServer } from '../engine/llama-server.js'
+import { loadLocalEngine } from '../engine/local-engine.js'
+import { readModelFacts } from '../engine/model-facts.js'
+import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
+import { messageCapFor, rpcTunnel, type RpcTunnel, type RpcTunnelInit } from '../protocols/rpc-tunnel/index.js'
+import { planStages, renderLlamaServerArgs, type StagePlan } from '../scheduler/index.js'
+
+/** One side of the comparison: decode and prompt-reading speed. */
+interface Speeds {
+  tokens_per_second: number
+  prefill_tokens_per_second: number
+}
+
+/** Result of `mesh bench cluster`; the JSON field names are a public contract (issue 4). */
+export interface ClusterBenchResult extends Speeds {
+  baseline: { name: 'llama-server --rpc direct' } & Speeds
+  ratio: number
+  identical_output: boolean
+  plan: Array<{ node: string, role: 'coordinator' | 'worker', first_layer: number, layers: number }>
+}
+
+export interface ClusterBenchOptions {
+  modelPath: string
+  workers: number
+  /** tokens to generate per measured run (at least 2) */
+  tokens: number
+  /** measured runs per side; the median is reported (default 3) */
+  runs?: number
+}
+
+const PROMPT = 'The quick brown fox jumps over the lazy dog.'
+// Every process gets one thread: coordinator and workers share this machine's cores.
+const THREADS = 1
+const CONTEXT_SIZE = 1024
+const PREFILL_PROMPT_REPEATS = 16
+
+export type TunnelNode = Libp2p<{ rpcTunnel: RpcTunnel }>
+
+/** A bare libp2p peer (TCP, Noise, yamux on 127.0.0.1) carrying only the RPC tunnel service. */
+export async function startTunnelNode (init: RpcTunnelInit = {}): Promise<TunnelNode> {
+  return await createLibp2p({
+    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] },
+    services: { rpcTunnel: rpcTunnel(init) }
+  })
+}
+
+// Prompt reading: the time to the first token of a long prompt given as token ids.
+async function measurePrefill (engine: Engine, promptTokens: readonly number[], bannedTokens: readonly number[]): Promise<number> {
+  const start = performance.now()
+  for await (const piece of engine.generate({ tokens: promptTokens }, { maxTokens: 1, ignoreEos: true, bannedTokens })) void piece
+  return promptTokens.length / ((performance.now() - start) / 1000)
+}
+
+async function measureSide (modelPath: string, args: string[], runs: number, tokens: number, promptTokens: readonly number[], bannedTokens: readonly number[]): Promise<DecodeRun & { prefill: number }> {
+  const server = await startLlamaServer({ modelPath, threads: THREADS, extraArgs: args })
+  try {
+    await measureDecode(server, PROMPT, WARMUP_TOKENS, bannedTokens)
+    const decodes: DecodeRun[] = []
+    const prefills: number[] = []
+    for (let i = 0; i < runs; i++) {
+      decodes.push(await measureDecode(server, PROMPT, tokens, bannedTokens))
+      prefills.push(await measurePrefill(server, promptTokens, bannedTokens))
+    }
+    return { tokens: decodes[0].tokens, tokensPerSecond: median(decodes.map(run => run.tokensPerSecond)), prefill: median(prefills) }
+  } finally {
+    await server.dispose()
+  }
+}
+
+/**
+ * Measures llama-server with its layers split over `workers` rpc-servers, once with `--rpc`
+ * pointed at the rpc-servers directly and once through the libp2p tunnel (real nodes on
+ * 127.0.0.1, TCP + Noise + yamux): same binary, plan, rpc-server processes and prompt.
+ */
+export async function benchCluster (options: ClusterBenchOptions): Promise<ClusterBenchResult> {
+  const runs = options.runs ?? 3
+  const facts = await readModelFacts(options.modelPath)
+  const local = await loadLocalEngine({ modelPath: options.modelPath, threads: THREADS })
+  let bannedTokens: number[]
+  let promptTokens: number[]
+  try {
+    // llama-server answers HTTP 500 on output that is not valid UTF-8 (lone byte tokens).
+    bannedTokens = local.partialCharacterTokens()
+    promptTokens = local.tokenize(Array(PREFILL_PROMPT_REPEATS).fill(PROMPT).join(' ')).slice(0, CONTEXT_SIZE / 2)
+  } finally {
+    await local.dispose()
+  }
+  const offeredBytes = Math.floor(totalmem() / (options.workers + 1))
+  const workerIds = Array.from({ length: options.workers }, (_, i) => `worker-${i + 1}`)
+  const plan: StagePlan = planStages({
+    model: facts,
+    coordinator: { id: 'coordinator', offeredBytes, speed: 1 },
+    workers: workerIds.map(id => ({ id, offeredBytes, speed: 1 })),
+    contextSize: CONTEXT_SIZE
+  })
+
+  const dataDir = await mkdtemp(join(tmpdir(), 'llmesh-bench-cluster-'))
+  const rpcServers: RpcServer[] = []
+  const nodes: TunnelNode[] = []
+  try {
+    for (const id of workerIds) rpcServers.push(await startRpcServer({ dataDir: join(dataDir, id), threads: THREADS }))
+    const direct = Object.fromEntries(workerIds.map((id, i) => [id, `127.0.0.1:${String(rpcServers[i].port)}`]))
+    const baseline = await measureSide(options.modelPath, renderLlamaServerArgs(plan, direct), runs, options.tokens, promptTokens, bannedTokens)
+
+    const coordinator = await startTunnelNode()
+    nodes.push(coordinator)
+    const tunnelled: Record<string, string> = {}
+    for (const [i, id] of workerIds.entries()) {
+      const server = rpcServers[i]
+      const worker = await startTunnelNode({
+        bridge: {
+          authorize: peer => peer.equals(coordinator.peerId),
+          rpcServerPort: () => server.port,
+          maxMessageBytes: () => messageCapFor(facts.largestTensorBytes)
+        }
+      })
+      nodes.push(worker)
+      await coordinator.dial(worker.getMultiaddrs()[0])
+      tunnelled[id] = await coordinator.services.rpcTunnel.openListener(worker.peerId)
+    }
+    const tunnel = await measureSide(options.modelPath, renderLlamaServerArgs(plan, tunnelled), runs, options.tokens, promptTokens, bannedTokens)
+
+    return {
+      tokens_per_second: tunnel.tokensPerSecond,
+      prefill_tokens_per_second: tunnel.prefill,
+      baseline: { name: 'llama-server --rpc direct', tokens_per_second: baseline.tokensPerSecond, prefill_tokens_per_second: baseline.prefill },
+      ratio: tunnel.tokensPerSecond / baseline.tokensPerSecond,
+      identical_output: tunnel.tokens.length === baseline.tokens.length && tunnel.tokens.every((token, i) => token === baseline.tokens[i]),
+      plan: plan.stages.map(stage => ({ node: stage.nodeId, role: stage.role, first_layer: stage.firstLayer, layers: stage.layerCount }))
+    }
+  } finally {
+    await Promise.all(nodes.map(async node => { await node.stop() }))
+    await Promise.all(rpcServers.map(async server => { await server.dispose() }))
+    await rm(dataDir, { recursive: true, force: true })
+  }
+}
