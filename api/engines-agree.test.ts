@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { startLlamaServer, type LlamaServer } from '../engine/llama-server.js'
 import { loadLocalEngine, type LocalEngine } from '../engine/local-engine.js'
-import { writeTestModel, type TestModel } from '../engine/test-support/test-model.js'
+import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
 import { readEvents, startTestApi, type TestApi } from './test-support/api-client.js'
 
 // Needs the llama-server that `mesh setup` builds; findLlamaCppTools() says so when it is missing.

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import OpenAI from 'openai'
 import { loadLocalEngine, type LocalEngine } from '../engine/local-engine.js'
-import { writeTestModel, type TestModel } from '../engine/test-support/test-model.js'
+import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
 import { startTestApi, type TestApi } from './test-support/api-client.js'
 
 describe('the official openai client against the API', () => {

@@ -7,7 +7,7 @@ import { writeGgufFile } from '../engine/gguf/index.js'
 import { loadLocalEngine, type LocalEngine } from '../engine/local-engine.js'
 import { ServingEngine } from '../engine/serving-engine.js'
 import { DEFAULT_SYNTHETIC_MODEL_OPTIONS, SPECIAL_TOKENS, syntheticModelContent } from '../engine/synthetic-model/index.js'
-import { writeTestModel, type TestModel } from '../engine/test-support/test-model.js'
+import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
 import { readEvents, startTestApi, type TestApi } from './test-support/api-client.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'

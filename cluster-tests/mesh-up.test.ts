@@ -7,13 +7,28 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { writeTestModel, type TestModel } from '../engine/test-support/test-model.js'
+import { loadLocalEngine } from '../engine/local-engine.js'
+import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
 import { MESH_BIN, runMesh } from '../tools/test-support/run-mesh.js'
 import { waitFor } from '../tools/wait-for.js'
 import { descendantPids, runningPids } from './process-tree.js'
 import type { StatusReport } from '../node/status-report.js'
 
 const READY_TIMEOUT_MS = 300_000
+const PROMPT = 'The quick brown fox jumps over the lazy dog.'
+const COMPLETION_TOKENS = 32
+
+/** Greedy completion of PROMPT by the local engine, in this process: the reference output. */
+async function localCompletion (modelPath: string): Promise<string> {
+  const engine = await loadLocalEngine({ modelPath })
+  try {
+    let text = ''
+    for await (const piece of engine.generate(PROMPT, { maxTokens: COMPLETION_TOKENS })) text += piece.text
+    return text
+  } finally {
+    await engine.dispose()
+  }
+}
 
 async function listenOnFreePort (): Promise<Server> {
   const server = createServer()
@@ -72,7 +87,8 @@ describe('mesh up', () => {
   const runs: MeshUp[] = []
 
   before(async () => {
-    model = await writeTestModel()
+    // Eight layers, so that the plan has some for the coordinator and each of two workers.
+    model = await writeTestModel({ layers: 8 })
     home = await mkdtemp(join(tmpdir(), 'llmesh-mesh-up-'))
   })
 
@@ -96,12 +112,26 @@ describe('mesh up', () => {
 
     const models = await fetch(`http://127.0.0.1:${port}/v1/models`, { headers: { authorization: `Bearer ${apiKey}` } })
     assert.equal(models.status, 200, 'the printed key opens the API')
-    await models.body?.cancel()
+    const modelName = (await models.json() as { data: Array<{ id: string }> }).data[0].id
 
     const status = await runMesh(['status', '--json'], { env: { LLMESH_HOME: join(home, 'up', 'coordinator') } })
     assert.equal(status.code, 0, status.stderr)
     const report = JSON.parse(status.stdout) as StatusReport
     assert.equal(report.members.filter(m => m.role === 'worker' && m.state === 'alive').length, 2)
+    const stages = report.engine?.plan?.stages ?? []
+    assert.deepEqual(stages.map(stage => stage.role), ['coordinator', 'worker', 'worker'], report.engine?.planTable ?? 'no plan')
+    assert.ok(stages.every(stage => stage.layerCount > 0), report.engine?.planTable ?? 'no plan')
+
+    // Distributed equals local: the same greedy completion through the split model as in one process.
+    const completion = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: modelName, prompt: PROMPT, max_tokens: COMPLETION_TOKENS, temperature: 0 })
+    })
+    assert.equal(completion.status, 200)
+    const distributed = (await completion.json() as { choices: Array<{ text: string }> }).choices[0].text
+    assert.ok(distributed.length > 0)
+    assert.equal(distributed, await localCompletion(model.path))
 
     const pids = await descendantPids(up.child.pid ?? -1)
     assert.ok(pids.length >= 3, `mesh up runs its three nodes (found ${pids.length} processes)`)

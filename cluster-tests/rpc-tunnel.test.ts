@@ -11,7 +11,7 @@ import { startLlamaServer } from '../engine/llama-server.js'
 import { loadLocalEngine } from '../engine/local-engine.js'
 import { readModelFacts } from '../engine/model-facts.js'
 import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
-import { writeTestModel, type TestModel } from '../engine/test-support/test-model.js'
+import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
 import { messageCapFor, RPC_TUNNEL_PROTOCOL } from '../protocols/rpc-tunnel/index.js'
 import { startTunnelNode, type TunnelNode } from '../tools/cluster-bench.js'
 

@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test'
 import { ChatTemplate, ChatTemplateError, NoChatTemplateError, readChatTemplate } from './chat-template.js'
 import { writeGgufFile } from './gguf/index.js'
 import { DEFAULT_SYNTHETIC_MODEL_OPTIONS, SPECIAL_TOKENS, syntheticModelContent } from './synthetic-model/index.js'
-import { writeTestModel, type TestModel } from './test-support/test-model.js'
+import { writeTestModel, type TestModel } from './test-support/write-test-model.js'
 
 describe('chat template', () => {
   let model: TestModel

@@ -9,7 +9,7 @@ import { EngineOptionsError } from './errors.js'
 import { NotGgufError } from './gguf/index.js'
 import { startLlamaServer, type LlamaServer } from './llama-server.js'
 import { loadLocalEngine, type LocalEngine } from './local-engine.js'
-import { writeTestModel, type TestModel } from './test-support/test-model.js'
+import { writeTestModel, type TestModel } from './test-support/write-test-model.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
 

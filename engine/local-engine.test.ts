@@ -7,7 +7,7 @@ import type { FinishReason, GeneratedPiece, GenerateInput, GenerateOptions } fro
 import { EngineDisposedError } from './errors.js'
 import { GgufError, GgufFileError, NotGgufError, TruncatedGgufError } from './gguf/index.js'
 import { loadLocalEngine, type LocalEngine } from './local-engine.js'
-import { writeTestModel, type TestModel } from './test-support/test-model.js'
+import { writeTestModel, type TestModel } from './test-support/write-test-model.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
 

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { EngineDisposedError, EngineUnavailableError } from './errors.js'
 import { loadLocalEngine } from './local-engine.js'
 import { ServingEngine } from './serving-engine.js'
-import { writeTestModel, type TestModel } from './test-support/test-model.js'
+import { writeTestModel, type TestModel } from './test-support/write-test-model.js'
 
 const PROMPT = 'Hello, mesh.'
 const CONTEXT_SIZE = 256

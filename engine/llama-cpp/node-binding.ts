@@ -73,7 +73,7 @@ function cachedLocalBuildsDir (): string {
  * getLlama looks) at the cache with a symbolic link. Builds already in the package folder are
  * moved into the cache first.
  */
-export async function linkLocalBuildsToCache (): Promise<void> {
+async function linkLocalBuildsToCache (): Promise<void> {
   const target = cachedLocalBuildsDir()
   const link = join(bundledLlamaCppSource().nodeLlamaCpp.dir, 'llama', 'localBuilds')
   await mkdir(target, { recursive: true })
@@ -89,13 +89,15 @@ export async function linkLocalBuildsToCache (): Promise<void> {
 }
 
 /**
- * Compiles node-llama-cpp's native binding from the llama.cpp source node-llama-cpp bundles (the
- * same tag llama-server is built from), for this CPU and with OpenMP; skipped when one exists.
- * The build lands in the cache (see linkLocalBuildsToCache), under a lock shared by concurrent
- * `mesh setup` runs.
+ * Makes sure node-llama-cpp loads a native binding compiled from the llama.cpp source it
+ * bundles (the same tag llama-server is built from), for this CPU and with OpenMP. A binding
+ * that already loads is kept as it is; otherwise the package's build folder is linked into the
+ * cache (see linkLocalBuildsToCache), where a fresh `npm ci` finds the earlier build, and only
+ * when the cache has none either is it compiled, under a lock shared by concurrent setups.
  */
 export async function ensureNodeBinding (options: EnsureNodeBindingOptions = {}): Promise<NodeBindingResult> {
   const started = performance.now()
+  if (options.rebuild !== true && await hasNativeNodeBinding()) return { built: false, seconds: 0 }
   await linkLocalBuildsToCache()
   if (options.rebuild !== true && await hasNativeNodeBinding()) return { built: false, seconds: 0 }
   const release = await lockCacheEntry(cachedLocalBuildsDir(), options.onWaiting)

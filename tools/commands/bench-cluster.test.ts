@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { writeTestModel, type TestModel } from '../../engine/test-support/test-model.js'
+import { writeTestModel, type TestModel } from '../../engine/test-support/write-test-model.js'
 import { runMesh } from '../test-support/run-mesh.js'
 
 // Runs the real command (rpc-servers, libp2p nodes, llama-servers) on a tiny synthetic model:

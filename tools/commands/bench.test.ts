@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { readCpuBudget } from '../../engine/cpu-budget.js'
-import { writeTestModel, type TestModel } from '../../engine/test-support/test-model.js'
+import { writeTestModel, type TestModel } from '../../engine/test-support/write-test-model.js'
 import { runMesh } from '../test-support/run-mesh.js'
 
 // Runs the real command on a tiny synthetic model: it checks the output contract, not the speed.
