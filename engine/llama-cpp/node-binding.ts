@@ -63,7 +63,7 @@ async function useInstalledNodeHeaders (): Promise<void> {
   }
 }
 
-/** Where the native builds live: in the cache, so that a fresh `npm ci` does not lose them. */
+/** Where the native builds live: in the cache, so that a fresh install does not lose them. */
 function cachedLocalBuildsDir (): string {
   return join(llmeshCacheDir(), 'node-llama-cpp', bundledLlamaCppSource().nodeLlamaCpp.version, 'localBuilds')
 }
@@ -92,7 +92,7 @@ async function linkLocalBuildsToCache (): Promise<void> {
  * Makes sure node-llama-cpp loads a native binding compiled from the llama.cpp source it
  * bundles (the same tag llama-server is built from), for this CPU and with OpenMP. A binding
  * that already loads is kept as it is; otherwise the package's build folder is linked into the
- * cache (see linkLocalBuildsToCache), where a fresh `npm ci` finds the earlier build, and only
+ * cache (see linkLocalBuildsToCache), where a fresh install finds the earlier build, and only
  * when the cache has none either is it compiled, under a lock shared by concurrent setups.
  */
 export async function ensureNodeBinding (options: EnsureNodeBindingOptions = {}): Promise<NodeBindingResult> {

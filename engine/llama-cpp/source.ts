@@ -25,7 +25,7 @@ export function bundledLlamaCppSource (): LlamaCppSource {
   const llamaDir = join(packageRoot, 'llama')
   const info = JSON.parse(readFileSync(join(llamaDir, 'llama.cpp.info.json'), 'utf8')) as { tag?: unknown, llamaCppGithubRepo?: unknown }
   if (typeof info.tag !== 'string' || typeof info.llamaCppGithubRepo !== 'string') {
-    throw new Error(`node-llama-cpp's ${join(llamaDir, 'llama.cpp.info.json')} does not name a llama.cpp release; reinstall dependencies with "npm ci"`)
+    throw new Error(`node-llama-cpp's ${join(llamaDir, 'llama.cpp.info.json')} does not name a llama.cpp release; reinstall dependencies with "npm install"`)
   }
   const { version } = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }
   cached = { tag: info.tag, repo: info.llamaCppGithubRepo, bundlePath: join(llamaDir, 'gitRelease.bundle'), nodeLlamaCpp: { dir: packageRoot, version } }
