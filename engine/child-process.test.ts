@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { createInterface } from 'node:readline'
 import { describe, it } from 'node:test'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { SupervisedProcess } from './child-process.js'
 import { ChildProcessStartError } from './errors.js'
 
@@ -8,7 +12,33 @@ function node (script: string): SupervisedProcess {
   return SupervisedProcess.spawn({ name: 'test-child', command: process.execPath, args: ['-e', script] })
 }
 
+function isRunning (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
 describe('supervised child process', () => {
+  it('does not outlive a parent killed with SIGKILL', { skip: process.platform !== 'linux' && 'the parent-death signal is Linux-only' }, async () => {
+    // A parent that supervises a long-running child and prints the child's pid.
+    const script = `import('${new URL('./child-process.js', import.meta.url).href}').then(({ SupervisedProcess }) => {
+      const child = SupervisedProcess.spawn({ name: 'grandchild', command: process.execPath, args: ['-e', 'setInterval(() => {}, 1000)'] })
+      console.log(child.pid)
+      setInterval(() => {}, 1000)
+    })`
+    const parent = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const [line] = await once(createInterface({ input: parent.stdout }), 'line') as [string]
+    const childPid = Number(line)
+    assert.ok(isRunning(childPid))
+    parent.kill('SIGKILL')
+    await once(parent, 'exit')
+    for (let waited = 0; waited < 5000 && isRunning(childPid); waited += 100) await sleep(100)
+    assert.equal(isRunning(childPid), false, 'the supervised child outlived its parent')
+  })
+
   it('waits for a readiness line and stops the child with SIGTERM', async () => {
     const child = node("console.error('loading'); setTimeout(() => console.log('listening on 127.0.0.1:4242'), 100); setInterval(() => {}, 1000)")
     const match = await child.waitForLine(/listening on (\S+)/, { timeoutMs: 10_000 })

@@ -1,8 +1,9 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ChildProcessStartError } from './errors.js'
+import { findExecutable, isExecutable } from './llama-cpp/find-executable.js'
 
 /** How a child process ended. */
 export interface ChildExit {
@@ -50,6 +51,31 @@ export function killOnExit (child: ChildProcess): () => void {
   return () => { live.delete(child) }
 }
 
+const setpriv = process.platform === 'linux' ? findExecutable('setpriv') : undefined
+
+/**
+ * Spawns a child that the kernel kills when this process dies, however it dies: an exit hook
+ * cannot run after SIGKILL, and an rpc-server or llama-server left behind keeps its memory and
+ * port. On Linux, util-linux's setpriv sets the parent-death signal and then execs the command,
+ * so the child keeps its pid; elsewhere, and for a command that cannot run (whose spawn error
+ * then names it), the child is spawned plainly.
+ */
+export function spawnTiedToParent (command: string, args: readonly string[], options: SpawnOptions): ChildProcess {
+  if (setpriv === undefined || !isExecutable(command)) return spawn(command, args, options)
+  return spawn(setpriv, ['--pdeathsig', 'KILL', '--', command, ...args], options)
+}
+
+/** Sends SIGTERM, then SIGKILL if `child` still runs after `graceMs`; resolves with how it exited. */
+export async function terminate (child: ChildProcess, exited: Promise<ChildExit>, graceMs: number): Promise<ChildExit> {
+  child.kill('SIGTERM')
+  const timer = setTimeout(() => { child.kill('SIGKILL') }, graceMs)
+  try {
+    return await exited
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** Describes an exit in words, e.g. "exited with code 1" or "was killed by SIGKILL". */
 export function describeExit (exit: ChildExit): string {
   return exit.signal != null ? `was killed by ${exit.signal}` : `exited with code ${String(exit.code)}`
@@ -73,7 +99,7 @@ export class SupervisedProcess {
   private constructor (options: SupervisedProcessOptions) {
     this.name = options.name
     this.#keepLines = options.keepLines ?? 40
-    this.#child = spawn(options.command, options.args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.#child = spawnTiedToParent(options.command, options.args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'] })
     const forget = killOnExit(this.#child)
     for (const stream of [this.#child.stdout, this.#child.stderr]) {
       if (stream == null) continue
@@ -174,13 +200,7 @@ export class SupervisedProcess {
   /** Stops the child: SIGTERM, then SIGKILL if it is still running after `graceMs` (default 5 s). */
   async stop (graceMs = 5000): Promise<ChildExit> {
     if (this.#exit !== undefined) return this.#exit
-    this.#child.kill('SIGTERM')
-    const timer = setTimeout(() => { this.#child.kill('SIGKILL') }, graceMs)
-    try {
-      return await this.exited
-    } finally {
-      clearTimeout(timer)
-    }
+    return await terminate(this.#child, this.exited, graceMs)
   }
 }
 

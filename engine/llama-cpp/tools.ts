@@ -1,8 +1,9 @@
-import { access, constants, readFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { autoGpuBackend, cmakeFlags, type GpuBackend, type GpuChoice } from './build-options.js'
 import { buildKey, llamaCppCacheDir, readManifest, type BuildManifest } from './cache.js'
 import { LlamaCppToolsMissingError } from './errors.js'
+import { isExecutable } from './find-executable.js'
 import { bundledLlamaCppSource } from './source.js'
 
 /** Paths of the built llama.cpp tools; `mesh setup --print` prints exactly these fields. */
@@ -38,20 +39,11 @@ async function selectedBuildDir (llamaCppTag: string): Promise<string | undefine
   }
 }
 
-async function isExecutable (path: string): Promise<boolean> {
-  try {
-    await access(path, constants.X_OK)
-    return true
-  } catch {
-    return false
-  }
-}
-
 /** Returns the tools of a finished, intact build in `buildDir`, or undefined. */
 export async function toolsInBuildDir (buildDir: string): Promise<LlamaCppTools | undefined> {
   const manifest: BuildManifest | undefined = await readManifest(buildDir)
   if (manifest == null) return undefined
-  if (!(await isExecutable(manifest.llamaServer)) || !(await isExecutable(manifest.rpcServer))) return undefined
+  if (!isExecutable(manifest.llamaServer) || !isExecutable(manifest.rpcServer)) return undefined
   return { llamaCppTag: manifest.llamaCppTag, rpcServer: manifest.rpcServer, llamaServer: manifest.llamaServer, flags: manifest.flags }
 }
 

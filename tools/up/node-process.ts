@@ -1,6 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process'
+import { type ChildProcess } from 'node:child_process'
 import { open, readFile } from 'node:fs/promises'
-import { describeExit, killOnExit, type ChildExit } from '../../engine/child-process.js'
+import { describeExit, killOnExit, spawnTiedToParent, terminate, type ChildExit } from '../../engine/child-process.js'
 import { MESH_BIN } from '../mesh-entry.js'
 
 export interface NodeProcessOptions {
@@ -30,7 +30,7 @@ export class NodeProcess {
     this.logFile = options.logFile
     // Its own process group: Ctrl-C in the terminal reaches only `mesh up`, which then stops
     // every node itself, once, instead of each node also catching the terminal's SIGINT.
-    this.#child = spawn(process.execPath, [MESH_BIN, 'start', ...options.args], {
+    this.#child = spawnTiedToParent(process.execPath, [MESH_BIN, 'start', ...options.args], {
       env: { ...process.env, LLMESH_HOME: options.home },
       stdio: ['ignore', logFd, logFd],
       detached: true
@@ -81,13 +81,7 @@ export class NodeProcess {
   /** Stops the node: SIGTERM (it shuts down cleanly), then SIGKILL after `graceMs`. */
   async stop (graceMs = 10_000): Promise<ChildExit> {
     if (this.#exit !== undefined) return this.#exit
-    this.#child.kill('SIGTERM')
-    const timer = setTimeout(() => { this.#child.kill('SIGKILL') }, graceMs)
-    try {
-      return await this.exited
-    } finally {
-      clearTimeout(timer)
-    }
+    return await terminate(this.#child, this.exited, graceMs)
   }
 
   /** Ends the node at once, for a user who pressed Ctrl-C a second time. */
