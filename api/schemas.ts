@@ -59,3 +59,19 @@ export const samplingProperties = {
   },
   user: { type: 'string' }
 } as const
+
+/** The schema of a whole (non-streamed) OpenAI response: the shared envelope around `choices`. */
+export function completionResponseSchema<Choice extends object> (choiceSchema: Choice) {
+  return {
+    type: 'object',
+    properties: {
+      id: { type: 'string' },
+      object: { type: 'string' },
+      created: { type: 'integer' },
+      model: { type: 'string' },
+      choices: { type: 'array', items: choiceSchema },
+      usage: usageSchema
+    },
+    required: ['id', 'object', 'created', 'model', 'choices', 'usage']
+  } as const
+}

@@ -5,7 +5,7 @@ import { DEFAULT_CHAT_MAX_TOKENS } from '../constants.js'
 import { InvalidRequestError } from '../errors.js'
 import { abortWhenClientLeaves, sendEventStream } from '../event-stream.js'
 import { generateOptions, startGeneration, type Generation, type SamplingParams } from '../generation.js'
-import { errorResponses, samplingProperties, usageSchema } from '../schemas.js'
+import { completionResponseSchema, errorResponses, samplingProperties } from '../schemas.js'
 import { checkModelName, type ServedModel } from '../served-model.js'
 
 type ContentPart = { type: string, text?: string }
@@ -46,34 +46,20 @@ const bodySchema = {
   required: ['model', 'messages']
 } as const
 
-const responseSchema = {
+const responseSchema = completionResponseSchema({
   type: 'object',
   properties: {
-    id: { type: 'string' },
-    object: { type: 'string' },
-    created: { type: 'integer' },
-    model: { type: 'string' },
-    choices: {
-      type: 'array',
-      items: {
-        type: 'object',
-        properties: {
-          index: { type: 'integer' },
-          message: {
-            type: 'object',
-            properties: { role: { type: 'string' }, content: { type: 'string' } },
-            required: ['role', 'content']
-          },
-          logprobs: { type: 'null' },
-          finish_reason: { type: 'string' }
-        },
-        required: ['index', 'message', 'logprobs', 'finish_reason']
-      }
+    index: { type: 'integer' },
+    message: {
+      type: 'object',
+      properties: { role: { type: 'string' }, content: { type: 'string' } },
+      required: ['role', 'content']
     },
-    usage: usageSchema
+    logprobs: { type: 'null' },
+    finish_reason: { type: 'string' }
   },
-  required: ['id', 'object', 'created', 'model', 'choices', 'usage']
-} as const
+  required: ['index', 'message', 'logprobs', 'finish_reason']
+})
 
 /** The messages as chat templates take them: text content only, `developer` read as `system`. */
 function templateMessages (messages: ChatBody['messages']): ChatMessage[] {

@@ -4,7 +4,7 @@ import { DEFAULT_COMPLETION_MAX_TOKENS } from '../constants.js'
 import { InvalidRequestError } from '../errors.js'
 import { abortWhenClientLeaves, sendEventStream } from '../event-stream.js'
 import { generateOptions, startGeneration, type Generation, type SamplingParams } from '../generation.js'
-import { errorResponses, samplingProperties, usageSchema } from '../schemas.js'
+import { completionResponseSchema, errorResponses, samplingProperties } from '../schemas.js'
 import { checkModelName, type ServedModel } from '../served-model.js'
 
 interface CompletionBody extends SamplingParams {
@@ -40,18 +40,7 @@ const choiceSchema = {
   required: ['text', 'index', 'logprobs', 'finish_reason']
 } as const
 
-const responseSchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    object: { type: 'string' },
-    created: { type: 'integer' },
-    model: { type: 'string' },
-    choices: { type: 'array', items: choiceSchema },
-    usage: usageSchema
-  },
-  required: ['id', 'object', 'created', 'model', 'choices', 'usage']
-} as const
+const responseSchema = completionResponseSchema(choiceSchema)
 
 /** The prompt as text or as token ids; a one-string array is OpenAI's batch of one. */
 function promptOf (body: CompletionBody): string | number[] {
