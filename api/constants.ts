@@ -6,3 +6,9 @@ export const DEFAULT_CHAT_MAX_TOKENS = 256
 
 /** Largest request body accepted, in bytes: long conversations fit, runaway uploads do not. */
 export const BODY_LIMIT_BYTES = 4 * 1024 * 1024
+
+/** Requests that may wait for an engine slot; one more is answered 429 at once. */
+export const DEFAULT_MAX_QUEUE = 64
+
+/** The Retry-After of a 429 for a full queue: a slot frees as soon as one reply ends. */
+export const QUEUE_RETRY_AFTER_S = 1

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import OpenAI from 'openai'
 import { startLlamaServer, type LlamaServer } from '../engine/llama-server.js'
 import { SPECIAL_TOKENS } from '../engine/synthetic-model/index.js'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
@@ -52,5 +53,17 @@ describe('API when the engine fails', () => {
     const after = await api.post('/v1/completions', { model: api.modelName, prompt: 'x', max_tokens: 2 })
     assert.equal(after.status, 500)
     assert.equal((await after.json() as { error: { type: string } }).error.type, 'server_error')
+
+    // The official client retries a 500 (here once) and then throws its typed error.
+    let attempts = 0
+    api.app.server.on('request', () => { attempts++ })
+    const client = new OpenAI({ apiKey: api.apiKey, baseURL: `${api.url}/v1`, maxRetries: 1 })
+    await assert.rejects(client.completions.create({ model: api.modelName, prompt: 'x', max_tokens: 2 }), (err: unknown) => {
+      assert.ok(err instanceof OpenAI.InternalServerError)
+      assert.equal(err.status, 500)
+      assert.equal(err.type, 'server_error')
+      return true
+    })
+    assert.equal(attempts, 2)
   })
 })

@@ -92,7 +92,7 @@ describe('the local engine and llama-server (the cluster engine without workers)
       const response = await api.post('/v1/completions', bad)
       return { status: response.status, body: await response.json() as unknown }
     }))
-    assert.equal(fromLocal.status, 400)
+    assert.equal(fromLocal.status, 422)
     assert.deepEqual(fromServer, fromLocal)
   })
 })

@@ -1,7 +1,8 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { ChatTemplateError, NoChatTemplateError } from '../engine/chat-template.js'
 import { EngineOptionsError, EngineUnavailableError } from '../engine/errors.js'
-import { ApiError, EngineFailureError, InvalidRequestError, NotFoundError, ServiceUnavailableError } from './errors.js'
+import { BODY_LIMIT_BYTES } from './constants.js'
+import { ApiError, EngineFailureError, InvalidRequestError, NotFoundError, PayloadTooLargeError, ServiceUnavailableError } from './errors.js'
 
 /** Maps anything a route throws onto the OpenAI-shaped error the client receives. */
 export function toApiError (err: unknown): ApiError {
@@ -12,6 +13,9 @@ export function toApiError (err: unknown): ApiError {
     const field = first?.instancePath.replace(/^\//, '').replace(/\//g, '.') ?? ''
     const param = field === '' ? (first?.params.missingProperty as string | undefined) ?? null : field
     return new InvalidRequestError(`invalid request: ${fastifyError.message ?? 'the body does not match the schema'}`, param)
+  }
+  if (fastifyError.statusCode === 413) {
+    return new PayloadTooLargeError(`the request body is larger than the ${BODY_LIMIT_BYTES} bytes this API accepts; send a shorter conversation or prompt`, null, 'request_too_large')
   }
   if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
     // Fastify's own messages (415, 413, empty body) are generic; a JSON parser's message may quote the body, so it is replaced.
@@ -34,7 +38,7 @@ export async function openAiErrorHandler (err: unknown, request: FastifyRequest,
   } else if (apiError.statusCode >= 500) {
     request.log.error({ error: (err as Error).name, code: apiError.code }, 'request failed')
   }
-  if (apiError instanceof ServiceUnavailableError) void reply.header('retry-after', String(apiError.retryAfterSeconds))
+  if (apiError.retryAfterSeconds !== undefined) void reply.header('retry-after', String(apiError.retryAfterSeconds))
   await reply.code(apiError.statusCode).send(apiError.toBody())
 }
 

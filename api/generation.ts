@@ -1,5 +1,5 @@
 import type { Engine, FinishReason, GeneratedPiece, GenerateOptions } from '../engine/engine.js'
-import { InvalidRequestError } from './errors.js'
+import { InvalidRequestError, UnsupportedRequestError } from './errors.js'
 
 /** The sampling fields that chat and text completion requests share. */
 export interface SamplingParams {
@@ -10,6 +10,8 @@ export interface SamplingParams {
   stop?: string | string[] | null
   n?: number | null
   logit_bias?: Record<string, number> | null
+  presence_penalty?: number | null
+  frequency_penalty?: number | null
 }
 
 /** OpenAI's finish reasons: an end-of-generation token and a stop text both count as 'stop'. */
@@ -25,9 +27,13 @@ export interface Usage {
 // OpenAI's sampling default: without `temperature` the reply is sampled, not greedy.
 const DEFAULT_TEMPERATURE = 1
 
-/** Turns OpenAI request fields into engine options; throws InvalidRequestError for what the engines cannot do. */
+/** Turns OpenAI request fields into engine options; throws UnsupportedRequestError (422) for what the engines cannot do. */
 export function generateOptions (params: SamplingParams, maxTokens: number): Omit<GenerateOptions, 'signal'> {
-  if (params.n != null && params.n !== 1) throw new InvalidRequestError(`n must be 1: llmesh returns one choice per request, got ${params.n}`, 'n')
+  if (params.n != null && params.n !== 1) throw new UnsupportedRequestError(`n must be 1: llmesh returns one choice per request, got ${params.n}`, 'n', 'unsupported_value')
+  for (const field of ['presence_penalty', 'frequency_penalty'] as const) {
+    const value = params[field]
+    if (value != null && value !== 0) throw new UnsupportedRequestError(`${field} is not supported; leave it out or send 0, got ${value}`, field, 'unsupported_value')
+  }
   const temperature = params.temperature ?? DEFAULT_TEMPERATURE
   return {
     maxTokens,
@@ -40,7 +46,7 @@ export function generateOptions (params: SamplingParams, maxTokens: number): Omi
 // The engines can only forbid tokens, which is what OpenAI's bias of -100 does.
 function bannedTokens (logitBias: Record<string, number>): number[] {
   return Object.entries(logitBias).map(([token, bias]) => {
-    if (bias !== -100) throw new InvalidRequestError(`logit_bias supports only -100 (never generate the token), got ${bias} for token ${token}`, 'logit_bias')
+    if (bias !== -100) throw new UnsupportedRequestError(`logit_bias supports only -100 (never generate the token), got ${bias} for token ${token}`, 'logit_bias', 'unsupported_value')
     return Number(token)
   })
 }
@@ -53,30 +59,36 @@ export function openAiFinishReason (finish: FinishReason): OpenAiFinishReason {
 /**
  * One generation for one request. Created by `startGeneration` once the engine has produced its
  * first piece (or finished), so that a failure to start is still an ordinary HTTP error; iterate
- * it for the pieces, then read `finishReason` and `usage`.
+ * it for the pieces, then read `finishReason`. `usage` counts as the pieces come.
  */
 export class Generation implements AsyncIterable<GeneratedPiece> {
-  #completionTokens = 0
+  /** token counts so far (complete once all pieces were read); the same object throughout */
+  readonly usage: Usage
   #finishReason: FinishReason | undefined
+  #closed: Promise<void> | undefined
 
+  /** `onEnd` runs once, when the engine's generation is over: finished, failed or closed */
   constructor (
     private readonly first: IteratorResult<GeneratedPiece, FinishReason>,
     private readonly rest: AsyncIterator<GeneratedPiece, FinishReason, undefined>,
-    private readonly promptTokens: number
-  ) {}
+    promptTokens: number,
+    private readonly onEnd: () => void = () => {}
+  ) {
+    this.usage = { prompt_tokens: promptTokens, completion_tokens: 0, total_tokens: promptTokens }
+  }
 
   async * [Symbol.asyncIterator] (): AsyncGenerator<GeneratedPiece, void, undefined> {
     let step = this.first
     try {
       while (step.done !== true) {
-        this.#completionTokens++
+        this.usage.completion_tokens++
+        this.usage.total_tokens++
         yield step.value
         step = await this.rest.next()
       }
       this.#finishReason = step.value
     } finally {
-      // Ends the engine's generation when the consumer stops early (client gone, error).
-      if (step.done !== true) await this.rest.return?.()
+      await this.close()
     }
   }
 
@@ -86,9 +98,19 @@ export class Generation implements AsyncIterable<GeneratedPiece> {
     return openAiFinishReason(this.#finishReason)
   }
 
-  /** Token counts so far (complete once all pieces were read). */
-  get usage (): Usage {
-    return { prompt_tokens: this.promptTokens, completion_tokens: this.#completionTokens, total_tokens: this.promptTokens + this.#completionTokens }
+  /**
+   * Ends the engine's generation if it still runs (the consumer stopped early, the client left,
+   * or nobody ever read it) and resolves once the engine let go of it; idempotent.
+   */
+  async close (): Promise<void> {
+    this.#closed ??= (async () => {
+      try {
+        await this.rest.return?.()
+      } finally {
+        this.onEnd()
+      }
+    })()
+    await this.#closed
   }
 }
 
@@ -96,9 +118,9 @@ export class Generation implements AsyncIterable<GeneratedPiece> {
  * Tokenizes `prompt` (control-token texts read as control tokens, as llama-server reads prompts) and
  * starts generating from those token ids, so that every engine gets identical input. The reply is
  * cut where the context is full, the same way for every engine; `promptField` names the request
- * field to blame for a prompt that does not fit.
+ * field to blame for a prompt that does not fit; `onEnd` runs once the engine is done with it.
  */
-export async function startGeneration (engine: Engine, prompt: string | readonly number[], options: GenerateOptions, promptField: string): Promise<Generation> {
+export async function startGeneration (engine: Engine, prompt: string | readonly number[], options: GenerateOptions, promptField: string, onEnd?: () => void): Promise<Generation> {
   const tokens = typeof prompt === 'string' ? await engine.tokenize(prompt, { special: true }) : prompt
   const room = engine.contextSize - tokens.length
   if (room < 1) {
@@ -106,5 +128,5 @@ export async function startGeneration (engine: Engine, prompt: string | readonly
   }
   const generator = engine.generate({ tokens }, { ...options, maxTokens: Math.min(options.maxTokens, room) })
   const first = await generator.next()
-  return new Generation(first, generator, tokens.length)
+  return new Generation(first, generator, tokens.length, onEnd)
 }

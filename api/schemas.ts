@@ -1,5 +1,8 @@
 // JSON schemas shared by the OpenAI routes: request fields both completion kinds accept, usage and errors.
 
+/** The largest max_tokens accepted: no context llmesh can run holds more. */
+const MAX_TOKENS_LIMIT = 1_048_576
+
 /** OpenAI's error body, for every 4xx and 5xx answer. */
 export const errorSchema = {
   type: 'object',
@@ -34,19 +37,21 @@ export const usageSchema = {
 
 /** Request fields of chat and text completions: the model, sampling, stop texts and streaming. */
 export const samplingProperties = {
-  model: { type: 'string', minLength: 1 },
-  max_tokens: { type: ['integer', 'null'], minimum: 1 },
+  model: { type: 'string', minLength: 1, maxLength: 256 },
+  max_tokens: { type: ['integer', 'null'], minimum: 1, maximum: MAX_TOKENS_LIMIT },
   temperature: { type: ['number', 'null'], minimum: 0, maximum: 2 },
   top_p: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 1 },
   seed: { type: ['integer', 'null'], minimum: 0, maximum: 4294967295 },
   stop: {
     anyOf: [
       { type: 'string' },
-      { type: 'array', items: { type: 'string' }, maxItems: 4 },
+      { type: 'array', items: { type: 'string', maxLength: 256 }, maxItems: 16 },
       { type: 'null' }
     ]
   },
-  n: { type: ['integer', 'null'], minimum: 1 },
+  n: { type: ['integer', 'null'], minimum: 1, maximum: 128 },
+  presence_penalty: { type: ['number', 'null'], minimum: -2, maximum: 2 },
+  frequency_penalty: { type: ['number', 'null'], minimum: -2, maximum: 2 },
   logit_bias: {
     type: ['object', 'null'],
     propertyNames: { pattern: '^[0-9]+$' },
@@ -57,7 +62,7 @@ export const samplingProperties = {
     type: ['object', 'null'],
     properties: { include_usage: { type: 'boolean' } }
   },
-  user: { type: 'string' }
+  user: { type: 'string', maxLength: 256 }
 } as const
 
 /** The schema of a whole (non-streamed) OpenAI response: the shared envelope around `choices`. */

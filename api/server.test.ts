@@ -103,18 +103,25 @@ describe('OpenAI-compatible API over the local engine', () => {
     await expectError(await api.post('/v1/embeddings', { model: api.modelName, input: 'x' }), 404, 'not_found_error')
   })
 
-  it('answers invalid bodies with 400 and names the field, without echoing the prompt', async () => {
-    const cases: Array<[string, unknown, string | null]> = [
-      ['/v1/chat/completions', { model: api.modelName }, 'messages'],
-      ['/v1/chat/completions', { model: api.modelName, messages: [] }, 'messages'],
-      ['/v1/chat/completions', { model: api.modelName, messages: [{ role: 'user', content: PROMPT }], n: 2 }, 'n'],
-      ['/v1/completions', { model: api.modelName, prompt: PROMPT, temperature: 'hot' }, 'temperature'],
-      ['/v1/completions', { model: api.modelName, prompt: PROMPT, max_tokens: 0 }, 'max_tokens'],
-      ['/v1/completions', { model: api.modelName, prompt: PROMPT, logit_bias: { 5: 3 } }, 'logit_bias'],
-      ['/v1/chat/completions', { model: api.modelName, messages: [{ role: 'user', content: [{ type: 'image_url' }] }] }, 'messages[0].content']
+  it('answers invalid bodies with 400 and unsupported requests with 422, naming the field, without echoing the prompt', async () => {
+    const chat = [{ role: 'user', content: PROMPT }]
+    const cases: Array<[string, unknown, string | null, number]> = [
+      ['/v1/chat/completions', { model: api.modelName }, 'messages', 400],
+      ['/v1/chat/completions', { model: api.modelName, messages: [] }, 'messages', 400],
+      ['/v1/completions', { model: api.modelName, prompt: PROMPT, temperature: 'hot' }, 'temperature', 400],
+      ['/v1/completions', { model: api.modelName, prompt: PROMPT, max_tokens: 0 }, 'max_tokens', 400],
+      ['/v1/completions', { model: 'm'.repeat(257), prompt: PROMPT }, 'model', 400],
+      ['/v1/completions', { model: api.modelName, prompt: PROMPT, stop: Array.from({ length: 17 }, (_, i) => `s${i}`) }, 'stop', 400],
+      ['/v1/completions', { model: api.modelName, prompt: PROMPT, top_p: 1.5 }, 'top_p', 400],
+      ['/v1/chat/completions', { model: api.modelName, messages: chat, tools: Array.from({ length: 129 }, () => ({ type: 'function', function: { name: 'f' } })) }, 'tools', 400],
+      ['/v1/chat/completions', { model: api.modelName, messages: chat, n: 2 }, 'n', 422],
+      ['/v1/chat/completions', { model: api.modelName, messages: chat, tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools', 422],
+      ['/v1/completions', { model: api.modelName, prompt: PROMPT, logit_bias: { 5: 3 } }, 'logit_bias', 422],
+      ['/v1/completions', { model: api.modelName, prompt: PROMPT, presence_penalty: 0.5 }, 'presence_penalty', 422],
+      ['/v1/chat/completions', { model: api.modelName, messages: [{ role: 'user', content: [{ type: 'image_url' }] }] }, 'messages[0].content', 422]
     ]
-    for (const [path, body, param] of cases) {
-      const error = await expectError(await api.post(path, body), 400, 'invalid_request_error')
+    for (const [path, body, param, status] of cases) {
+      const error = await expectError(await api.post(path, body), status, 'invalid_request_error')
       assert.equal(error.param, param, `${JSON.stringify(body)}: ${error.message}`)
       assert.ok(!error.message.includes(PROMPT))
     }

@@ -37,6 +37,11 @@ export class MeshProcess {
     this.exited = new Promise(resolve => { this.child.once('exit', code => { resolve(code) }) })
   }
 
+  /** Process id of the node (of `ip netns exec`, which becomes the node, inside a namespace). */
+  get pid (): number | undefined {
+    return this.child.pid
+  }
+
   /** Resolves with the first log line matching `pattern` (and when it was seen). */
   async waitForLine (pattern: RegExp, timeoutMs = 30_000): Promise<{ line: string, at: number }> {
     const deadline = Date.now() + timeoutMs
@@ -57,10 +62,10 @@ export class MeshProcess {
     return line.slice(line.indexOf('listening on ') + 'listening on '.length).trim()
   }
 
-  /** Sends `signal` and waits for the process to exit. */
-  async stop (signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  /** Sends `signal` and waits for the process to exit; SIGKILL after `killAfterMs`. */
+  async stop (signal: NodeJS.Signals = 'SIGTERM', killAfterMs = 10_000): Promise<number | null> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal)
-    const timer = setTimeout(() => { this.child.kill('SIGKILL') }, 10_000)
+    const timer = setTimeout(() => { this.child.kill('SIGKILL') }, killAfterMs)
     const code = await this.exited
     clearTimeout(timer)
     return code

@@ -13,6 +13,7 @@ import { MESH_BIN, runMesh } from '../tools/test-support/run-mesh.js'
 import { waitFor } from '../tools/wait-for.js'
 import { descendantPids, runningPids } from './process-tree.js'
 import type { StatusReport } from '../node/status-report.js'
+import { freePort } from '../engine/free-port.js'
 
 const READY_TIMEOUT_MS = 300_000
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
@@ -40,13 +41,6 @@ function portOf (server: Server): number {
   const address = server.address()
   if (address == null || typeof address === 'string') throw new Error('no TCP port')
   return address.port
-}
-
-async function freePort (): Promise<number> {
-  const server = await listenOnFreePort()
-  const port = portOf(server)
-  await new Promise(resolve => server.close(resolve))
-  return port
 }
 
 /** A running `mesh up` with its output so far. */

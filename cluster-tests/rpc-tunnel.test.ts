@@ -6,42 +6,27 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import type { PeerId, Stream } from '@libp2p/interface'
+import type { PeerId } from '@libp2p/interface'
 import { startLlamaServer } from '../engine/llama-server.js'
 import { loadLocalEngine } from '../engine/local-engine.js'
 import { readModelFacts } from '../engine/model-facts.js'
 import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
-import { messageCapFor, RPC_TUNNEL_PROTOCOL } from '../protocols/rpc-tunnel/index.js'
+import { MESSAGE_MARGIN_BYTES } from '../protocols/rpc-tunnel/constants.js'
+import { DEFAULT_MESSAGE_CAP_BYTES, messageCapFor, RPC_TUNNEL_PROTOCOL } from '../protocols/rpc-tunnel/index.js'
+import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type ModelFacts, type StagePlan } from '../scheduler/index.js'
 import { startTunnelNode, type TunnelNode } from '../tools/cluster-bench.js'
+import { RpcCommand } from '../protocols/rpc-tunnel/ggml-rpc.js'
+import { rpcRequest } from '../protocols/rpc-tunnel/test-support/frames.js'
+import { trySendHello, watchStream } from './rpc-session.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
-const HELLO = 14
-const DEVICE_COUNT = 15
-const SET_TENSOR = 6
-
-function request (command: number, payloadBytes: number, announced = BigInt(payloadBytes)): Uint8Array {
-  const bytes = new Uint8Array(9 + payloadBytes)
-  bytes[0] = command
-  new DataView(bytes.buffer).setBigUint64(1, announced, true)
-  return bytes
-}
-
-/** Collects a stream's bytes and tells how it ended. */
-function watch (stream: Stream): { bytes: () => Uint8Array, closed: Promise<Error | undefined> } {
-  const chunks: Uint8Array[] = []
-  stream.addEventListener('message', event => {
-    chunks.push(event.data instanceof Uint8Array ? event.data : event.data.subarray())
-  })
-  const closed = new Promise<Error | undefined>(resolve => {
-    // A stream refused at once can be reset before the dial returns it.
-    if (stream.status === 'reset' || stream.status === 'aborted') resolve(new Error(`stream ${stream.status}`))
-    else if (stream.status === 'closed') resolve(undefined)
-    stream.addEventListener('close', event => { resolve(event.error) }, { once: true })
-  })
-  return { bytes: () => new Uint8Array(Buffer.concat(chunks)), closed }
-}
-
+// About 400 tokens (of the test model's 512-token context): read as one large micro-batch,
+// it sends the worker's stage the largest attention mask and hidden state of the plan.
+const LONG_PROMPT = Array(14).fill(PROMPT).join(' ')
+/** SET_TENSOR carries the tensor's 296-byte description and an 8-byte offset before the data. */
+const SET_TENSOR_HEADER_BYTES = 296 + 8
+const GiB = 1024 ** 3
 async function until (condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!condition()) {
@@ -63,6 +48,8 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
   let worker: TunnelNode
   let otherMember: TunnelNode
   let bannedTokens: number[]
+  let facts: ModelFacts
+  let plan: StagePlan
   const roles = new Map<string, 'coordinator' | 'worker'>()
 
   before(async () => {
@@ -72,7 +59,9 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     const local = await loadLocalEngine({ modelPath: model.path })
     bannedTokens = local.partialCharacterTokens()
     await local.dispose()
-    const { largestTensorBytes } = await readModelFacts(model.path)
+    facts = await readModelFacts(model.path)
+    // Layers on the coordinator and on the worker, as a cluster of two would have them.
+    plan = planStages({ model: facts, coordinator: { id: 'coordinator', offeredBytes: GiB, speed: 1 }, workers: [{ id: 'worker', offeredBytes: GiB, speed: 1 }], contextSize: 512 })
     rpcServer = await startRpcServer({ dataDir, threads: 1 })
     coordinator = await startTunnelNode()
     otherMember = await startTunnelNode()
@@ -80,7 +69,7 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
       bridge: {
         authorize: (peer: PeerId) => roles.get(peer.toString()) === 'coordinator',
         rpcServerPort: () => rpcServer.port,
-        maxMessageBytes: () => messageCapFor(largestTensorBytes)
+        messageCapCeiling: () => messageCapFor(GiB)
       },
       idleReadTimeoutMs: 2000
     })
@@ -98,9 +87,10 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
   })
 
   async function greedyTokens (rpcEndpoint: string): Promise<number[]> {
-    const server = await startLlamaServer({ modelPath: model.path, threads: 1, extraArgs: ['--rpc', rpcEndpoint, '--n-gpu-layers', '99'] })
+    const server = await startLlamaServer({ modelPath: model.path, threads: 1, extraArgs: renderLlamaServerArgs(plan, { worker: rpcEndpoint }) })
     try {
       const tokens: number[] = []
+      for await (const piece of server.generate(LONG_PROMPT, { maxTokens: 1, bannedTokens })) void piece
       for await (const piece of server.generate(PROMPT, { maxTokens: 32, ignoreEos: true, bannedTokens })) tokens.push(piece.token)
       return tokens
     } finally {
@@ -111,9 +101,9 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
   /** A raw session from `from` to the worker: HELLO, then DEVICE_COUNT; returns the device count. */
   async function deviceCount (from: TunnelNode): Promise<number> {
     const stream = await from.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)
-    const seen = watch(stream)
-    stream.send(request(HELLO, 24))
-    stream.send(request(DEVICE_COUNT, 0))
+    const seen = watchStream(stream)
+    stream.send(rpcRequest(RpcCommand.HELLO, 24))
+    stream.send(rpcRequest(RpcCommand.DEVICE_COUNT, 0))
     await until(() => seen.bytes().length >= HELLO_RESPONSE_BYTES + DEVICE_COUNT_RESPONSE_BYTES, 'the DEVICE_COUNT response')
     const bytes = seen.bytes()
     assert.equal(bytes[8], 6, 'rpc-server speaks ggml-rpc protocol 6')
@@ -121,29 +111,44 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     return new DataView(bytes.buffer).getUint32(HELLO_RESPONSE_BYTES + 8, true)
   }
 
-  it('gives llama-server the same greedy tokens as --rpc pointed at rpc-server directly', async () => {
+  it('gives llama-server the same greedy tokens as --rpc pointed at rpc-server directly, within the plan\'s message cap', async () => {
     const direct = await greedyTokens(`127.0.0.1:${rpcServer.port}`)
-    const endpoint = await coordinator.services.rpcTunnel.openListener(worker.peerId)
+    assert.equal(worker.services.rpcTunnel.messageCap(coordinator.peerId), DEFAULT_MESSAGE_CAP_BYTES, 'a coordinator that set no cap gets the default')
+    const stageTensorBytes = largestStageTensorBytes(facts, plan, plan.stages[1])
+    const endpoint = await coordinator.services.rpcTunnel.openListener(worker.peerId, { maxMessageBytes: messageCapFor(stageTensorBytes) })
     assert.match(endpoint, /^127\.0\.0\.1:\d+$/)
+    assert.equal(worker.services.rpcTunnel.messageCap(coordinator.peerId), messageCapFor(stageTensorBytes), 'the worker applies the cap before llama-server connects')
     const tunnelled = await greedyTokens(endpoint)
     await coordinator.services.rpcTunnel.closeListeners()
     assert.equal(direct.length, 32)
     assert.deepEqual(tunnelled, direct)
     // The session really went through the bridge, which counted it per command.
-    const metrics = await worker.services.rpcTunnel.registry.getSingleMetricAsString('llmesh_rpc_request_bytes_total')
+    const registry = worker.services.rpcTunnel.registry
+    const metrics = await registry.getSingleMetricAsString('llmesh_rpc_request_bytes_total')
     assert.match(metrics, /command="graph_compute"} [1-9]/)
     assert.match(metrics, /command="set_tensor"} [1-9]/)
+    // The cap's parts hold: no tensor upload exceeds the stage's largest tensor, no graph the margin.
+    const largest = new Map((await registry.getSingleMetric('llmesh_rpc_largest_request_bytes')?.get())?.values.map(v => [v.labels.command, v.value]))
+    assert.ok((largest.get('set_tensor') ?? 0) > 0)
+    assert.ok((largest.get('set_tensor') ?? Infinity) <= stageTensorBytes + SET_TENSOR_HEADER_BYTES, `set_tensor of ${largest.get('set_tensor')} bytes exceeds the stage's largest tensor (${stageTensorBytes}) and its header`)
+    assert.ok((largest.get('graph_compute') ?? Infinity) <= MESSAGE_MARGIN_BYTES, 'the graph fits the margin')
+  })
+
+  it('refuses a message cap above what the worker offers, and keeps the cap in force', async () => {
+    const before = worker.services.rpcTunnel.messageCap(coordinator.peerId)
+    await assert.rejects(coordinator.services.rpcTunnel.openListener(worker.peerId, { maxMessageBytes: messageCapFor(GiB) + 1 }), /refused the plan's ggml-rpc message cap/)
+    assert.equal(worker.services.rpcTunnel.messageCap(coordinator.peerId), before)
   })
 
   for (const [what, badRequest] of [
     ['an unknown command byte', Uint8Array.of(0xc8)],
-    ['a length of 2^40', request(SET_TENSOR, 0, 2n ** 40n)]
+    ['a length of 2^40', rpcRequest(RpcCommand.SET_TENSOR, 0, 2n ** 40n)]
   ] as const) {
     it(`closes a tunnel stream that sends ${what}; rpc-server keeps running and the next session works`, async () => {
       const pid = rpcServer.pid
       const stream = await coordinator.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)
-      const seen = watch(stream)
-      stream.send(request(HELLO, 24))
+      const seen = watchStream(stream)
+      stream.send(rpcRequest(RpcCommand.HELLO, 24))
       await until(() => seen.bytes().length >= HELLO_RESPONSE_BYTES, 'the HELLO response')
       stream.send(badRequest)
       assert.ok(await seen.closed !== undefined, 'the bridge resets the stream')
@@ -156,8 +161,8 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
 
   it('closes a tunnel stream that stalls part-way through a request', async () => {
     const stream = await coordinator.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)
-    const seen = watch(stream)
-    stream.send(request(HELLO, 24).subarray(0, 5))
+    const seen = watchStream(stream)
+    stream.send(rpcRequest(RpcCommand.HELLO, 24).subarray(0, 5))
     assert.ok(await seen.closed !== undefined, 'the bridge resets the stream after its idle read timeout')
     assert.equal(await deviceCount(coordinator), 1)
   })
@@ -165,12 +170,8 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
   it('refuses a tunnel stream from a member that is not the coordinator', async () => {
     const accepted = rpcServer.recentOutput.filter(line => line.includes('Accepted client connection')).length
     const stream = await otherMember.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)
-    const seen = watch(stream)
-    try {
-      stream.send(request(HELLO, 24))
-    } catch {
-      // the bridge may have reset the stream already, which is the point
-    }
+    const seen = watchStream(stream)
+    trySendHello(stream)
     assert.ok(await seen.closed !== undefined, 'the bridge resets the stream')
     assert.equal(seen.bytes().length, 0, 'nothing came back from rpc-server')
     assert.equal(rpcServer.recentOutput.filter(line => line.includes('Accepted client connection')).length, accepted, 'rpc-server saw no connection')

@@ -3,7 +3,7 @@
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { createConnection, createServer } from 'node:net'
+import { createConnection } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SupervisedProcess } from '../engine/child-process.js'
@@ -12,6 +12,7 @@ import { findLlamaCppTools, type LlamaCppTools } from '../engine/llama-cpp/tools
 import { readModelFacts } from '../engine/model-facts.js'
 import { syntheticModelContent } from '../engine/synthetic-model/index.js'
 import { parseStages, planFromStages, planStages, renderLlamaServerArgs, type PlanInput, type StagePlan } from '../scheduler/index.js'
+import { freePort } from '../engine/free-port.js'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -24,15 +25,6 @@ interface LoadReport {
   overriddenToCpu: Set<string>
   /** bytes per device ("CPU", "RPC0", ...) and buffer kind ("model", "KV", "compute", "output") */
   buffers: Map<string, Map<string, number>>
-}
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise(resolve => server.close(resolve))
-  if (address == null || typeof address === 'string') throw new Error('no TCP port')
-  return address.port
 }
 
 async function accepts (port: number): Promise<boolean> {

@@ -31,7 +31,7 @@ export class ChildProcessStartError extends Error {
   }
 }
 
-/** llama-server answered a request with an error, or its connection broke mid-answer. */
+/** llama-server answered a request with an error (a broken connection is an EngineLostError). */
 export class LlamaServerRequestError extends Error {
   static readonly code = 'ERR_LLAMA_SERVER_REQUEST'
   readonly code = LlamaServerRequestError.code
@@ -53,4 +53,14 @@ export class EngineUnavailableError extends Error {
   constructor (message: string, readonly retryAfterSeconds: number) {
     super(message)
   }
+}
+
+/**
+ * The engine went away during a request: its process exited, or the connection to it broke.
+ * Unlike a refused request, this is no fault of the input: another engine can take the work over.
+ */
+export class EngineLostError extends Error {
+  static readonly code = 'ERR_ENGINE_LOST'
+  readonly code = EngineLostError.code
+  override readonly name = 'EngineLostError'
 }

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline'
 import { readCpuBudget } from './cpu-budget.js'
 import { SupervisedProcess } from './child-process.js'
 import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions, TokenizeOptions } from './engine.js'
-import { EngineDisposedError, EngineOptionsError, LlamaServerRequestError } from './errors.js'
+import { EngineDisposedError, EngineLostError, EngineOptionsError, LlamaServerRequestError } from './errors.js'
 import { findLlamaCppTools } from './llama-cpp/tools.js'
 import { defaultContextSize, inspectModelFile } from './model-file.js'
 
@@ -137,6 +137,9 @@ export class LlamaServer implements Engine {
       throw new EngineOptionsError(`maxTokens must be a whole number of at least 1, got ${options.maxTokens}`)
     }
     const { sampling } = options
+    const resumeAfter = typeof input === 'string' ? 0 : options.resumeAfter ?? 0
+    const logitBias = (options.bannedTokens ?? []).map((token): [number, false] => [token, false])
+    if (resumeAfter > 0) await this.#replay((input as { tokens: readonly number[] }).tokens, resumeAfter, logitBias, options.signal)
     const body = {
       prompt: typeof input === 'string' ? input : [...input.tokens],
       n_predict: options.maxTokens,
@@ -147,11 +150,12 @@ export class LlamaServer implements Engine {
       min_p: sampling?.minP ?? 0,
       ...(sampling?.seed !== undefined ? { seed: sampling.seed } : {}),
       stop: options.stop ?? [],
-      logit_bias: (options.bannedTokens ?? []).map(token => [token, false]),
+      logit_bias: logitBias,
       ignore_eos: options.ignoreEos === true,
       stream: true,
       return_tokens: true,
-      cache_prompt: false
+      // After a replay the slot holds all but the last input token, evaluated as generating did.
+      cache_prompt: resumeAfter > 0
     }
     const response = await this.#send('POST', '/completion', body, options.signal)
     if (response.statusCode !== 200) {
@@ -173,12 +177,35 @@ export class LlamaServer implements Engine {
     } catch (err) {
       options.signal?.throwIfAborted()
       if (err instanceof LlamaServerRequestError) throw err
-      throw new LlamaServerRequestError(`the connection to llama-server broke during a completion: ${(err as Error).message}`)
+      throw new EngineLostError(`the connection to llama-server broke during a completion: ${(err as Error).message}`)
     } finally {
       response.destroy()
     }
     options.signal?.throwIfAborted()
-    throw new LlamaServerRequestError('llama-server ended a completion without its final event')
+    throw new EngineLostError('llama-server ended a completion without its final event')
+  }
+
+  /**
+   * Rebuilds a slot's cache for `tokens`, whose last `generated` were generated, the way the
+   * generation built it: the prompt in one batch, then each generated token alone. Evaluating
+   * them in one batch would round differently, and greedy decoding could pick other tokens.
+   * Leaves the last token out: the completion that follows evaluates it and samples from it.
+   */
+  async #replay (tokens: readonly number[], generated: number, logitBias: Array<[number, false]>, signal: AbortSignal | undefined): Promise<void> {
+    const promptLength = tokens.length - generated
+    for (let end = promptLength; end < tokens.length; end++) {
+      // One sampled token each (discarded): it makes llama-server evaluate the new token and stop.
+      // The generation's banned tokens stay banned: a lone UTF-8 byte would make it answer HTTP 500.
+      const body = { prompt: tokens.slice(0, end), n_predict: 1, temperature: 0, logit_bias: logitBias, cache_prompt: end > promptLength, stream: false }
+      const response = await this.#send('POST', '/completion', body, signal)
+      const answer = await readAll(response).catch((err: Error) => {
+        signal?.throwIfAborted()
+        throw new EngineLostError(`the connection to llama-server broke while resuming a generation: ${err.message}`)
+      })
+      if (response.statusCode !== 200) {
+        throw new LlamaServerRequestError(`llama-server refused to resume a generation (HTTP ${response.statusCode}): ${answer.slice(0, 300)}`, response.statusCode)
+      }
+    }
   }
 
   async #send (method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<IncomingMessage> {
@@ -195,7 +222,7 @@ export class LlamaServer implements Engine {
         headers: payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }
       }, resolve)
       req.once('error', err => {
-        reject(signal?.aborted === true ? signal.reason : new LlamaServerRequestError(`cannot reach llama-server: ${err.message}`))
+        reject(signal?.aborted === true ? signal.reason : new EngineLostError(`cannot reach llama-server: ${err.message}`))
       })
       req.end(payload)
     })

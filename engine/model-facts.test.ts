@@ -28,6 +28,8 @@ describe('readModelFacts', () => {
     const layerBytes = 2 * (2 * embd * embd + 2 * embd * kvDim + 3 * embd * ff) + 2 * 4 * embd
     assert.equal(facts.layerCount, 3)
     assert.deepEqual(facts.layerWeightBytes, [layerBytes, layerBytes, layerBytes])
+    // The largest tensor of a layer is one of the three embd x ff feed-forward matrices.
+    assert.deepEqual(facts.layerLargestTensorBytes, [2 * embd * ff, 2 * embd * ff, 2 * embd * ff])
     assert.equal(facts.embeddingBytes, 2 * embd * vocab)
     assert.equal(facts.outputHeadBytes, 2 * embd * vocab + 4 * embd)
     assert.equal(facts.tiedEmbeddings, false)

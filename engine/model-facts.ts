@@ -27,6 +27,7 @@ export function modelFactsFromGguf (info: GgufInfo, path: string): ModelFacts {
   const valueLength = metadata.has(`${architecture}.attention.value_length`) ? metadata.integer(`${architecture}.attention.value_length`) : defaultHeadSize
 
   const layerWeightBytes: number[] = new Array<number>(layerCount).fill(0)
+  const layerLargestTensorBytes: number[] = new Array<number>(layerCount).fill(0)
   const byName = new Map(info.tensors.map(tensor => [tensor.name, tensor]))
   for (const tensor of info.tensors) {
     const match = LAYER_TENSOR.exec(tensor.name)
@@ -34,6 +35,7 @@ export function modelFactsFromGguf (info: GgufInfo, path: string): ModelFacts {
     const layer = Number(match[1])
     if (layer >= layerCount) throw new ModelFileError(`${path} has tensor ${tensor.name} but its metadata says ${architecture}.block_count is ${layerCount}; the file is inconsistent, convert the model again`)
     layerWeightBytes[layer] += tensor.byteSize
+    layerLargestTensorBytes[layer] = Math.max(layerLargestTensorBytes[layer], tensor.byteSize)
   }
   const embedding = byName.get('token_embd.weight')
   if (embedding == null) throw new ModelFileError(`${path} has no token_embd.weight tensor, so llmesh cannot split it by layers; use a decoder-only transformer model`)
@@ -42,6 +44,7 @@ export function modelFactsFromGguf (info: GgufInfo, path: string): ModelFacts {
   return {
     layerCount,
     layerWeightBytes,
+    layerLargestTensorBytes,
     embeddingBytes: embedding.byteSize,
     outputHeadBytes: (output?.byteSize ?? 0) + (outputNorm?.byteSize ?? 0),
     tiedEmbeddings: output == null,

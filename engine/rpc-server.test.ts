@@ -46,7 +46,7 @@ describe('supervised rpc-server', () => {
 
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'llmesh-rpc-server-test-'))
-    server = await startRpcServer({ dataDir, threads: 1, restartDelayMs: 100 })
+    server = await startRpcServer({ dataDir, threads: 1, restartPolicy: { firstDelayMs: 100 } })
   })
 
   after(async () => {
@@ -75,6 +75,27 @@ describe('supervised rpc-server', () => {
     assert.notEqual(pid, oldPid)
     assert.equal(server.port, port)
     assert.ok(await accepts(port))
+    assert.equal(server.state, 'running')
+    assert.equal(server.restarts, 1)
+  })
+
+  it('ends failed, reporting why, when it keeps crashing', async () => {
+    const crashing = await startRpcServer({ dataDir, threads: 1, restartPolicy: { firstDelayMs: 50, maxCrashes: 3 } })
+    try {
+      const failed = once(crashing, 'failed')
+      for (let crash = 1; crash <= 3; crash++) {
+        process.kill(crashing.pid as number, 'SIGKILL')
+        if (crash < 3) await once(crashing, 'restart')
+      }
+      const [reason] = await failed as [string]
+      assert.equal(crashing.state, 'failed')
+      assert.equal(crashing.failure, reason)
+      assert.match(reason, /^rpc-server crashed 3 times within 60 s \(last: it was killed by SIGKILL\)/)
+      assert.equal(crashing.port, undefined)
+      assert.equal(crashing.restarts, 2)
+    } finally {
+      await crashing.dispose()
+    }
   })
 
   it('stays stopped after dispose', async () => {

@@ -1,12 +1,14 @@
 import { EventEmitter } from 'node:events'
 import { mkdir } from 'node:fs/promises'
-import { connect, createServer, type AddressInfo } from 'node:net'
+import { connect } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { describeExit, SupervisedProcess, type ChildExit } from './child-process.js'
 import { readCpuBudget } from './cpu-budget.js'
 import { ChildProcessStartError } from './errors.js'
+import { freePort } from './free-port.js'
 import { findLlamaCppTools } from './llama-cpp/tools.js'
+import { RestartPolicy, type RestartPolicyOptions } from './restart-policy.js'
 
 export interface RpcServerOptions {
   /** the node's data dir: rpc-server's tensor cache (`-c`) lives in its `rpc-cache` folder */
@@ -17,11 +19,12 @@ export interface RpcServerOptions {
   threads?: number
   /** give up on a start if rpc-server does not accept connections after this many ms (default 30 s) */
   readyTimeoutMs?: number
-  /** wait this long before the first restart after a crash, doubling up to `maxRestartDelayMs` (default 500 ms) */
-  restartDelayMs?: number
-  /** the longest wait between restarts (default 10 s) */
-  maxRestartDelayMs?: number
+  /** when to restart after a crash and when to give up (default: 1, 2, 4, 8 s, failed at the fifth crash in 60 s) */
+  restartPolicy?: RestartPolicyOptions
 }
+
+/** Where a supervised rpc-server stands: `failed` once it crashed too often to be restarted again. */
+export type RpcServerState = 'running' | 'restarting' | 'failed' | 'stopped'
 
 export interface RpcServerEvents {
   /** rpc-server exited on its own; a restart follows */
@@ -30,23 +33,12 @@ export interface RpcServerEvents {
   restart: [{ port: number, pid: number | undefined }]
   /** a restart failed; another follows after the back-off */
   'restart-failed': [Error]
+  /** rpc-server crashed too often and is no longer restarted; the reason says why */
+  failed: [string]
 }
 
 const HOST = '127.0.0.1'
 const START_ATTEMPTS = 3
-// A run this long counts as healthy: the next crash restarts after the shortest delay again.
-const HEALTHY_RUN_MS = 30_000
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen({ host: HOST, port: 0 }, resolve)
-  })
-  const { port } = server.address() as AddressInfo
-  await new Promise(resolve => server.close(resolve))
-  return port
-}
 
 async function accepts (port: number): Promise<boolean> {
   return await new Promise(resolve => {
@@ -58,19 +50,21 @@ async function accepts (port: number): Promise<boolean> {
 
 /**
  * A supervised ggml-rpc-server: bound to 127.0.0.1 only (it has no authentication; the
- * worker bridge is its only client), on a free port, restarted with a back-off when it dies.
+ * worker bridge is its only client), on a free port, restarted with a back-off when it dies
+ * (see RestartPolicy), and given up on (state `failed`) when it keeps dying.
  */
 export class RpcServer extends EventEmitter<RpcServerEvents> {
   readonly #command: string
   readonly #args: (port: number) => string[]
   readonly #env: NodeJS.ProcessEnv
   readonly #readyTimeoutMs: number
-  readonly #restartDelayMs: number
-  readonly #maxRestartDelayMs: number
+  readonly #policy: RestartPolicy
   readonly #stopping = new AbortController()
   #child: SupervisedProcess | undefined
   #port: number | undefined
-  #startedAt = 0
+  #state: RpcServerState = 'running'
+  #failure: string | undefined
+  #restarts = 0
   #supervising: Promise<void> = Promise.resolve()
 
   private constructor (command: string, args: (port: number) => string[], env: NodeJS.ProcessEnv, options: RpcServerOptions) {
@@ -79,8 +73,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     this.#args = args
     this.#env = env
     this.#readyTimeoutMs = options.readyTimeoutMs ?? 30_000
-    this.#restartDelayMs = options.restartDelayMs ?? 500
-    this.#maxRestartDelayMs = options.maxRestartDelayMs ?? 10_000
+    this.#policy = new RestartPolicy(options.restartPolicy)
   }
 
   /** Starts rpc-server and waits until it accepts connections. */
@@ -100,6 +93,21 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   /** The port rpc-server listens on (on 127.0.0.1), undefined while it is being restarted. */
   get port (): number | undefined {
     return this.#port
+  }
+
+  /** Whether rpc-server runs, is being restarted, was given up on, or was stopped. */
+  get state (): RpcServerState {
+    return this.#state
+  }
+
+  /** Why rpc-server was given up on, in words (undefined unless `state` is 'failed'). */
+  get failure (): string | undefined {
+    return this.#failure
+  }
+
+  /** How many times rpc-server was restarted after a crash. */
+  get restarts (): number {
+    return this.#restarts
   }
 
   /** Process id of the running rpc-server. */
@@ -122,7 +130,6 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
         await child.waitUntil(async () => await accepts(port), { timeoutMs: this.#readyTimeoutMs, intervalMs: 50, signal: this.#stopping.signal })
         this.#child = child
         this.#port = port
-        this.#startedAt = Date.now()
         return port
       } catch (err) {
         await child.stop()
@@ -134,24 +141,32 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   }
 
   async #supervise (): Promise<void> {
-    let delay = this.#restartDelayMs
     while (this.#child !== undefined && !this.#stopping.signal.aborted) {
       const exit = await this.#child.exited
       if (this.#stopping.signal.aborted) return
       this.#port = undefined
       this.emit('exit', exit)
-      if (Date.now() - this.#startedAt >= HEALTHY_RUN_MS) delay = this.#restartDelayMs
+      let last = describeExit(exit)
       for (;;) {
+        const decision = this.#policy.crashed(Date.now())
+        if (decision.action === 'give-up') {
+          this.#state = 'failed'
+          this.#failure = `rpc-server ${decision.reason} (last: it ${last}) and is not restarted again; fix the cause and restart the node`
+          this.emit('failed', this.#failure)
+          return
+        }
+        this.#state = 'restarting'
         try {
-          await sleep(delay, undefined, { signal: this.#stopping.signal })
+          await sleep(decision.delayMs, undefined, { signal: this.#stopping.signal })
           const port = await this.#spawn()
+          this.#state = 'running'
+          this.#restarts++
           this.emit('restart', { port, pid: this.pid })
           break
         } catch (err) {
           if (this.#stopping.signal.aborted) return
-          this.emit('restart-failed', new ChildProcessStartError(`rpc-server ${describeExit(exit)} and could not be restarted: ${(err as Error).message}`))
-        } finally {
-          delay = Math.min(delay * 2, this.#maxRestartDelayMs)
+          last = `could not be restarted: ${(err as Error).message}`
+          this.emit('restart-failed', new ChildProcessStartError(`rpc-server ${describeExit(exit)} and ${last}`))
         }
       }
     }
@@ -160,6 +175,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   /** Stops rpc-server for good (SIGTERM, then SIGKILL after 5 s); no restart follows. */
   async dispose (): Promise<void> {
     this.#stopping.abort()
+    this.#state = 'stopped'
     this.#port = undefined
     await this.#child?.stop()
     await this.#supervising.catch(() => {})

@@ -59,6 +59,26 @@ describe('serving engine', () => {
     }
   })
 
+  it('counts running generations and says when none runs', async () => {
+    const serving = new ServingEngine(model.path, CONTEXT_SIZE)
+    try {
+      await serving.replace(async () => await loadLocalEngine({ modelPath: model.path, contextSize: CONTEXT_SIZE }))
+      await serving.whenIdle()
+      const generation = serving.generate(PROMPT, { maxTokens: 4, ignoreEos: true })
+      await generation.next()
+      assert.equal(serving.activeGenerations, 1)
+      let idle = false
+      const whenIdle = serving.whenIdle().then(() => { idle = true })
+      await new Promise(resolve => setImmediate(resolve))
+      assert.equal(idle, false, 'not idle while a generation runs')
+      for (;;) if ((await generation.next()).done === true) break
+      await whenIdle
+      assert.equal(serving.activeGenerations, 0)
+    } finally {
+      await serving.dispose()
+    }
+  })
+
   it('refuses to generate once disposed', async () => {
     const serving = new ServingEngine(model.path, CONTEXT_SIZE)
     await serving.replace(async () => await loadLocalEngine({ modelPath: model.path, contextSize: CONTEXT_SIZE }))

@@ -1,13 +1,20 @@
 import { readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { createApiServer } from '../api/server.js'
-import { startLlamaServer } from '../engine/llama-server.js'
+import { createApiServer, type ApiServerOptions } from '../api/server.js'
+import { ApiMetrics, type ServingLoad } from '../api/metrics.js'
+import { ObservedEngine } from '../engine/observed-engine.js'
+import { WorkerTokenTimes } from './worker-token-time.js'
+import { describeExit } from '../engine/child-process.js'
+import { startLlamaServer, type LlamaServer } from '../engine/llama-server.js'
 import { loadLocalEngine } from '../engine/local-engine.js'
 import { readModelFacts } from '../engine/model-facts.js'
 import { defaultContextSize, inspectModelFile } from '../engine/model-file.js'
+import { RestartPolicy } from '../engine/restart-policy.js'
 import { ServingEngine, type ServingState } from '../engine/serving-engine.js'
-import { renderPlanTable, renderLlamaServerArgs, type ModelFacts, type NodeOffer, type PrivacyMode, type StagePlan, type StageRange } from '../scheduler/index.js'
+import { messageCapFor } from '../protocols/rpc-tunnel/index.js'
+import { largestStageTensorBytes, renderPlanTable, renderLlamaServerArgs, type ModelFacts, type NodeOffer, type PrivacyMode, type StagePlan, type StageRange } from '../scheduler/index.js'
+import { quietMoment } from './quiet-moment.js'
 import { chooseServingPlan, samePlacement, type EngineChoice, type ServingPlan } from './serving-plan.js'
 import type { MeshNode } from './mesh-node.js'
 import type { DataDir } from './data-dir.js'
@@ -15,8 +22,20 @@ import type { Log } from './log.js'
 import type { Engine } from '../engine/engine.js'
 import type { FastifyInstance } from 'fastify'
 
-/** How long after a membership change the coordinator re-plans: joins and deaths come in bursts. */
+/** How long after a member joins the coordinator re-plans: joins come in bursts. */
 const REPLAN_DELAY_MS = 1500
+
+/** After a member is lost the engine is likely broken already: re-plan almost at once (the pause batches simultaneous losses). */
+const LOSS_REPLAN_DELAY_MS = 250
+
+/** A returning member waits for a moment without generations before the engine is rebuilt, but no longer than this. */
+const FOLD_IN_MAX_DELAY_MS = 30_000
+
+/** A worker whose tunnel failed while its heartbeats still came is left out of plans this long. */
+const TUNNEL_FAILURE_HOLD_OFF_MS = 30_000
+
+/** On stop, how long requests in flight get to finish: a long reply at a few tokens per second. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
 
 /** At start, how long to wait for members known from earlier runs before the first plan. */
 const KNOWN_WORKERS_GRACE_MS = 10_000
@@ -33,6 +52,12 @@ export interface CoordinatorInit {
   contextSize?: number
   apiHost: string
   apiPort: number
+  /** serve GET /metrics without an API key (default false) */
+  metricsPublic?: boolean
+  /** the API's admission queue depth, rate limits and allowed browser origins (default: the API's defaults) */
+  apiLimits?: Pick<ApiServerOptions, 'maxQueue' | 'rateLimits' | 'corsOrigins'>
+  /** on stop, how long requests in flight may take to finish (default DEFAULT_DRAIN_TIMEOUT_MS) */
+  drainTimeoutMs?: number
   log: Log
 }
 
@@ -47,6 +72,8 @@ export interface EngineStatus {
   plan: StagePlan | null
   planTable: string | null
   apiUrl: string
+  /** tokens per second, queue depth and active streams now */
+  load: ServingLoad
 }
 
 /**
@@ -59,17 +86,28 @@ export class Coordinator {
   readonly #contextSize: number
   readonly #serving: ServingEngine
   readonly #api: FastifyInstance
+  readonly #metrics: ApiMetrics
+  readonly #tokenTimes: WorkerTokenTimes
   #plan: ServingPlan | undefined
   #replanTimer: NodeJS.Timeout | undefined
+  #replanDue = 0
+  #foldInTimer: NodeJS.Timeout | undefined
+  #quietWake = new AbortController()
+  // A re-plan that must not wait for a quiet moment (after a loss or a crash) is due.
+  #urgentReplan = false
   #replanning: Promise<void> = Promise.resolve()
+  // Crashes of llama-server under one placement; a new placement starts over.
+  readonly #engineRestarts = new RestartPolicy()
   #stopped = false
 
-  private constructor (init: CoordinatorInit, model: ModelFacts, contextSize: number, serving: ServingEngine, api: FastifyInstance) {
+  private constructor (init: CoordinatorInit, model: ModelFacts, contextSize: number, serving: ServingEngine, api: FastifyInstance, metrics: ApiMetrics, tokenTimes: WorkerTokenTimes) {
     this.#init = init
     this.#model = model
     this.#contextSize = contextSize
     this.#serving = serving
     this.#api = api
+    this.#metrics = metrics
+    this.#tokenTimes = tokenTimes
   }
 
   /** Validates the model, starts the API (503 until an engine is ready) and loads the first plan in the background. */
@@ -78,18 +116,29 @@ export class Coordinator {
     const contextSize = init.contextSize ?? defaultContextSize(await inspectModelFile(init.modelPath))
     const apiKey = (await readFile(init.dir.apiKey, 'utf8')).trim()
     const serving = new ServingEngine(init.modelPath, contextSize)
+    const metrics = new ApiMetrics(init.node.metrics.registry)
     const api = await createApiServer({
-      engine: serving,
+      // Tokens are timed where they stream, whichever engine the plan puts behind `serving`.
+      engine: new ObservedEngine(serving, metrics),
+      metrics: { metrics, registry: init.node.metrics.registry, public: init.metricsPublic ?? false },
+      audit: { ledger: init.node.audit, log: init.log },
       apiKey,
+      keys: init.node.apiKeys,
+      ...init.apiLimits,
       modelName: basename(init.modelPath, '.gguf'),
       readiness: () => ({ ready: serving.state === 'ready', state: serving.state, reason: serving.reason })
     })
     await api.listen({ host: init.apiHost, port: init.apiPort })
-    const coordinator = new Coordinator(init, model, contextSize, serving, api)
+    const tokenTimes = new WorkerTokenTimes(init.node.metrics.registry, worker => init.node.rttMs(worker))
+    const coordinator = new Coordinator(init, model, contextSize, serving, api, metrics, tokenTimes)
+    init.node.reportTokenTimes(worker => tokenTimes.tokenTime(worker, init.node.rttMs(worker)))
     init.node.reportEngineStatus(() => coordinator.status())
-    for (const event of ['join', 'leave', 'dead', 'revoked'] as const) {
-      init.node.events.on(event, () => { coordinator.#scheduleReplan() })
+    for (const event of ['leave', 'dead', 'failed', 'revoked'] as const) {
+      init.node.events.on(event, () => { coordinator.#scheduleReplan(LOSS_REPLAN_DELAY_MS) })
     }
+    init.node.events.on('join', () => { coordinator.#scheduleFoldIn() })
+    // Only a directly connected worker is planned: one that comes back through gossip first is folded in once it connects.
+    init.node.membership.on('authenticated', () => { coordinator.#scheduleFoldIn() })
     init.log('info', `API listening on ${coordinator.status().apiUrl}`)
     void coordinator.#firstPlan()
     return coordinator
@@ -104,7 +153,8 @@ export class Coordinator {
       reason: this.#serving.reason === '' ? null : this.#serving.reason,
       plan,
       planTable: plan != null ? renderPlanTable(plan) : this.#plan?.kind === 'local' ? 'all layers on this node (local engine)' : null,
-      apiUrl: `http://${this.#init.apiHost}:${this.#init.apiPort}/v1`
+      apiUrl: `http://${this.#init.apiHost}:${this.#init.apiPort}/v1`,
+      load: this.#metrics.load()
     }
   }
 
@@ -119,16 +169,52 @@ export class Coordinator {
     this.#scheduleReplan(0)
   }
 
-  #scheduleReplan (delayMs = REPLAN_DELAY_MS): void {
+  // A re-plan already due sooner is kept: a join must not postpone the re-plan after a loss.
+  #scheduleReplan (delayMs: number): void {
     if (this.#stopped) return
+    const due = Date.now() + delayMs
+    if (this.#replanTimer !== undefined && this.#replanDue <= due) return
     clearTimeout(this.#replanTimer)
+    this.#replanDue = due
     this.#replanTimer = setTimeout(() => {
+      this.#replanTimer = undefined
       this.#replanning = this.#replanning.then(async () => { await this.#replan() })
     }, delayMs)
+    // A fold-in waiting for a quiet moment goes ahead now: the engine is to be rebuilt anyway.
+    this.#urgentReplan = true
+    this.#quietWake.abort()
+  }
+
+  // A returning member is worth a new plan but not an interrupted stream: the re-plan waits,
+  // in turn after any load in progress, for a moment without generations.
+  #scheduleFoldIn (): void {
+    if (this.#stopped) return
+    clearTimeout(this.#foldInTimer)
+    this.#foldInTimer = setTimeout(() => {
+      this.#replanning = this.#replanning.then(async () => {
+        await this.#quietMoment()
+        await this.#replan()
+      })
+    }, REPLAN_DELAY_MS)
+  }
+
+  async #quietMoment (): Promise<void> {
+    if (this.#stopped || this.#urgentReplan) return
+    this.#quietWake = new AbortController()
+    await quietMoment(this.#serving, FOLD_IN_MAX_DELAY_MS, this.#quietWake.signal)
+  }
+
+  // The tunnel can fail while heartbeats still come (rpc-server hung, stream stuck): the worker
+  // then counts as failed and stays out of plans for a while, or the next plan would hang alike.
+  // A worker already suspect or dead is the failure detector's to judge.
+  #tunnelFailed (peerId: string, err: Error): void {
+    if (this.#stopped || this.#init.node.events.state(peerId) !== 'alive') return
+    this.#init.node.events.fail(peerId, `its tunnel failed: ${err.message}`, TUNNEL_FAILURE_HOLD_OFF_MS)
   }
 
   async #replan (): Promise<void> {
     if (this.#stopped) return
+    this.#urgentReplan = false
     const { node, log } = this.#init
     let next: ServingPlan
     try {
@@ -147,14 +233,25 @@ export class Coordinator {
       await this.#serving.markUnavailable((err as Error).message)
       return
     }
-    if (samePlacement(this.#plan, next) && this.#serving.state === 'ready') return
+    if (samePlacement(this.#plan, next) && this.#serving.state === 'ready') {
+      // The engine stays, but status must name the workers the plan now leaves unused.
+      this.#plan = next
+      return
+    }
+    // Given up on (crashed again and again): only a change of members is worth another try.
+    if (samePlacement(this.#plan, next) && this.#serving.state === 'failed') return
+    if (!samePlacement(this.#plan, next)) this.#engineRestarts.reset()
     this.#plan = next
     log('info', next.kind === 'local' ? 'serving with the local engine (no workers)' : `serving with ${next.plan.stages.length - 1} worker(s):\n${renderPlanTable(next.plan)}`)
     try {
+      // A llama-server waiting on a lost worker would sit out its stop grace period; cutting its tunnels ends it at once.
+      await this.#init.node.libp2p.services.rpcTunnel.closeListeners()
       await this.#serving.replace(async () => await this.#load(next), 'the engine is loading the new plan')
       log('info', `engine ready (${this.#serving.kind ?? 'none'})`)
     } catch (err) {
-      log('error', `the engine failed to start: ${(err as Error).message}`)
+      const why = `the engine failed to start: ${(err as Error).message}`
+      const delayMs = await this.#guard(why)
+      if (delayMs !== undefined) this.#serving.loadFailed(why, delayMs)
     }
   }
 
@@ -164,22 +261,58 @@ export class Coordinator {
     if (plan.kind === 'local') return await loadLocalEngine({ modelPath, contextSize: plan.contextSize })
     const endpoints: Record<string, string> = {}
     for (const stage of plan.plan.stages.slice(1)) {
-      endpoints[stage.nodeId] = await this.#init.node.libp2p.services.rpcTunnel.openListener(peerIdFromString(stage.nodeId))
+      endpoints[stage.nodeId] = await this.#init.node.libp2p.services.rpcTunnel.openListener(peerIdFromString(stage.nodeId), {
+        onFailure: err => { this.#tunnelFailed(stage.nodeId, err) },
+        traffic: () => this.#tokenTimes.session(stage.nodeId),
+        // The worker refuses any request larger than its stage of this plan can carry.
+        maxMessageBytes: messageCapFor(largestStageTensorBytes(this.#model, plan.plan, stage))
+      }).catch((err: Error) => {
+        // A worker that cannot be told its cap cannot serve this plan either: the next plan leaves it out.
+        this.#tunnelFailed(stage.nodeId, err)
+        throw err
+      })
     }
-    return await startLlamaServer({
+    const server = await startLlamaServer({
       modelPath,
       contextSize: plan.plan.contextSize,
       parallel: plan.plan.parallel,
       listen: { socketPath: join(this.#init.dir.root, 'llama-server.sock') },
       extraArgs: renderLlamaServerArgs(plan.plan, endpoints)
     })
+    void server.exited.then(exit => { void this.#engineExited(server, `llama-server ${describeExit(exit)}`) })
+    return server
   }
 
-  /** Alive workers with their offers, in PeerId order so the pipeline order is stable. */
+  // llama-server exiting on its own (llama.cpp's RPC client aborts when a worker's connection
+  // breaks) is restarted by a re-plan after a back-off, which also drops a worker found dead by
+  // then. Generations in progress wait for the next engine (see ServingEngine).
+  async #engineExited (server: LlamaServer, why: string): Promise<void> {
+    if (this.#stopped || !this.#serving.serves(server)) return // replaced or stopped on purpose
+    const delayMs = await this.#guard(why)
+    if (delayMs !== undefined) this.#serving.engineCrashed(server, why, delayMs)
+  }
+
+  // The engine's guardian, for crashes and failed starts alike: a re-plan after the back-off, or
+  // after too many crashes the failed state. Returns the back-off; undefined once given up on.
+  async #guard (why: string): Promise<number | undefined> {
+    const decision = this.#engineRestarts.crashed(Date.now())
+    if (decision.action === 'give-up') {
+      const reason = `${why}; the engine ${decision.reason} and is not restarted until the members change or the node restarts`
+      this.#init.log('error', reason)
+      await this.#serving.markFailed(reason)
+      return undefined
+    }
+    this.#init.log('warn', `${why}; restarting the engine in ${decision.delayMs / 1000} s`)
+    this.#init.node.metrics.engineRestarted('llama-server')
+    this.#scheduleReplan(decision.delayMs)
+    return decision.delayMs
+  }
+
+  /** Alive workers this node is connected to (the tunnel needs a connection), with their offers, in PeerId order so the pipeline order is stable. */
   async #liveWorkers (): Promise<NodeOffer[]> {
     const report = await this.#init.node.status()
     return report.members
-      .filter(member => member.role === 'worker' && member.state === 'alive' && member.memoryBytes != null)
+      .filter(member => member.role === 'worker' && member.state === 'alive' && member.addresses.length > 0 && member.memoryBytes != null)
       .sort((a, b) => a.peerId.localeCompare(b.peerId))
       .map(member => ({ id: member.peerId, offeredBytes: member.memoryBytes ?? 0, speed: member.computeGflops ?? 1 }))
   }
@@ -189,11 +322,14 @@ export class Coordinator {
     return report.members.filter(member => member.role === 'worker' && member.state !== 'revoked').length
   }
 
-  /** Stops the API (in-flight requests end), then the engine. */
+  /** Drains the API (new requests get 503, those in flight finish up to the drain timeout), then stops the engine. */
   async stop (): Promise<void> {
     this.#stopped = true
     clearTimeout(this.#replanTimer)
-    await this.#api.close()
+    clearTimeout(this.#foldInTimer)
+    this.#quietWake.abort()
+    const drainTimeoutMs = this.#init.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS
+    if (!await this.#api.drain(drainTimeoutMs)) this.#init.log('warn', `requests still running after the ${drainTimeoutMs} ms drain timeout were cut off`)
     await this.#replanning
     await this.#serving.dispose()
     await this.#init.node.libp2p.services.rpcTunnel.closeListeners()

@@ -73,3 +73,19 @@ export class ControlRequestError extends Error {
     this.name = 'ControlRequestError'
   }
 }
+
+/** `mesh key revoke` named a key that does not exist (or the default key, which cannot be revoked). */
+export class ApiKeyNotFoundError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'ApiKeyNotFoundError'
+  }
+}
+
+/** The audit ledger's hash chain does not verify; the message names the first bad record. */
+export class AuditLedgerError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'AuditLedgerError'
+  }
+}

@@ -4,7 +4,7 @@ import { FailureDetector } from './failure-detector.js'
 
 function record (detector: FailureDetector): string[] {
   const events: string[] = []
-  for (const name of ['join', 'leave', 'suspect', 'dead', 'revoked'] as const) {
+  for (const name of ['join', 'leave', 'suspect', 'dead', 'failed', 'revoked'] as const) {
     detector.on(name, (peer: string) => { events.push(`${name}:${peer}`) })
   }
   return events
@@ -54,5 +54,34 @@ describe('failure detector', () => {
     detector.left('a')
     detector.left('a')
     assert.deepEqual(events, ['join:a', 'leave:a'])
+  })
+
+  it('declares a failed member dead at once and ignores its heartbeats until the hold-off ends', () => {
+    const detector = new FailureDetector()
+    const events = record(detector)
+    detector.seen('a', 0)
+    detector.fail('a', 'tunnel stalled', 10_000, 100)
+    assert.equal(detector.state('a'), 'dead')
+    detector.seen('a', 5000)
+    detector.tick(5000)
+    assert.equal(detector.state('a'), 'dead', 'a heartbeat during the hold-off does not bring it back')
+    detector.fail('a', 'again', 10_000, 6000)
+    detector.seen('a', 12_000)
+    assert.equal(detector.state('a'), 'dead', 'a second failure extends the hold-off')
+    detector.seen('a', 16_001)
+    assert.equal(detector.state('a'), 'alive')
+    assert.deepEqual(events, ['join:a', 'failed:a', 'join:a'])
+  })
+
+  it('ignores failures of members it never saw or that were revoked', () => {
+    const detector = new FailureDetector()
+    const events = record(detector)
+    detector.fail('stranger', 'tunnel stalled', 1000)
+    detector.seen('b', 0)
+    detector.revoked('b')
+    detector.fail('b', 'tunnel stalled', 1000)
+    assert.equal(detector.state('stranger'), undefined)
+    assert.equal(detector.state('b'), 'revoked')
+    assert.deepEqual(events, ['join:b', 'revoked:b'])
   })
 })

@@ -11,6 +11,8 @@ export interface LivenessEvents {
   leave: [peerId: string]
   /** a member missed probes for `silentMs` and is presumed dead */
   dead: [peerId: string, silentMs: number]
+  /** a member was declared dead on other evidence than silence, e.g. a stalled tunnel */
+  failed: [peerId: string, reason: string]
   /** a member missed a few probes or lost its connection */
   suspect: [peerId: string]
   /** the CA revoked a member */
@@ -30,6 +32,8 @@ export interface FailureDetectorInit {
 interface Entry {
   state: MemberState
   lastSeen: number
+  /** contacts before this time (ms since the epoch) are ignored: the member failed and is held off */
+  heldOffUntil?: number
 }
 
 /**
@@ -64,6 +68,7 @@ export class FailureDetector extends EventEmitter<LivenessEvents> {
   seen (peerId: string, now = Date.now()): void {
     const entry = this.members.get(peerId)
     if (entry?.state === 'revoked') return
+    if (entry?.heldOffUntil !== undefined && now < entry.heldOffUntil) return
     if (entry === undefined || entry.state === 'dead') {
       this.members.set(peerId, { state: 'alive', lastSeen: now })
       this.emit('join', peerId)
@@ -79,6 +84,20 @@ export class FailureDetector extends EventEmitter<LivenessEvents> {
     if (entry?.state !== 'alive') return
     entry.state = 'suspect'
     this.emit('suspect', peerId)
+  }
+
+  /**
+   * Declares a member dead at once on evidence other than silence (its heartbeats may still
+   * come while its tunnel is stuck); its contacts are ignored for `holdOffMs`, so that it is
+   * not planned in again at its next heartbeat.
+   */
+  fail (peerId: string, reason: string, holdOffMs: number, now = Date.now()): void {
+    const entry = this.members.get(peerId)
+    if (entry === undefined || entry.state === 'revoked') return
+    entry.heldOffUntil = now + holdOffMs
+    if (entry.state === 'dead') return
+    entry.state = 'dead'
+    this.emit('failed', peerId, reason)
   }
 
   /** Records a clean shutdown announced by the member. */

@@ -3,6 +3,7 @@ import { unlink } from 'node:fs/promises'
 import { setTimeout as delay } from 'node:timers/promises'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { bundledLlamaCppSource } from '../engine/llama-cpp/source.js'
+import { describeExit } from '../engine/child-process.js'
 import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
 import { messageCapFor } from '../protocols/rpc-tunnel/index.js'
 import { authStreamHandler, requestAdmission } from '../protocols/auth/auth-handshake.js'
@@ -19,11 +20,17 @@ import { createLibp2pNode, type Encryption, type MeshServices } from './libp2p-n
 import { MemberGossip } from './member-gossip.js'
 import { Membership } from './membership.js'
 import { MembershipStore } from './membership-store.js'
+import { ApiKeyStore, apiKeyControl } from './api-keys.js'
 import { PROBE_MS } from './probe.js'
 import { NodeMetrics } from './metrics.js'
-import { resolvePeerAddress } from './static-peers.js'
+import { AuditLedger, answerAuditRequest } from './audit-ledger.js'
+import { MemberFlaps } from './member-flaps.js'
+import { registerMemberMetrics } from './member-metrics.js'
+import { statusWarnings } from './status-warnings.js'
+import { shortPeerId } from './short-peer-id.js'
+import { RedialBackoff, resolvePeerAddress } from './static-peers.js'
 import type { Log } from './log.js'
-import type { StatusReport, MemberStatus } from './status-report.js'
+import type { StatusReport, MemberStatus, TokenTime } from './status-report.js'
 import type { Connection, PrivateKey } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
 import type { LevelDatastore } from 'datastore-level'
@@ -48,12 +55,11 @@ export interface MeshNodeOptions {
 }
 
 const DIAL_MS = 2000
+/** How often a connected static peer is checked for a lost connection. */
+const STATIC_PEER_CHECK_MS = 1000
 const CAPABILITY_REPUBLISH_MS = 30_000
 
-/** Short form of a PeerId for logs and tables. */
-export function shortPeerId (peerId: string): string {
-  return peerId.length > 16 ? `${peerId.slice(0, 8)}…${peerId.slice(-6)}` : peerId
-}
+export { shortPeerId }
 
 /**
  * A running mesh node: the libp2p peer with the membership layer, the auth handshake,
@@ -66,6 +72,8 @@ export class MeshNode {
   readonly events: FailureDetector
   readonly metrics: NodeMetrics
   readonly capabilities: Capabilities
+  /** the API keys `mesh key add` created, which the coordinator's API accepts */
+  readonly apiKeys: ApiKeyStore
   private readonly options: MeshNodeOptions
   private readonly datastore: LevelDatastore
   private readonly privateKey: PrivateKey
@@ -73,13 +81,18 @@ export class MeshNode {
   private readonly rtt = new Map<string, number>()
   private readonly staticPeers = new Map<string, string>()
   private readonly dialFailures = new Set<string>()
+  private readonly stopped = new AbortController()
   private readonly timers: NodeJS.Timeout[] = []
   private readonly rpcServer: RpcServer | undefined
   private control: Server | undefined
   private stopping = false
   private engineStatus: (() => EngineStatus) | undefined
+  private tokenTimes: ((peerId: string) => TokenTime | null) | undefined
+  /** the hash-chained ledger of finished API requests, in this node's datastore */
+  readonly audit: AuditLedger
+  private readonly flaps: MemberFlaps
 
-  private constructor (fields: { options: MeshNodeOptions, privateKey: PrivateKey, libp2p: Libp2p<MeshServices>, membership: Membership, metrics: NodeMetrics, datastore: LevelDatastore, capabilities: Capabilities, rpcServer: RpcServer | undefined }) {
+  private constructor (fields: { options: MeshNodeOptions, privateKey: PrivateKey, libp2p: Libp2p<MeshServices>, membership: Membership, metrics: NodeMetrics, datastore: LevelDatastore, capabilities: Capabilities, rpcServer: RpcServer | undefined, apiKeys: ApiKeyStore }) {
     this.options = fields.options
     this.libp2p = fields.libp2p
     this.membership = fields.membership
@@ -88,8 +101,12 @@ export class MeshNode {
     this.privateKey = fields.privateKey
     this.capabilities = fields.capabilities
     this.rpcServer = fields.rpcServer
+    this.apiKeys = fields.apiKeys
     this.events = new FailureDetector()
     this.gossip = new MemberGossip({ pubsub: this.libp2p.services.pubsub, membership: this.membership, detector: this.events, metrics: this.metrics, capabilities: this.capabilities })
+    this.audit = new AuditLedger(this.datastore)
+    this.flaps = new MemberFlaps(this.events)
+    registerMemberMetrics(this.metrics.registry, async () => (await this.status()).members)
   }
 
   /** Loads the data dir and starts the node; a missing or corrupt data dir is a DataDirError. */
@@ -101,6 +118,7 @@ export class MeshNode {
     const datastore = await openDatastore(dir)
     try {
       const store = new MembershipStore(datastore)
+      const apiKeys = await ApiKeyStore.open(datastore)
       const selfCertificate = await store.selfCertificate()
       if (selfCertificate === undefined) throw new DataDirError(`${dir.root} holds no membership certificate; run "mesh join <invite>" (or "mesh init" on the coordinator) first`)
       if (selfCertificate.body.peerId !== peerId) throw new DataDirError(`the certificate in ${dir.root} belongs to ${selfCertificate.body.peerId}, not to this node's key ${peerId}; the data dir is inconsistent, join the cluster again`)
@@ -133,11 +151,11 @@ export class MeshNode {
             : {
                 authorize: peer => membership.certificateOf(peer.toString())?.body.role === 'coordinator',
                 rpcServerPort: () => rpcServer.port,
-                // No plan can put more on this worker than it offers, so no legitimate message is larger.
-                maxMessageBytes: () => messageCapFor(capabilities.memoryBytes)
+                // The coordinator sets the cap from its plan; no plan puts more on this worker than it offers.
+                messageCapCeiling: () => messageCapFor(capabilities.memoryBytes)
               }
         })
-        const node = new MeshNode({ options: { ...options, peers }, privateKey, libp2p, membership, metrics, datastore, capabilities, rpcServer })
+        const node = new MeshNode({ options: { ...options, peers }, privateKey, libp2p, membership, metrics, datastore, capabilities, rpcServer, apiKeys })
         try {
           await node.run()
         } catch (err) {
@@ -190,7 +208,14 @@ export class MeshNode {
     })
     events.on('leave', peer => { log('info', `member ${shortPeerId(peer)} left`) })
     events.on('suspect', peer => { log('warn', `member ${shortPeerId(peer)} is suspect`) })
-    events.on('dead', (peer, silentMs) => { log('warn', `member ${shortPeerId(peer)} declared dead after ${silentMs} ms without contact`) })
+    events.on('dead', (peer, silentMs) => {
+      log('warn', `member ${shortPeerId(peer)} declared dead after ${silentMs} ms without contact`)
+      this.dropConnections(peer, 'declared dead')
+    })
+    events.on('failed', (peer, reason) => {
+      log('warn', `member ${shortPeerId(peer)} declared dead: ${reason}`)
+      this.dropConnections(peer, reason)
+    })
     events.on('revoked', peer => { log('warn', `member ${shortPeerId(peer)} revoked; its connections are closed`) })
 
     await libp2p.start()
@@ -198,7 +223,6 @@ export class MeshNode {
     this.gossip.start()
     events.start()
     this.timers.push(setInterval(() => { this.readRtt() }, PROBE_MS))
-    this.timers.push(setInterval(() => { void this.dialStaticPeers() }, DIAL_MS))
     this.timers.push(setInterval(() => { void this.publishCapabilities() }, CAPABILITY_REPUBLISH_MS))
     // Each new member is a new place for the record to live: republish (debounced).
     let pending: NodeJS.Timeout | undefined
@@ -206,11 +230,15 @@ export class MeshNode {
       clearTimeout(pending)
       pending = setTimeout(() => { void this.publishCapabilities() }, 1000).unref()
     })
-    void this.dialStaticPeers()
+    for (const target of this.options.peers) void this.keepDialing(target)
     const cert = membership.selfCertificate.body
     log('info', `node ${libp2p.peerId.toString()} started as ${cert.role} of cluster ${cert.clusterId} (llama.cpp ${cert.llamaCppTag})`)
     for (const addr of libp2p.getMultiaddrs()) log('info', `listening on ${addr.toString()}`)
     log('info', `gated protocols: ${libp2p.services.gate.gated.join(', ')}`)
+    this.rpcServer?.on('exit', exit => { log('warn', `rpc-server ${describeExit(exit)}`) })
+    this.rpcServer?.on('failed', reason => { log('error', reason) })
+    this.rpcServer?.on('restart', ({ port }) => { log('info', `rpc-server restarted on port ${port}`) })
+    this.rpcServer?.on('restart', () => { this.metrics.engineRestarted('rpc-server') })
   }
 
   private onConnection (connection: Connection): void {
@@ -252,20 +280,39 @@ export class MeshNode {
     }
   }
 
-  private async dialStaticPeers (): Promise<void> {
-    for (const target of this.options.peers) {
-      const known = this.staticPeers.get(target) ?? /\/p2p\/([^/]+)$/.exec(target)?.[1]
-      if (known !== undefined && (known === this.libp2p.peerId.toString() || this.libp2p.getConnections(peerIdFromString(known)).length > 0)) continue
-      try {
-        const addrs = await resolvePeerAddress(target)
-        const connection = await this.libp2p.dial(addrs.length === 1 ? addrs[0] : addrs, { signal: AbortSignal.timeout(DIAL_MS * 2) })
-        this.staticPeers.set(target, connection.remotePeer.toString())
-        if (this.dialFailures.delete(target)) this.log('info', `reached static peer ${target}`)
-      } catch (err) {
-        if (this.stopping || this.dialFailures.has(target)) continue
-        this.dialFailures.add(target)
-        this.log('warn', `cannot reach static peer ${target} (${(err as Error).message}); retrying every ${DIAL_MS / 1000} s`)
-      }
+  // A dead member's connection may be a half-open TCP session (link down, process paused):
+  // dropping it makes a returning member reconnect and authenticate afresh.
+  private dropConnections (peer: string, why: string): void {
+    for (const connection of this.libp2p.getConnections(peerIdFromString(peer))) connection.abort(new Error(`member ${why}`))
+  }
+
+  // Keeps one static peer connected: checked every second while connected, redialled with a
+  // capped, jittered backoff while not (a restarting coordinator is not hammered by every worker).
+  private async keepDialing (target: string): Promise<void> {
+    const backoff = new RedialBackoff()
+    while (!this.stopping) {
+      let wait = STATIC_PEER_CHECK_MS
+      if (await this.dialStaticPeer(target)) backoff.succeeded()
+      else wait = backoff.failed()
+      await delay(wait, undefined, { signal: this.stopped.signal }).catch(() => {})
+    }
+  }
+
+  /** Dials `target` unless it is connected already; true when it is connected afterwards. */
+  private async dialStaticPeer (target: string): Promise<boolean> {
+    const known = this.staticPeers.get(target) ?? /\/p2p\/([^/]+)$/.exec(target)?.[1]
+    if (known !== undefined && (known === this.libp2p.peerId.toString() || this.libp2p.getConnections(peerIdFromString(known)).length > 0)) return true
+    try {
+      const addrs = await resolvePeerAddress(target)
+      const connection = await this.libp2p.dial(addrs.length === 1 ? addrs[0] : addrs, { signal: AbortSignal.any([AbortSignal.timeout(DIAL_MS * 2), this.stopped.signal]) })
+      this.staticPeers.set(target, connection.remotePeer.toString())
+      if (this.dialFailures.delete(target)) this.log('info', `reached static peer ${target}`)
+      return true
+    } catch (err) {
+      if (this.stopping || this.dialFailures.has(target)) return false
+      this.dialFailures.add(target)
+      this.log('warn', `cannot reach static peer ${target} (${(err as Error).message}); retrying with backoff`)
+      return false
     }
   }
 
@@ -292,6 +339,16 @@ export class MeshNode {
     this.engineStatus = provider
   }
 
+  /** The last round-trip time to `peerId` that libp2p's connection monitor measured, in ms. */
+  rttMs (peerId: string): number | null {
+    return this.rtt.get(peerId) ?? null
+  }
+
+  /** Makes `mesh status` include each worker's time per token (the coordinator's tunnel timing provides it). */
+  reportTokenTimes (provider: (peerId: string) => TokenTime | null): void {
+    this.tokenTimes = provider
+  }
+
   /** The members table of `mesh status`. */
   async status (): Promise<StatusReport> {
     const self = this.membership.selfCertificate.body
@@ -316,17 +373,23 @@ export class MeshNode {
         llamaCppTag: caps?.llamaCppTag ?? cert.body.llamaCppTag,
         memoryBytes: caps?.memoryBytes ?? null,
         cpuCores: caps?.cpuCores ?? null,
-        computeGflops: caps?.computeGflops ?? null
+        computeGflops: caps?.computeGflops ?? null,
+        timePerToken: this.tokenTimes?.(peer) ?? null
       })
     }
+    const selfStatus = { peerId: self.peerId, role: self.role, clusterId: self.clusterId, addresses: this.libp2p.getMultiaddrs().map(String), llamaCppTag: self.llamaCppTag, memoryBytes: this.capabilities.memoryBytes, apiPort: this.options.apiPort }
+    const engine = this.engineStatus?.() ?? null
     return {
-      self: { peerId: self.peerId, role: self.role, clusterId: self.clusterId, addresses: this.libp2p.getMultiaddrs().map(String), llamaCppTag: self.llamaCppTag, memoryBytes: this.capabilities.memoryBytes, apiPort: this.options.apiPort },
+      self: selfStatus,
       members,
-      engine: this.engineStatus?.() ?? null
+      engine,
+      rpcServer: this.rpcServer === undefined ? null : { state: this.rpcServer.state, reason: this.rpcServer.failure ?? null, restarts: this.rpcServer.restarts },
+      warnings: statusWarnings({ self: selfStatus, members, plan: engine?.plan ?? null, flaps: peer => this.flaps.count(peer), selfComputeGflops: this.capabilities.computeGflops })
     }
   }
 
   private async handleControl (request: ControlRequest): Promise<unknown> {
+    this.log('debug', `control request "${request.op}"`)
     switch (request.op) {
       case 'status':
         return this.status()
@@ -344,8 +407,15 @@ export class MeshNode {
       }
       case 'capabilities':
         return this.clusterCapabilities()
+      case 'key-add':
+      case 'key-list':
+      case 'key-revoke':
+        return await apiKeyControl(this.apiKeys, this.options.dir.apiKey, request)
       case 'metrics':
         return { text: await this.metrics.text() }
+      case 'audit-tail':
+      case 'audit-verify':
+        return answerAuditRequest(this.audit, request)
       default:
         throw new ControlRequestError(`unknown control operation "${request.op}"`)
     }
@@ -355,6 +425,7 @@ export class MeshNode {
   async stop (): Promise<void> {
     if (this.stopping) return
     this.stopping = true
+    this.stopped.abort()
     this.timers.forEach(clearInterval)
     this.control?.close()
     await this.gossip.stop()

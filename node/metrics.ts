@@ -9,11 +9,20 @@ export class NodeMetrics {
   private readonly frames: Counter
   private readonly gossip: Counter
   private readonly refusals: Counter
+  private readonly restarts: Counter
 
   constructor () {
     this.frames = new Counter({ name: 'llmesh_rejected_frames_total', help: 'Frames rejected by llmesh protocols, by protocol and reason', labelNames: ['protocol', 'reason'], registers: [this.registry] })
     this.gossip = new Counter({ name: 'llmesh_rejected_gossip_total', help: 'Gossip messages dropped, by topic and reason', labelNames: ['topic', 'reason'], registers: [this.registry] })
     this.refusals = new Counter({ name: 'llmesh_refused_peers_total', help: 'Peers refused by the auth handshake or the connection gater, by reason', labelNames: ['reason'], registers: [this.registry] })
+    this.restarts = new Counter({ name: 'llmesh_engine_restarts_total', help: 'llama-server or rpc-server restarts after the process exited on its own, by process', labelNames: ['process'], registers: [this.registry] })
+    // Zero series from the start, so that rate() and alerts see the first restart.
+    for (const process of ['llama-server', 'rpc-server']) this.restarts.inc({ process }, 0)
+  }
+
+  /** Counts a restart of llama-server or rpc-server; their supervisors call it. */
+  engineRestarted (process: 'llama-server' | 'rpc-server'): void {
+    this.restarts.inc({ process })
   }
 
   /** Counts a frame that a protocol rejected. */

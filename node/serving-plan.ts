@@ -25,18 +25,22 @@ export interface ServingPlanInput {
 /**
  * Decides how to serve: `auto` without workers runs the local engine (no llama.cpp build
  * needed), otherwise the scheduler splits the layers. Throws the scheduler's errors
- * (PlanDoesNotFitError names the missing bytes) when no plan fits.
+ * (PlanDoesNotFitError names the missing bytes) when no plan fits, also when `auto` is left
+ * with the coordinator alone and the model does not fit in what it offers.
  */
 export function chooseServingPlan (input: ServingPlanInput): ServingPlan {
-  if (input.choice === 'local' || (input.choice === 'auto' && input.workers.length === 0 && input.stages == null)) {
-    return { kind: 'local', contextSize: input.contextSize }
-  }
+  if (input.choice === 'local') return { kind: 'local', contextSize: input.contextSize }
   const planInput = {
     model: input.model,
     coordinator: input.coordinator,
     workers: input.workers,
     contextSize: input.contextSize,
     privacy: input.privacy
+  }
+  if (input.choice === 'auto' && input.workers.length === 0 && input.stages == null) {
+    // The same sums as a one-stage plan: a coordinator that lost its workers must still have room.
+    planStages(planInput)
+    return { kind: 'local', contextSize: input.contextSize }
   }
   return { kind: 'cluster', plan: input.stages != null ? planFromStages(planInput, input.stages) : planStages(planInput) }
 }

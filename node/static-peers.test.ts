@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { isPeerAddress, resolvePeerAddress } from './static-peers.js'
+import { isPeerAddress, RedialBackoff, resolvePeerAddress } from './static-peers.js'
 
 describe('static peer addresses', () => {
   it('keeps multiaddrs and turns host:port into TCP multiaddrs, resolving DNS names', async () => {
@@ -16,5 +16,17 @@ describe('static peer addresses', () => {
     assert.equal(isPeerAddress('/ip4/1.2.3.4/tcp/1'), true)
     assert.equal(isPeerAddress('/nonsense'), false)
     assert.equal(isPeerAddress('hostname-without-port'), false)
+  })
+
+  it('backs off redials exponentially up to the cap, with jitter, and starts over after a success', () => {
+    const lowest = new RedialBackoff({ baseMs: 500, maxMs: 5000, random: () => 0 })
+    assert.deepEqual([1, 2, 3, 4, 5, 6].map(() => lowest.failed()), [250, 500, 1000, 2000, 2500, 2500])
+    lowest.succeeded()
+    assert.equal(lowest.failed(), 250)
+    const highest = new RedialBackoff({ baseMs: 500, maxMs: 5000, random: () => 0.999999 })
+    assert.deepEqual([1, 2, 3, 4, 5, 6].map(() => highest.failed()), [500, 1000, 2000, 4000, 5000, 5000])
+    const delays = new Set(Array.from({ length: 20 }, () => new RedialBackoff().failed()))
+    assert.ok(delays.size > 1, 'default delays are jittered')
+    for (const d of delays) assert.ok(d >= 250 && d <= 500, `first delay ${d} ms`)
   })
 })

@@ -1,6 +1,7 @@
 import type { Role } from './certificate.js'
 import type { MemberState } from './failure-detector.js'
 import type { EngineStatus } from './coordinator.js'
+import type { RpcServerState } from '../engine/rpc-server.js'
 
 /** This node, as `mesh status --json` shows it. */
 export interface SelfStatus {
@@ -31,6 +32,35 @@ export interface MemberStatus {
   memoryBytes: number | null
   cpuCores: number | null
   computeGflops: number | null
+  /** a worker's time per generated token, split into compute and transfer; null until the tunnel timed a token */
+  timePerToken: TokenTime | null
+}
+
+/** A worker's share of the time per generated token, from the tunnel's per-command timing. */
+export interface TokenTime {
+  /** rpc-server working on the worker's stage */
+  computeMs: number
+  /** moving requests and results over the network */
+  transferMs: number
+}
+
+/** Something `mesh status` warns about. */
+export interface StatusWarning {
+  kind: 'bottleneck' | 'memory' | 'version' | 'flapping'
+  /** the member it is about */
+  peerId: string
+  /** one sentence: what is wrong and what to do */
+  message: string
+}
+
+/** A worker's supervised rpc-server, as `mesh status --json` shows it. */
+export interface RpcServerStatus {
+  /** 'failed' once it crashed too often to be restarted again */
+  state: RpcServerState
+  /** why it failed; null unless failed */
+  reason: string | null
+  /** restarts after crashes since the node started */
+  restarts: number
 }
 
 /** The whole answer of the control endpoint's "status" request. */
@@ -39,4 +69,8 @@ export interface StatusReport {
   members: MemberStatus[]
   /** the coordinator's engine and stage plan; null on workers and on a coordinator serving no model */
   engine: EngineStatus | null
+  /** a worker's rpc-server; null on a coordinator */
+  rpcServer: RpcServerStatus | null
+  /** bottleneck stage, member near its memory limit, version mismatch, flapping member */
+  warnings: StatusWarning[]
 }

@@ -8,6 +8,7 @@ import type { ModelFacts, PlanInput } from './types.js'
 const model: ModelFacts = {
   layerCount: 16,
   layerWeightBytes: new Array<number>(16).fill(1 << 20),
+  layerLargestTensorBytes: new Array<number>(16).fill(1 << 18),
   embeddingBytes: 1 << 20,
   outputHeadBytes: 1 << 20,
   tiedEmbeddings: false,

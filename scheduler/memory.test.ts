@@ -9,6 +9,7 @@ function model (embeddingLength: number): ModelFacts {
   return {
     layerCount: 4,
     layerWeightBytes: [0, 0, 0, 0],
+    layerLargestTensorBytes: [0, 0, 0, 0],
     embeddingBytes: 0,
     outputHeadBytes: 0,
     tiedEmbeddings: false,

@@ -14,6 +14,7 @@ function model (overrides: Partial<ModelFacts> = {}): ModelFacts {
   return {
     layerCount,
     layerWeightBytes: new Array<number>(layerCount).fill(100 * MiB),
+    layerLargestTensorBytes: new Array<number>(layerCount).fill(30 * MiB),
     embeddingBytes: 250 * MiB,
     outputHeadBytes: 250 * MiB,
     tiedEmbeddings: false,

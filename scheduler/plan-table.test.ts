@@ -9,6 +9,7 @@ const input: PlanInput = {
   model: {
     layerCount: 8,
     layerWeightBytes: new Array<number>(8).fill(10 * MiB),
+    layerLargestTensorBytes: new Array<number>(8).fill(4 * MiB),
     embeddingBytes: 4 * MiB,
     outputHeadBytes: 4 * MiB,
     tiedEmbeddings: false,

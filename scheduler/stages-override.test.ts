@@ -9,6 +9,7 @@ const MiB = 1024 * 1024
 const model: ModelFacts = {
   layerCount: 28,
   layerWeightBytes: new Array<number>(28).fill(100 * MiB),
+  layerLargestTensorBytes: new Array<number>(28).fill(30 * MiB),
   embeddingBytes: 250 * MiB,
   outputHeadBytes: 250 * MiB,
   tiedEmbeddings: false,

@@ -4,6 +4,8 @@ export interface ModelFacts {
   layerCount: number
   /** bytes of each layer's weights: the sum of its `blk.N.*` tensors, index = layer */
   layerWeightBytes: readonly number[]
+  /** bytes of each layer's largest single tensor, index = layer: it bounds the RPC messages of a stage */
+  layerLargestTensorBytes: readonly number[]
   /** bytes of `token_embd.weight`; llama.cpp always keeps it on the host running llama-server */
   embeddingBytes: number
   /** bytes of the output head: `output.weight` (absent when tied) + `output_norm.weight` */

@@ -15,9 +15,11 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   token: async () => (await import('./commands/token.js')).tokenCommand(),
   join: async () => (await import('./commands/join.js')).joinCommand(),
   revoke: async () => (await import('./commands/revoke.js')).revokeCommand(),
+  key: async () => (await import('./commands/key.js')).keyCommand(),
   start: async () => (await import('./commands/start.js')).startCommand(),
   status: async () => (await import('./commands/status.js')).statusCommand(),
-  up: async () => (await import('./commands/up.js')).upCommand()
+  up: async () => (await import('./commands/up.js')).upCommand(),
+  audit: async () => (await import('./commands/audit.js')).auditCommand()
 }
 
 const program = new Command('mesh')

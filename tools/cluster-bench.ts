@@ -14,7 +14,7 @@ import { loadLocalEngine } from '../engine/local-engine.js'
 import { readModelFacts } from '../engine/model-facts.js'
 import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
 import { messageCapFor, rpcTunnel, type RpcTunnel, type RpcTunnelInit } from '../protocols/rpc-tunnel/index.js'
-import { planStages, renderLlamaServerArgs, type StagePlan } from '../scheduler/index.js'
+import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type StagePlan } from '../scheduler/index.js'
 
 /** One side of the comparison: decode and prompt-reading speed. */
 interface Speeds {
@@ -120,18 +120,20 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
     const coordinator = await startTunnelNode()
     nodes.push(coordinator)
     const tunnelled: Record<string, string> = {}
-    for (const [i, id] of workerIds.entries()) {
-      const server = rpcServers[i]
+    for (const stage of plan.stages.slice(1)) {
+      const server = rpcServers[workerIds.indexOf(stage.nodeId)]
       const worker = await startTunnelNode({
         bridge: {
           authorize: peer => peer.equals(coordinator.peerId),
           rpcServerPort: () => server.port,
-          maxMessageBytes: () => messageCapFor(facts.largestTensorBytes)
+          messageCapCeiling: () => messageCapFor(offeredBytes)
         }
       })
       nodes.push(worker)
       await coordinator.dial(worker.getMultiaddrs()[0])
-      tunnelled[id] = await coordinator.services.rpcTunnel.openListener(worker.peerId)
+      tunnelled[stage.nodeId] = await coordinator.services.rpcTunnel.openListener(worker.peerId, {
+        maxMessageBytes: messageCapFor(largestStageTensorBytes(facts, plan, stage))
+      })
     }
     const tunnel = await measureSide(options.modelPath, renderLlamaServerArgs(plan, tunnelled), runs, options.tokens, promptTokens, bannedTokens)
 

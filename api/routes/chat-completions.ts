@@ -2,9 +2,10 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { ChatMessage } from '../../engine/chat-template.js'
 import { DEFAULT_CHAT_MAX_TOKENS } from '../constants.js'
-import { InvalidRequestError } from '../errors.js'
-import { abortWhenClientLeaves, sendEventStream } from '../event-stream.js'
-import { generateOptions, startGeneration, type Generation, type SamplingParams } from '../generation.js'
+import { UnsupportedRequestError } from '../errors.js'
+import { sendEventStream } from '../event-stream.js'
+import { generateOptions, type Generation, type SamplingParams } from '../generation.js'
+import { admitGeneration } from '../admitted-generation.js'
 import { completionResponseSchema, errorResponses, samplingProperties } from '../schemas.js'
 import { checkModelName, type ServedModel } from '../served-model.js'
 
@@ -16,13 +17,21 @@ interface ChatBody extends SamplingParams {
   max_completion_tokens?: number | null
   stream?: boolean | null
   stream_options?: { include_usage?: boolean } | null
+  tools?: unknown[] | null
+  tool_choice?: unknown
 }
 
 const bodySchema = {
   type: 'object',
   properties: {
     ...samplingProperties,
-    max_completion_tokens: { type: ['integer', 'null'], minimum: 1 },
+    max_completion_tokens: { type: ['integer', 'null'], minimum: 1, maximum: samplingProperties.max_tokens.maximum },
+    tools: {
+      type: ['array', 'null'],
+      maxItems: 128,
+      items: { type: 'object', properties: { type: { type: 'string' }, function: { type: 'object' } }, required: ['type'] }
+    },
+    tool_choice: { anyOf: [{ type: 'string', enum: ['none', 'auto', 'required'] }, { type: 'object' }, { type: 'null' }] },
     messages: {
       type: 'array',
       minItems: 1,
@@ -67,7 +76,7 @@ function templateMessages (messages: ChatBody['messages']): ChatMessage[] {
     const parts = typeof message.content === 'string' ? [{ type: 'text', text: message.content }] : message.content ?? []
     const other = parts.find(part => part.type !== 'text')
     if (other !== undefined) {
-      throw new InvalidRequestError(`messages[${index}] has a content part of type ${JSON.stringify(other.type)}; only text is supported`, `messages[${index}].content`)
+      throw new UnsupportedRequestError(`messages[${index}] has a content part of type ${JSON.stringify(other.type)}; only text is supported`, `messages[${index}].content`, 'unsupported_content')
     }
     return { role: message.role === 'developer' ? 'system' : message.role, content: parts.map(part => part.text ?? '').join('') }
   })
@@ -80,11 +89,14 @@ export async function chatCompletionRoutes (app: FastifyInstance, served: Served
   }, async (request, reply) => {
     const { body } = request
     checkModelName(served, body.model)
+    request.modelName = served.name
+    if ((body.tools?.length ?? 0) > 0 && body.tool_choice !== 'none') {
+      throw new UnsupportedRequestError('tool calls are not supported by llmesh yet; send the request without tools (or with tool_choice "none")', 'tools', 'unsupported_feature')
+    }
     if (served.chatTemplate instanceof Error) throw served.chatTemplate
     const prompt = served.chatTemplate.render(templateMessages(body.messages))
     const options = generateOptions(body, body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_CHAT_MAX_TOKENS)
-    const signal = abortWhenClientLeaves(reply)
-    const generation = await startGeneration(served.engine, prompt, { ...options, signal }, 'messages')
+    const { generation, signal } = await admitGeneration(served, request, reply, prompt, options, 'messages')
     const head = { id: `chatcmpl-${randomUUID()}`, object: 'chat.completion', created: Math.floor(Date.now() / 1000), model: served.name }
 
     if (body.stream === true) {

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import { DEFAULT_COMPLETION_MAX_TOKENS } from '../constants.js'
 import { InvalidRequestError } from '../errors.js'
-import { abortWhenClientLeaves, sendEventStream } from '../event-stream.js'
-import { generateOptions, startGeneration, type Generation, type SamplingParams } from '../generation.js'
+import { sendEventStream } from '../event-stream.js'
+import { generateOptions, type Generation, type SamplingParams } from '../generation.js'
+import { admitGeneration } from '../admitted-generation.js'
 import { completionResponseSchema, errorResponses, samplingProperties } from '../schemas.js'
 import { checkModelName, type ServedModel } from '../served-model.js'
 
@@ -56,11 +57,11 @@ export async function completionRoutes (app: FastifyInstance, served: ServedMode
   }, async (request, reply) => {
     const { body } = request
     checkModelName(served, body.model)
+    request.modelName = served.name
     const prompt = promptOf(body)
     if (prompt.length === 0) throw new InvalidRequestError('the prompt is empty; give some text to complete', 'prompt')
     const options = generateOptions(body, body.max_tokens ?? DEFAULT_COMPLETION_MAX_TOKENS)
-    const signal = abortWhenClientLeaves(reply)
-    const generation = await startGeneration(served.engine, prompt, { ...options, signal }, 'prompt')
+    const { generation, signal } = await admitGeneration(served, request, reply, prompt, options, 'prompt')
     const head = { id: `cmpl-${randomUUID()}`, object: 'text_completion', created: Math.floor(Date.now() / 1000), model: served.name }
 
     if (body.stream === true) {

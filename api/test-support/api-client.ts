@@ -1,4 +1,6 @@
+import type { FastifyInstance } from 'fastify'
 import type { Engine } from '../../engine/engine.js'
+import { SPECIAL_TOKENS } from '../../engine/synthetic-model/index.js'
 import { createApiServer, type ApiServerOptions } from '../server.js'
 
 /** An API server listening on 127.0.0.1 for a test, and a way to call it. */
@@ -7,16 +9,18 @@ export interface TestApi {
   url: string
   apiKey: string
   modelName: string
+  /** the fastify instance, e.g. to read `admission` or count requests on `app.server` */
+  app: FastifyInstance
   /** POSTs JSON to `path` with the API key; `init` may override headers or add a signal */
   post: (path: string, body: unknown, init?: RequestInit) => Promise<Response>
   close: () => Promise<void>
 }
 
 /** Starts the API over `engine` on a free port of 127.0.0.1, with a fixed key and model name. */
-export async function startTestApi (engine: Engine, options: Pick<ApiServerOptions, 'logger' | 'readiness'> = {}): Promise<TestApi> {
+export async function startTestApi (engine: Engine, options: Omit<ApiServerOptions, 'engine' | 'apiKey' | 'modelName'> = {}): Promise<TestApi> {
   const apiKey = 'test-key-0123456789'
   const modelName = 'test-model'
-  const app = await createApiServer({ engine, apiKey, modelName, logger: options.logger ?? false, readiness: options.readiness })
+  const app = await createApiServer({ ...options, engine, apiKey, modelName })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const address = app.server.address()
   if (address === null || typeof address === 'string') throw new Error('the test API did not listen on TCP')
@@ -25,6 +29,7 @@ export async function startTestApi (engine: Engine, options: Pick<ApiServerOptio
     url,
     apiKey,
     modelName,
+    app,
     post: async (path, body, init = {}) => await fetch(url + path, {
       method: 'POST',
       ...init,
@@ -42,4 +47,11 @@ export async function readEvents (response: Response): Promise<unknown[]> {
     const data = block.slice('data: '.length)
     return data === '[DONE]' ? data : JSON.parse(data) as unknown
   })
+}
+
+/** A logit_bias that keeps a synthetic model from ending its reply early (no end-of-generation token). */
+export async function noEndBias (engine: Engine): Promise<Record<string, number>> {
+  const ends = [SPECIAL_TOKENS.eos, SPECIAL_TOKENS.imEnd]
+  const ids = await Promise.all(ends.map(async text => (await engine.tokenize(text, { special: true })).at(-1) as number))
+  return Object.fromEntries(ids.map(id => [String(id), -100]))
 }

@@ -12,8 +12,40 @@ export const RPC_TUNNEL_PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTO
  */
 export const MESSAGE_MARGIN_BYTES = 32 * 1024 * 1024
 
+/**
+ * Coordinator -> worker, before llama-server connects for a plan: the largest ggml-rpc request
+ * the worker is to let through from that coordinator (`messageCapFor` of the stage's largest tensor).
+ */
+export const RPC_CAP_PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}-cap/${PROTOCOL_VERSION}`
+
+/** Message types of the cap exchange: the cap, and the worker's answer. */
+export const RpcCapMessageType = {
+  /** coordinator -> worker: {maxMessageBytes} */
+  cap: 1,
+  /** worker -> coordinator: {maxMessageBytes}, now in force */
+  accepted: 2,
+  /** worker -> coordinator: {reason} */
+  refused: 3
+} as const
+
+/** A cap message is a few dozen bytes of JSON. */
+export const RPC_CAP_MAX_PAYLOAD_BYTES = 1024
+
+/**
+ * The cap a worker applies to a coordinator that has not told it one: enough for the
+ * protocol's small commands and small models, never a whole large tensor.
+ */
+export const DEFAULT_MESSAGE_CAP_BYTES = MESSAGE_MARGIN_BYTES
+
 /** How long a request may stall part-way (or a session wait for its HELLO) before the stream is closed. */
 export const IDLE_READ_TIMEOUT_MS = 30_000
+
+/**
+ * Coordinator: how long a worker may send nothing while llama-server waits for its answer
+ * before the worker counts as failed. It covers the longest legitimate compute (a full batch
+ * of prompt tokens through a worker's layers on a slow CPU), so it is generous.
+ */
+export const RESPONSE_TIMEOUT_MS = 30_000
 
 /** llama-server keeps one connection per rpc-server; a few more allow a reconnect to overlap. */
 export const MAX_INBOUND_STREAMS = 4

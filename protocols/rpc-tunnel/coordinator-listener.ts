@@ -1,6 +1,17 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { RpcWorkerStalledError } from './errors.js'
 import { pipeSocketAndStream } from './pipe.js'
+import { ResponseWatchdog } from './response-watchdog.js'
+import type { TunnelListenerOptions } from './index.js'
 import type { Logger, Stream } from '@libp2p/interface'
+
+/** How a listener tells the coordinator about a worker that fails its sessions. */
+interface FailureWatch {
+  /** ms a worker may stay silent while llama-server waits for it */
+  responseTimeoutMs: number
+  onFailure?: (err: Error) => void
+  traffic?: TunnelListenerOptions['traffic']
+}
 
 /**
  * A TCP listener on 127.0.0.1 (a port the kernel picks) standing in for one worker's
@@ -12,16 +23,18 @@ export class TunnelListener {
   readonly #sockets = new Set<Socket>()
   readonly #openStream: () => Promise<Stream>
   readonly #log: Logger
+  readonly #watch: FailureWatch
 
-  private constructor (openStream: () => Promise<Stream>, log: Logger) {
+  private constructor (openStream: () => Promise<Stream>, log: Logger, watch: FailureWatch) {
     this.#openStream = openStream
     this.#log = log
+    this.#watch = watch
     this.#server = createServer({ noDelay: true }, socket => { void this.#accept(socket) })
   }
 
   /** Listens on 127.0.0.1:0; `openStream` opens a tunnel stream to the worker for each connection. */
-  static async listen (openStream: () => Promise<Stream>, log: Logger): Promise<TunnelListener> {
-    const listener = new TunnelListener(openStream, log)
+  static async listen (openStream: () => Promise<Stream>, log: Logger, watch: FailureWatch): Promise<TunnelListener> {
+    const listener = new TunnelListener(openStream, log, watch)
     await new Promise<void>((resolve, reject) => {
       listener.#server.once('error', reject)
       listener.#server.listen({ host: '127.0.0.1', port: 0 }, () => {
@@ -48,13 +61,37 @@ export class TunnelListener {
       // llama-server treats a dropped RPC connection as fatal; the engine restarts it with a new plan.
       this.#log.error('cannot open a tunnel stream for %s: %s', this.endpoint, (err as Error).message)
       socket.destroy()
+      this.#watch.onFailure?.(err as Error)
       return
     }
     if (socket.destroyed) {
       stream.abort(new Error('the local RPC client went away before the tunnel stream opened'))
       return
     }
-    const failure = await pipeSocketAndStream(socket, stream)
+    // A hung or cut-off worker would leave llama-server waiting for ever; the watchdog ends that.
+    const { responseTimeoutMs, onFailure } = this.#watch
+    const traffic = this.#watch.traffic?.()
+    const watchdog = new ResponseWatchdog(responseTimeoutMs, () => {
+      const err = new RpcWorkerStalledError(responseTimeoutMs)
+      stream.abort(err)
+      socket.destroy()
+      onFailure?.(err)
+    })
+    const failure = await pipeSocketAndStream(socket, stream, {
+      fromSocket: chunk => {
+        watchdog.request(chunk)
+        traffic?.request(chunk)
+      },
+      // One-way commands (set_tensor, graph_compute, ...) wait for the request llama-server then
+      // waits on, and all cross as one frame: a decoded token costs each worker one frame each way.
+      holdSocketBytes: () => watchdog.midRequest || !watchdog.awaitingResponse,
+      fromStream: chunk => {
+        watchdog.response(chunk)
+        traffic?.response(chunk)
+        return [chunk]
+      }
+    })
+    watchdog.stop()
     if (failure !== undefined) this.#log('tunnel connection on %s ended: %s', this.endpoint, failure.message)
   }
 

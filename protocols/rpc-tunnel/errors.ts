@@ -51,6 +51,14 @@ export class RpcIdleReadTimeoutError extends RpcTunnelError {
   }
 }
 
+/** Coordinator: a worker stopped answering while llama-server waited for it. */
+export class RpcWorkerStalledError extends RpcTunnelError {
+  constructor (timeoutMs: number) {
+    super(`the worker sent nothing for ${timeoutMs} ms while llama-server waited for its answer; the tunnel stream was closed`, 'worker-stalled')
+    this.name = 'RpcWorkerStalledError'
+  }
+}
+
 /** rpc-server sent a response that no request asked for. */
 export class UnexpectedRpcResponseError extends RpcTunnelError {
   constructor () {
@@ -64,6 +72,14 @@ export class RpcTunnelRefusedError extends RpcTunnelError {
   constructor (peer: string) {
     super(`peer ${peer} is not the cluster's coordinator; only the coordinator may open ggml-rpc tunnel streams`, 'not-coordinator')
     this.name = 'RpcTunnelRefusedError'
+  }
+}
+
+/** The worker did not accept the message cap of a plan. */
+export class RpcMessageCapRefusedError extends RpcTunnelError {
+  constructor (worker: string, reason: string) {
+    super(`worker ${worker} refused the plan's ggml-rpc message cap: ${reason}`, 'cap-refused')
+    this.name = 'RpcMessageCapRefusedError'
   }
 }
 

@@ -12,11 +12,34 @@ import type { ComponentLogger, PeerId } from '@libp2p/interface'
 import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import type { Registry } from 'prom-client'
 
+/** Coordinator: how one worker's listener reports a worker that fails its sessions. */
+export interface TunnelListenerOptions {
+  /** called when a tunnel stream to the worker cannot be opened, or the worker stops answering (RpcWorkerStalledError) */
+  onFailure?: (err: Error) => void
+  /** sees every session's bytes, for per-worker metrics (a new observer per llama-server connection) */
+  traffic?: () => TunnelTraffic
+  /**
+   * the largest ggml-rpc request the worker's stage of the plan carries, `messageCapFor(largestStageTensorBytes(...))`:
+   * told to the worker before the listener opens; left out, the worker applies its default (DEFAULT_MESSAGE_CAP_BYTES)
+   */
+  maxMessageBytes?: number
+}
+
+/** Coordinator: observes the bytes of one tunnel session; must not throw. */
+export interface TunnelTraffic {
+  /** bytes llama-server sent toward the worker */
+  request: (chunk: Uint8Array) => void
+  /** bytes the worker sent back */
+  response: (chunk: Uint8Array) => void
+}
+
 export interface RpcTunnel {
   /** Coordinator: opens a listener on 127.0.0.1 whose connections are tunnelled to `worker`; returns the `host:port` for llama-server's `--rpc`. */
-  openListener: (worker: PeerId) => Promise<string>
+  openListener: (worker: PeerId, options?: TunnelListenerOptions) => Promise<string>
   /** Coordinator: closes every listener and the tunnel streams they carry. */
   closeListeners: () => Promise<void>
+  /** Worker: the largest request payload the bridge lets through from `coordinator`, as it last set it. */
+  messageCap: (coordinator: PeerId) => number
   /** the registry holding the tunnel's metrics */
   readonly registry: Registry
 }
@@ -27,8 +50,11 @@ export interface RpcTunnelBridgeInit {
   authorize: (peer: PeerId) => boolean | Promise<boolean>
   /** the port of this worker's rpc-server on 127.0.0.1, undefined while it is not running */
   rpcServerPort: () => number | undefined
-  /** the largest request payload to let through, from the plan: `messageCapFor(largestTensorBytes)` */
-  maxMessageBytes: () => number
+  /**
+   * the most a coordinator may set the message cap to: `messageCapFor(offered memory)`, since
+   * no plan puts more on this worker; until a coordinator sets one, DEFAULT_MESSAGE_CAP_BYTES applies
+   */
+  messageCapCeiling: () => number
 }
 
 export interface RpcTunnelInit {
@@ -36,6 +62,8 @@ export interface RpcTunnelInit {
   bridge?: RpcTunnelBridgeInit
   /** close a stream whose request stalls part-way this long, in ms (default 30 s) */
   idleReadTimeoutMs?: number
+  /** coordinator: close a stream, and report the worker, when it answers nothing this long while llama-server waits, in ms (default 30 s) */
+  responseTimeoutMs?: number
   /** how long opening a tunnel stream to a worker may take, in ms (default 10 s) */
   openStreamTimeoutMs?: number
   /** the node's prom-client registry for the tunnel's metrics (default: a registry of its own) */
@@ -56,6 +84,6 @@ export function rpcTunnel (init: RpcTunnelInit = {}): (components: RpcTunnelComp
   return (components) => new RpcTunnelClass(components, init)
 }
 
-export { RPC_TUNNEL_PROTOCOL } from './constants.js'
+export { DEFAULT_MESSAGE_CAP_BYTES, RPC_CAP_PROTOCOL, RPC_TUNNEL_PROTOCOL } from './constants.js'
 export { messageCapFor } from './message-cap.js'
 export * from './errors.js'

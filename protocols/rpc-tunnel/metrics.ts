@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from 'prom-client'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 
 /**
  * The tunnel's counters, in the node's own prom-client registry (several nodes may share a
@@ -9,6 +9,9 @@ export class RpcTunnelMetrics {
   readonly #requestBytes: Counter
   readonly #responseBytes: Counter
   readonly #refused: Counter
+  readonly #messageCap: Gauge
+  readonly #largestRequest: Gauge
+  readonly #largest = new Map<string, number>()
 
   constructor (registry: Registry) {
     const registers = [registry]
@@ -22,13 +25,24 @@ export class RpcTunnelMetrics {
     this.#requestBytes = new Counter({ name: 'llmesh_rpc_request_bytes_total', help: 'Bytes of ggml-rpc requests passed to rpc-server, by command', labelNames: ['command'], registers })
     this.#responseBytes = new Counter({ name: 'llmesh_rpc_response_bytes_total', help: 'Bytes of rpc-server responses passed back, by command', labelNames: ['command'], registers })
     this.#refused = new Counter({ name: 'llmesh_rpc_refused_streams_total', help: 'ggml-rpc tunnel streams closed by the worker bridge, by reason', labelNames: ['reason'], registers })
+    this.#messageCap = new Gauge({ name: 'llmesh_rpc_message_cap_bytes', help: 'The largest ggml-rpc request payload the worker bridge lets through, as the coordinator last set it from its plan', registers })
+    this.#largestRequest = new Gauge({ name: 'llmesh_rpc_largest_request_bytes', help: 'The largest ggml-rpc request payload the worker bridge let through, by command: how close traffic comes to the cap', labelNames: ['command'], registers })
   }
 
   /** Records one finished command: its request and response payload sizes and how long it took. */
   command (command: string, requestBytes: number, responseBytes: number, seconds: number): void {
     this.#duration.observe({ command }, seconds)
     this.#requestBytes.inc({ command }, requestBytes)
+    if (requestBytes > (this.#largest.get(command) ?? -1)) {
+      this.#largest.set(command, requestBytes)
+      this.#largestRequest.set({ command }, requestBytes)
+    }
     if (responseBytes > 0) this.#responseBytes.inc({ command }, responseBytes)
+  }
+
+  /** Shows the message cap a coordinator set. */
+  messageCap (bytes: number): void {
+    this.#messageCap.set(bytes)
   }
 
   /** Counts a tunnel stream the bridge closed. */

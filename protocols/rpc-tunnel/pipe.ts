@@ -7,9 +7,29 @@ export interface PipeOptions {
   fromStream?: (chunk: Uint8Array) => Uint8Array[]
   /** sees bytes from the socket before they enter the stream; throws to close both ends */
   fromSocket?: (chunk: Uint8Array) => void
+  /**
+   * Asked after `fromSocket`: true while the socket's bytes so far may wait for what follows
+   * (a message is incomplete, or only one-way commands are waiting). The pipe then holds
+   * them back, up to COALESCE_BYTES or until the socket is quiet for HOLD_MS, and sends them
+   * as one stream frame: every frame costs an encrypted write of several segments, a window
+   * update back and a wake-up on each side, while ggml-rpc peers write a header and its
+   * payload with separate calls.
+   */
+  holdSocketBytes?: () => boolean
+  /** how long the socket must be quiet before held-back bytes go anyway, in ms (default HOLD_MS) */
+  holdQuietMs?: number
   /** closes both ends when the stream sends nothing for `ms` while `stalled()` says a message is unfinished */
   readTimeout?: { ms: number, stalled: () => boolean, error: () => Error }
 }
+
+/** The most bytes held back from the stream: big tensors still stream through in frames of this size. */
+export const COALESCE_BYTES = 64 * 1024
+
+/**
+ * How long a quiet socket's held-back bytes wait before they are sent anyway: a peer that
+ * stops part-way, or goes quiet after one-way commands, delays them this much at most.
+ */
+export const HOLD_MS = 1
 
 // A message is one buffer, or a list of them (iterable, so no copy is needed to read it).
 function chunksOf (data: StreamMessageEvent['data']): Iterable<Uint8Array> {
@@ -23,7 +43,7 @@ function chunksOf (data: StreamMessageEvent['data']): Iterable<Uint8Array> {
  * Resolves with the error that ended the pipe, or undefined after a clean close.
  */
 export async function pipeSocketAndStream (socket: Socket, stream: Stream, options: PipeOptions = {}): Promise<Error | undefined> {
-  const { fromStream, fromSocket, readTimeout } = options
+  const { fromStream, fromSocket, holdSocketBytes, holdQuietMs = HOLD_MS, readTimeout } = options
   return await new Promise(resolve => {
     let failure: Error | undefined
     let socketClosed = false
@@ -31,15 +51,20 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
     let waitingForSocket = false
     let waitingForStream = false
     let timer: NodeJS.Timeout | undefined
+    let held: Buffer[] = []
+    let heldBytes = 0
+    let holdTimer: NodeJS.Timeout | undefined
 
     const finish = (): void => {
       if (!socketClosed || !streamClosed) return
       clearTimeout(timer)
+      clearTimeout(holdTimer)
       resolve(failure)
     }
     const fail = (err: Error): void => {
       failure ??= err
       clearTimeout(timer)
+      clearTimeout(holdTimer)
       stream.abort(err)
       socket.destroy()
     }
@@ -94,14 +119,38 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
       finish()
     })
 
+    const sendHeld = (): void => {
+      clearTimeout(holdTimer)
+      holdTimer = undefined
+      if (heldBytes === 0) return
+      const data = held.length === 1 ? held[0] : Buffer.concat(held, heldBytes)
+      held = []
+      heldBytes = 0
+      if (!stream.send(data) && !waitingForStream) {
+        waitingForStream = true
+        socket.pause()
+        stream.addEventListener('drain', onStreamDrain, { once: true })
+      }
+    }
+    const sendHeldOrFail = (): void => {
+      try {
+        sendHeld()
+      } catch (err) {
+        fail(err as Error)
+      }
+    }
     socket.on('data', (chunk: Buffer) => {
       try {
         fromSocket?.(chunk)
-        if (!stream.send(chunk) && !waitingForStream) {
-          waitingForStream = true
-          socket.pause()
-          stream.addEventListener('drain', onStreamDrain, { once: true })
+        held.push(chunk)
+        heldBytes += chunk.byteLength
+        if (heldBytes < COALESCE_BYTES && holdSocketBytes?.() === true) {
+          // Measured from the latest bytes: a burst is held together however long it takes to arrive.
+          if (holdTimer === undefined) holdTimer = setTimeout(sendHeldOrFail, holdQuietMs)
+          else holdTimer.refresh()
+          return
         }
+        sendHeld()
       } catch (err) {
         fail(err as Error)
       }
@@ -109,7 +158,11 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
     socket.on('error', err => { fail(err) })
     socket.on('close', () => {
       socketClosed = true
-      if (stream.status === 'open') stream.close().catch(err => { fail(err as Error) })
+      if (stream.status === 'open') {
+        // Whatever was held back goes out first: the peer sees what it would have without holding.
+        sendHeldOrFail()
+        stream.close().catch(err => { fail(err as Error) })
+      }
       finish()
     })
     armTimer()

@@ -3,19 +3,12 @@ import { describe, it } from 'node:test'
 import { FIXED_REQUEST_BYTES, RpcCommand } from './ggml-rpc.js'
 import { RpcHelloExpectedError, RpcMessageTooLargeError, RpcRequestSizeError, RpcTunnelOptionsError, UnknownRpcCommandError } from './errors.js'
 import { RpcRequestValidator } from './request-validator.js'
+import { rpcRequest } from './test-support/frames.js'
 
 const CAP = 1000
 
-function request (command: number, payload: Uint8Array | number, announced?: bigint): Uint8Array {
-  const body = typeof payload === 'number' ? new Uint8Array(payload).fill(command) : payload
-  const bytes = new Uint8Array(9 + body.length)
-  bytes[0] = command
-  new DataView(bytes.buffer).setBigUint64(1, announced ?? BigInt(body.length), true)
-  bytes.set(body, 9)
-  return bytes
-}
 
-const hello = (): Uint8Array => request(RpcCommand.HELLO, 24)
+const hello = (): Uint8Array => rpcRequest(RpcCommand.HELLO, 24)
 
 function concat (parts: Uint8Array[]): Uint8Array {
   return new Uint8Array(Buffer.concat(parts))
@@ -31,11 +24,11 @@ function feed (validator: RpcRequestValidator, bytes: Uint8Array, size: number):
 describe('ggml-rpc request validator', () => {
   const session = concat([
     hello(),
-    request(RpcCommand.DEVICE_COUNT, 0),
-    request(RpcCommand.ALLOC_BUFFER, 12),
-    request(RpcCommand.SET_TENSOR, 700),
-    request(RpcCommand.GRAPH_COMPUTE, CAP),
-    request(RpcCommand.GET_TENSOR, 312)
+    rpcRequest(RpcCommand.DEVICE_COUNT, 0),
+    rpcRequest(RpcCommand.ALLOC_BUFFER, 12),
+    rpcRequest(RpcCommand.SET_TENSOR, 700),
+    rpcRequest(RpcCommand.GRAPH_COMPUTE, CAP),
+    rpcRequest(RpcCommand.GET_TENSOR, 312)
   ])
 
   it('lets a valid session through unchanged, however it is split into chunks', () => {
@@ -62,7 +55,7 @@ describe('ggml-rpc request validator', () => {
     assert.equal(validator.midMessage, true)
     validator.push(hello())
     assert.equal(validator.midMessage, false)
-    const setTensor = request(RpcCommand.SET_TENSOR, 400)
+    const setTensor = rpcRequest(RpcCommand.SET_TENSOR, 400)
     validator.push(setTensor.subarray(0, 4))
     assert.equal(validator.midMessage, true)
     validator.push(setTensor.subarray(4, 20))
@@ -73,7 +66,7 @@ describe('ggml-rpc request validator', () => {
 
   it('refuses a session that does not open with HELLO, and lets none of it through', () => {
     const validator = new RpcRequestValidator(CAP)
-    assert.throws(() => validator.push(request(RpcCommand.DEVICE_COUNT, 0)), RpcHelloExpectedError)
+    assert.throws(() => validator.push(rpcRequest(RpcCommand.DEVICE_COUNT, 0)), RpcHelloExpectedError)
   })
 
   it('refuses a second HELLO', () => {
@@ -94,7 +87,7 @@ describe('ggml-rpc request validator', () => {
     for (const command of [RpcCommand.SET_TENSOR, RpcCommand.GRAPH_COMPUTE, RpcCommand.GET_TENSOR]) {
       const validator = new RpcRequestValidator(CAP)
       validator.push(hello())
-      const header = request(command, new Uint8Array(0), 2n ** 40n)
+      const header = rpcRequest(command, 0, 2n ** 40n)
       assert.deepEqual(validator.push(header.subarray(0, 8)), [], 'a partial header is held back')
       assert.throws(() => validator.push(header.subarray(8)), command === RpcCommand.GET_TENSOR ? RpcRequestSizeError : RpcMessageTooLargeError)
     }
@@ -103,10 +96,10 @@ describe('ggml-rpc request validator', () => {
   it('lets a variable request of exactly the cap through and refuses one byte more', () => {
     const atCap = new RpcRequestValidator(CAP)
     atCap.push(hello())
-    assert.equal(concat(atCap.push(request(RpcCommand.SET_TENSOR, CAP))).length, 9 + CAP)
+    assert.equal(concat(atCap.push(rpcRequest(RpcCommand.SET_TENSOR, CAP))).length, 9 + CAP)
     const over = new RpcRequestValidator(CAP)
     over.push(hello())
-    assert.throws(() => over.push(request(RpcCommand.SET_TENSOR, CAP + 1)), RpcMessageTooLargeError)
+    assert.throws(() => over.push(rpcRequest(RpcCommand.SET_TENSOR, CAP + 1)), RpcMessageTooLargeError)
   })
 
   it('requires the exact struct size of every fixed-size request', () => {
@@ -115,24 +108,24 @@ describe('ggml-rpc request validator', () => {
       for (const wrong of [size + 1, size === 0 ? 8 : size - 1]) {
         const validator = new RpcRequestValidator(CAP * 10)
         validator.push(hello())
-        assert.throws(() => validator.push(request(command, wrong)), RpcRequestSizeError, `command ${command} with ${wrong} bytes`)
+        assert.throws(() => validator.push(rpcRequest(command, wrong)), RpcRequestSizeError, `command ${command} with ${wrong} bytes`)
       }
     }
     const badHello = new RpcRequestValidator(CAP)
-    assert.throws(() => badHello.push(request(RpcCommand.HELLO, 16)), RpcRequestSizeError)
+    assert.throws(() => badHello.push(rpcRequest(RpcCommand.HELLO, 16)), RpcRequestSizeError)
   })
 
   it('keeps refusing after a refusal', () => {
     const validator = new RpcRequestValidator(CAP)
     validator.push(hello())
     assert.throws(() => validator.push(Uint8Array.of(99)), UnknownRpcCommandError)
-    assert.throws(() => validator.push(request(RpcCommand.DEVICE_COUNT, 0)), UnknownRpcCommandError)
+    assert.throws(() => validator.push(rpcRequest(RpcCommand.DEVICE_COUNT, 0)), UnknownRpcCommandError)
   })
 
   it('lets nothing of a chunk through when it holds a refused request', () => {
     const validator = new RpcRequestValidator(CAP)
     const out: Uint8Array[] = []
-    const chunk = concat([hello(), request(RpcCommand.DEVICE_COUNT, 0), Uint8Array.of(200)])
+    const chunk = concat([hello(), rpcRequest(RpcCommand.DEVICE_COUNT, 0), Uint8Array.of(200)])
     assert.throws(() => out.push(...validator.push(chunk)), UnknownRpcCommandError)
     assert.deepEqual(out, [], 'nothing of the chunk is returned when it holds a refused request')
   })

@@ -16,6 +16,11 @@ export class RpcResponseReader {
     this.#onResponse = onResponse
   }
 
+  /** True while a response is partly received. */
+  get midMessage (): boolean {
+    return this.#headerFilled > 0 || this.#payloadLeft > 0
+  }
+
   /** Reads the next chunk of responses. */
   push (chunk: Uint8Array): void {
     let offset = 0

@@ -1,9 +1,10 @@
 import { Registry } from 'prom-client'
-import { IDLE_READ_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, OPEN_STREAM_TIMEOUT_MS, RPC_TUNNEL_PROTOCOL } from './constants.js'
+import { IDLE_READ_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, OPEN_STREAM_TIMEOUT_MS, RESPONSE_TIMEOUT_MS, RPC_CAP_PROTOCOL, RPC_TUNNEL_PROTOCOL } from './constants.js'
 import { TunnelListener } from './coordinator-listener.js'
+import { answerCapMessage, MessageCaps, sendCapMessage } from './message-cap-exchange.js'
 import { RpcTunnelMetrics } from './metrics.js'
 import { bridgeTunnelStream, type WorkerBridgeInit } from './worker-bridge.js'
-import type { RpcTunnel as RpcTunnelInterface, RpcTunnelComponents, RpcTunnelInit } from './index.js'
+import type { RpcTunnel as RpcTunnelInterface, RpcTunnelComponents, RpcTunnelInit, TunnelListenerOptions } from './index.js'
 import type { Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
 
 /** The ggml-rpc tunnel service: a worker bridge, coordinator listeners, or both. */
@@ -15,6 +16,7 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
   readonly #log: Logger
   readonly #metrics: RpcTunnelMetrics
   readonly #listeners = new Set<TunnelListener>()
+  readonly #caps: MessageCaps
   #bridge: WorkerBridgeInit | undefined
   #started = false
 
@@ -24,6 +26,7 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
     this.#log = components.logger.forComponent('llmesh:rpc-tunnel')
     this.registry = init.registry ?? new Registry()
     this.#metrics = new RpcTunnelMetrics(this.registry)
+    this.#caps = new MessageCaps(this.#metrics)
   }
 
   readonly [Symbol.toStringTag] = 'llmesh:rpc-tunnel'
@@ -31,19 +34,28 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
   async start (): Promise<void> {
     const { bridge } = this.#init
     if (bridge !== undefined) {
-      this.#bridge = { ...bridge, idleReadTimeoutMs: this.#init.idleReadTimeoutMs ?? IDLE_READ_TIMEOUT_MS, metrics: this.#metrics, log: this.#log }
+      const caps = this.#caps
+      this.#bridge = { ...bridge, maxMessageBytes: peer => caps.get(peer), idleReadTimeoutMs: this.#init.idleReadTimeoutMs ?? IDLE_READ_TIMEOUT_MS, metrics: this.#metrics, log: this.#log }
       await this.#components.registrar.handle(this.protocol, async (stream: Stream, connection: Connection) => {
         if (this.#bridge !== undefined) await bridgeTunnelStream(this.#bridge, stream, connection)
       }, {
         maxInboundStreams: this.#init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
         maxOutboundStreams: this.#init.maxOutboundStreams ?? MAX_OUTBOUND_STREAMS
       })
+      const capInit = { authorize: bridge.authorize, ceiling: bridge.messageCapCeiling, caps, metrics: this.#metrics, log: this.#log }
+      const timeoutMs = this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS
+      await this.#components.registrar.handle(RPC_CAP_PROTOCOL, async (stream: Stream, connection: Connection) => {
+        await answerCapMessage(capInit, stream, connection, timeoutMs)
+      })
     }
     this.#started = true
   }
 
   async stop (): Promise<void> {
-    if (this.#bridge !== undefined) await this.#components.registrar.unhandle(this.protocol)
+    if (this.#bridge !== undefined) {
+      await this.#components.registrar.unhandle(this.protocol)
+      await this.#components.registrar.unhandle(RPC_CAP_PROTOCOL)
+    }
     this.#bridge = undefined
     await this.closeListeners()
     this.#started = false
@@ -53,12 +65,24 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
     return this.#started
   }
 
-  async openListener (worker: PeerId): Promise<string> {
+  async openListener (worker: PeerId, options: TunnelListenerOptions = {}): Promise<string> {
+    // The worker applies the plan's cap before llama-server can connect through this listener.
+    if (options.maxMessageBytes !== undefined) await this.#tellMessageCap(worker, options.maxMessageBytes)
     const listener = await TunnelListener.listen(async () => await this.#components.connectionManager.openStream(worker, this.protocol, {
       signal: AbortSignal.timeout(this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS)
-    }), this.#log)
+    }), this.#log, { responseTimeoutMs: this.#init.responseTimeoutMs ?? RESPONSE_TIMEOUT_MS, onFailure: options.onFailure, traffic: options.traffic })
     this.#listeners.add(listener)
     return listener.endpoint
+  }
+
+  messageCap (coordinator: PeerId): number {
+    return this.#caps.get(coordinator)
+  }
+
+  async #tellMessageCap (worker: PeerId, maxMessageBytes: number): Promise<void> {
+    const signal = AbortSignal.timeout(this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS)
+    const stream = await this.#components.connectionManager.openStream(worker, RPC_CAP_PROTOCOL, { signal })
+    await sendCapMessage(stream, worker, maxMessageBytes, signal)
   }
 
   async closeListeners (): Promise<void> {

@@ -13,8 +13,8 @@ export interface WorkerBridgeInit {
   authorize: (peer: PeerId) => boolean | Promise<boolean>
   /** the port of this worker's rpc-server on 127.0.0.1, undefined while it is not running */
   rpcServerPort: () => number | undefined
-  /** largest request payload let through, in bytes */
-  maxMessageBytes: () => number
+  /** largest request payload let through from `coordinator`, in bytes */
+  maxMessageBytes: (coordinator: PeerId) => number
   idleReadTimeoutMs: number
   metrics: RpcTunnelMetrics
   log: Logger
@@ -61,11 +61,12 @@ export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream
     return
   }
   const meter = new CommandMeter(init.metrics)
-  const validator = new RpcRequestValidator(init.maxMessageBytes(), meter)
+  const validator = new RpcRequestValidator(init.maxMessageBytes(connection.remotePeer), meter)
   const responses = new RpcResponseReader(bytes => { meter.responseEnd(bytes) })
   const failure = await pipeSocketAndStream(socket, stream, {
     fromStream: chunk => validator.push(chunk),
     fromSocket: chunk => { responses.push(chunk) },
+    holdSocketBytes: () => responses.midMessage,
     readTimeout: {
       ms: init.idleReadTimeoutMs,
       stalled: () => validator.midMessage,

@@ -78,10 +78,85 @@ function benchClusterCommand (): Command {
     })
 }
 
-/** `mesh bench`: performance measurements; later issues add api and failover. */
+interface BenchFailoverOptions {
+  tokens: number
+  json?: boolean
+}
+
+/** `mesh bench failover`: a worker SIGKILLed mid-stream; detection, re-plan, reload and resumption times. */
+function benchFailoverCommand (): Command {
+  return new Command('failover')
+    .description('start a coordinator and two workers on 127.0.0.1 serving a 16-layer, 1024-wide f16 synthetic model, SIGKILL one worker during a streaming greedy completion, and time detection, re-plan, reload and the resumed stream')
+    .addOption(new Option('--tokens <n>', 'tokens of the streamed completion; the worker is killed after a quarter of them').argParser(parseTokens).default(160))
+    .option('--json', 'print {"detect_ms","replan_ms","reload_ms","first_load_ms","resume_ms","identical_output"} instead of a summary')
+    .action(async (options: BenchFailoverOptions) => {
+      // Loaded here: libp2p takes a while to import and only this subcommand needs it.
+      const { benchFailover } = await import('../failover-bench.js')
+      const report = await benchFailover({
+        tokens: options.tokens,
+        killAfterTokens: Math.max(1, Math.floor(options.tokens / 4)),
+        progress: options.json === true ? undefined : line => { process.stdout.write(`${line}\n`) }
+      })
+      const { result, survivorUpload } = report
+      if (options.json === true) {
+        process.stdout.write(`${JSON.stringify(result)}\n`)
+        return
+      }
+      const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
+      process.stdout.write([
+        `detect         ${result.detect_ms} ms (SIGKILL -> member dead)`,
+        `replan         ${result.replan_ms} ms (dead -> new plan)`,
+        `reload         ${result.reload_ms} ms (new plan -> engine ready)`,
+        `first load     ${result.first_load_ms} ms (reload/first load ${(result.reload_ms / result.first_load_ms).toFixed(2)})`,
+        `resume         ${result.resume_ms} ms (SIGKILL -> next token on the stream, killed after ${report.tokensBeforeKill} of ${report.tokensInAll} tokens)`,
+        `same text      ${result.identical_output ? 'yes' : 'NO'}`,
+        `surviving worker ${report.survivorLayers.before} layers before, ${report.survivorLayers.after} after; it received ${mib(survivorUpload.firstLoad.setTensorBytes)} as SET_TENSOR at the first load, ${mib(survivorUpload.reload.setTensorBytes)} at the reload (${mib(survivorUpload.reload.setTensorHashBytes)} as SET_TENSOR_HASH)`,
+        ''
+      ].join('\n'))
+    })
+}
+
+interface BenchApiOptions {
+  model: string
+  concurrency: number
+  requests: number
+  tokens: number
+  json?: boolean
+}
+
+/** `mesh bench api`: the API's streaming throughput and time to first token against llama-server's own endpoint. */
+function benchApiCommand (): Command {
+  return new Command('api')
+    .description('measure the OpenAI-compatible API over llama-server against the same streamed load sent straight to llama-server\'s socket, in one run')
+    .requiredOption('--model <path>', 'GGUF model to run')
+    .addOption(new Option('--concurrency <n>', 'concurrent streaming clients, and llama-server\'s parallel slots').argParser(parsePositiveInt).default(16))
+    .addOption(new Option('--requests <n>', 'requests per side').argParser(parsePositiveInt).default(64))
+    .addOption(new Option('--tokens <n>', 'tokens each request may generate').argParser(parseTokens).default(64))
+    .option('--json', 'print one JSON object instead of a summary')
+    .action(async (options: BenchApiOptions) => {
+      const { benchApi } = await import('../api-bench.js')
+      const result = await benchApi({ modelPath: options.model, concurrency: options.concurrency, requests: options.requests, tokens: options.tokens })
+      if (options.json === true) {
+        process.stdout.write(`${JSON.stringify(result)}\n`)
+        return
+      }
+      process.stdout.write([
+        `concurrency    ${result.concurrency}`,
+        `API            ${result.tokens_per_second.toFixed(1)} tokens/s, time to first token p50 ${result.ttft_p50_ms.toFixed(1)} ms, p99 ${result.ttft_p99_ms.toFixed(1)} ms`,
+        `llama-server   ${result.baseline.tokens_per_second.toFixed(1)} tokens/s, time to first token p50 ${result.baseline_ttft_p50_ms.toFixed(1)} ms, p99 ${result.baseline_ttft_p99_ms.toFixed(1)} ms`,
+        `ratio          ${result.ratio.toFixed(3)}`,
+        `errors         ${result.errors}`,
+        ''
+      ].join('\n'))
+    })
+}
+
+/** `mesh bench`: performance measurements. */
 export function benchCommand (): Command {
   return new Command('bench')
     .description('measure performance')
     .addCommand(benchLocalCommand())
     .addCommand(benchClusterCommand())
+    .addCommand(benchFailoverCommand())
+    .addCommand(benchApiCommand())
 }

@@ -3,8 +3,11 @@ import { dataDir } from '../../node/data-dir.js'
 import { createLog } from '../../node/log.js'
 import { MeshNode } from '../../node/mesh-node.js'
 import { isPeerAddress } from '../../node/static-peers.js'
-import { parsePositiveInt } from '../cli-parsers.js'
-import { Coordinator } from '../../node/coordinator.js'
+import { parseNonNegativeInt, parsePositiveInt } from '../cli-parsers.js'
+import { parseDuration } from '../parse-duration.js'
+import { DEFAULT_MAX_QUEUE } from '../../api/constants.js'
+import { DEFAULT_RATE_LIMITS } from '../../api/rate-limits.js'
+import { Coordinator, DEFAULT_DRAIN_TIMEOUT_MS } from '../../node/coordinator.js'
 import { ENGINE_CHOICES, type EngineChoice } from '../../node/serving-plan.js'
 import { parseStages, type PrivacyMode, type StageRange } from '../../scheduler/index.js'
 import type { Role } from '../../node/certificate.js'
@@ -24,6 +27,12 @@ interface StartOptions {
   privacy: PrivacyMode
   stages?: StageRange[]
   ctx?: number
+  metricsPublic?: boolean
+  drainTimeout: number
+  maxQueue: number
+  rateLimitKey: number
+  rateLimitIp: number
+  corsOrigin: string[]
 }
 
 function parseStagesOption (value: string): StageRange[] {
@@ -37,6 +46,17 @@ function parseStagesOption (value: string): StageRange[] {
 function collectPeer (value: string, previous: string[]): string[] {
   if (!isPeerAddress(value)) throw new InvalidArgumentError(`expected a multiaddr or host:port, got "${value}".`)
   return [...previous, value]
+}
+
+function collectOrigin (value: string, previous: string[]): string[] {
+  let origin: string
+  try {
+    origin = new URL(value).origin
+  } catch {
+    throw new InvalidArgumentError(`expected an origin such as https://chat.example.lan, got "${value}".`)
+  }
+  if (origin === 'null' || origin !== value.replace(/\/$/, '')) throw new InvalidArgumentError(`expected an origin (scheme, host and port only) such as https://chat.example.lan, got "${value}".`)
+  return [...previous, origin]
 }
 
 /** `mesh start`: runs the mesh node in the foreground until SIGINT/SIGTERM. */
@@ -55,6 +75,12 @@ export function startCommand (): Command {
     .option('--api-host <host>', 'coordinator: address the API listens on', '127.0.0.1')
     .addOption(new Option('--privacy <mode>', 'coordinator: on keeps the first layer and the output head here, so workers never see text or token ids').choices(['on', 'off']).default('on'))
     .addOption(new Option('--stages <ranges>', 'coordinator: manual layer ranges, coordinator first, e.g. 0-9,10-27').argParser(parseStagesOption))
+    .option('--metrics-public', 'coordinator: serve GET /metrics without an API key (for a Prometheus on a trusted network)')
+    .addOption(new Option('--drain-timeout <duration>', 'coordinator: on SIGTERM or Ctrl-C, how long requests in flight may take to finish while new ones get 503, e.g. 30s').argParser(parseDuration).default(DEFAULT_DRAIN_TIMEOUT_MS, '30s'))
+    .addOption(new Option('--max-queue <n>', 'coordinator: requests that may wait for a busy engine; more get 429 with Retry-After').argParser(parseNonNegativeInt).default(DEFAULT_MAX_QUEUE))
+    .addOption(new Option('--rate-limit-key <n>', 'coordinator: requests per minute one API key may send (0: no limit)').argParser(parseNonNegativeInt).default(DEFAULT_RATE_LIMITS.perKey))
+    .addOption(new Option('--rate-limit-ip <n>', 'coordinator: requests per minute one client address may send (0: no limit)').argParser(parseNonNegativeInt).default(DEFAULT_RATE_LIMITS.perIp))
+    .addOption(new Option('--cors-origin <origin>', 'coordinator: a web page origin allowed to call the API, e.g. https://chat.example.lan; repeat for more').argParser(collectOrigin).default([], 'none, browsers are refused'))
     .addOption(new Option('--ctx <n>', 'coordinator: context size in tokens (default: the model\'s, at most 4096)').argParser(parsePositiveInt))
     .action(async (options: StartOptions) => {
       if (options.model != null && options.role !== 'coordinator') {
@@ -86,6 +112,13 @@ export function startCommand (): Command {
             contextSize: options.ctx,
             apiHost: options.apiHost,
             apiPort: options.apiPort,
+            metricsPublic: options.metricsPublic,
+            apiLimits: {
+              maxQueue: options.maxQueue,
+              rateLimits: { perKey: options.rateLimitKey, perIp: options.rateLimitIp, windowMs: 60_000 },
+              corsOrigins: options.corsOrigin
+            },
+            drainTimeoutMs: options.drainTimeout,
             log
           })
         } catch (err) {

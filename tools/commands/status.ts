@@ -1,60 +1,50 @@
-import { Command } from 'commander'
+import { Command, Option } from 'commander'
 import { controlRequest } from '../../node/control-socket.js'
-import { dataDir } from '../../node/data-dir.js'
-import { shortPeerId } from '../../node/mesh-node.js'
-import { formatBytes } from '../../scheduler/index.js'
-import type { EngineStatus } from '../../node/coordinator.js'
-import type { MemberStatus, StatusReport } from '../../node/status-report.js'
+import { dataDir, type DataDir } from '../../node/data-dir.js'
+import { parsePositiveInt } from '../cli-parsers.js'
+import { renderStatus } from '../status-render.js'
+import type { StatusReport } from '../../node/status-report.js'
 
-function formatMemory (bytes: number | null): string {
-  return bytes === null ? '-' : formatBytes(bytes)
+// Cursor home, then each line cleared to its end and the rest of the screen cleared: the
+// view is redrawn in place without flicker.
+const HOME = '\u001b[H'
+const CLEAR_LINE_END = '\u001b[K'
+const CLEAR_SCREEN_END = '\u001b[J'
+const CLEAR_SCREEN = '\u001b[2J'
+
+async function fetchStatus (dir: DataDir): Promise<StatusReport> {
+  return await controlRequest(dir.controlSocket, dir.root, { op: 'status' }) as StatusReport
 }
 
-function formatAge (ms: number | null): string {
-  if (ms === null) return 'never'
-  return ms < 60_000 ? `${(ms / 1000).toFixed(1)}s ago` : `${Math.round(ms / 60_000)}m ago`
+async function watch (dir: DataDir, json: boolean, intervalS: number): Promise<never> {
+  if (!json) process.stdout.write(HOME + CLEAR_SCREEN)
+  for (;;) {
+    let text: string
+    try {
+      const report = await fetchStatus(dir)
+      text = json ? JSON.stringify(report) : renderStatus(report).join('\n')
+    } catch (err) {
+      // The node may be restarting: say so in place and keep watching.
+      if (json) throw err
+      text = `mesh: ${(err as Error).message}`
+    }
+    const stamp = `every ${intervalS} s, ${new Date().toISOString().slice(11, 19)} UTC (Ctrl-C to stop)`
+    process.stdout.write(json ? `${text}\n` : `${HOME}${[stamp, '', ...text.split('\n')].map(l => l + CLEAR_LINE_END).join('\n')}\n${CLEAR_SCREEN_END}`)
+    await new Promise(resolve => setTimeout(resolve, intervalS * 1000))
+  }
 }
 
-function row (m: MemberStatus): string[] {
-  return [
-    shortPeerId(m.peerId), m.role, m.state, m.addresses[0] ?? '-',
-    m.transport === null ? '-' : `${m.transport}/${(m.encryption ?? '?').replace(/^\//, '')}`,
-    m.rttMs === null ? '-' : `${m.rttMs} ms`, formatAge(m.lastSeenMs), m.llamaCppTag, formatMemory(m.memoryBytes)
-  ]
-}
-
-/** Lays out rows as left-aligned columns. */
-function table (rows: string[][]): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
-  return rows.map(r => r.map((cell, i) => cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n')
-}
-
-function describeEngine (engine: EngineStatus): string {
-  const serving = engine.kind != null ? `${engine.state} (${engine.kind})` : engine.state
-  return [
-    `engine  ${serving}${engine.reason != null ? `: ${engine.reason}` : ''}`,
-    `model   ${engine.model}`,
-    `api     ${engine.apiUrl}`,
-    ...(engine.planTable != null ? ['', engine.planTable] : [])
-  ].join('\n')
-}
-
-/** `mesh status`: the members table of the local running node. */
+/** `mesh status`: this node, its members, the engine and stage plan, load and warnings. */
 export function statusCommand (): Command {
   return new Command('status')
-    .description('show this node and the cluster members it knows (needs the local node running)')
-    .option('--json', 'print {"self":{...},"members":[...],"engine":{...}|null} as one JSON object')
-    .action(async (options: { json?: boolean }) => {
+    .description('show this node, the cluster members it knows and, on the coordinator, the engine, stage plan, load and warnings (needs the local node running)')
+    .option('--json', 'print {"self":{...},"members":[...],"engine":{...}|null,"warnings":[...]} as one JSON object (one per refresh with --watch)')
+    .option('--watch', 'refresh in place until Ctrl-C')
+    .addOption(new Option('--interval <seconds>', 'seconds between refreshes with --watch').argParser(parsePositiveInt).default(2))
+    .action(async (options: { json?: boolean, watch?: boolean, interval: number }) => {
       const dir = dataDir()
-      const report = await controlRequest(dir.controlSocket, dir.root, { op: 'status' }) as StatusReport
-      if (options.json === true) {
-        process.stdout.write(`${JSON.stringify(report)}\n`)
-        return
-      }
-      const { self } = report
-      process.stdout.write(`${self.role} ${self.peerId} of cluster ${self.clusterId} (llama.cpp ${self.llamaCppTag}, offers ${formatBytes(self.memoryBytes)})\n\n`)
-      const header = ['PEER', 'ROLE', 'STATE', 'ADDRESS', 'TRANSPORT', 'RTT', 'LAST SEEN', 'LLAMA.CPP', 'MEMORY']
-      process.stdout.write(`${table([header, ...report.members.map(row)])}\n`)
-      if (report.engine != null) process.stdout.write(`\n${describeEngine(report.engine)}\n`)
+      if (options.watch === true) await watch(dir, options.json === true, options.interval)
+      const report = await fetchStatus(dir)
+      process.stdout.write(options.json === true ? `${JSON.stringify(report)}\n` : `${renderStatus(report).join('\n')}\n`)
     })
 }

@@ -8,6 +8,8 @@ import { dataDir } from '../../node/data-dir.js'
 import type { EngineStatus } from '../../node/coordinator.js'
 import { ensureLlamaCppToolsWithProgress, ensureNodeBindingWithProgress } from '../build-progress.js'
 import { parseNonNegativeInt, parsePositiveInt } from '../cli-parsers.js'
+import { parseDuration } from '../parse-duration.js'
+import { DEFAULT_DRAIN_TIMEOUT_MS } from '../../node/coordinator.js'
 import { servedModelId, waitForApi } from '../up/api-ready.js'
 import { ApiPortInUseError, CoordinatorExitedError } from '../up/errors.js'
 import { LocalCluster, upLayout } from '../up/local-cluster.js'
@@ -16,6 +18,7 @@ interface UpOptions {
   workers: number
   model?: string
   apiPort: number
+  drainTimeout: number
 }
 
 async function assertPortFree (port: number): Promise<void> {
@@ -26,6 +29,9 @@ async function assertPortFree (port: number): Promise<void> {
   })
   await new Promise(resolve => server.close(resolve))
 }
+
+/** What a coordinator needs to stop after its drain: engine, tunnels and node. */
+const COORDINATOR_SHUTDOWN_MS = 10_000
 
 function shellQuote (text: string): string {
   return `'${text.replaceAll("'", "'\\''")}'`
@@ -62,6 +68,7 @@ export function upCommand (): Command {
     .addOption(new Option('--workers <n>', 'worker processes to start').argParser(parseNonNegativeInt).default(2))
     .option('--model <path>', 'GGUF model to serve (default: the synthetic demo model)')
     .addOption(new Option('--api-port <n>', 'port of the API on 127.0.0.1').argParser(parsePositiveInt).default(8080))
+    .addOption(new Option('--drain-timeout <duration>', 'on Ctrl-C or SIGTERM, how long requests in flight may take to finish while new ones get 503, e.g. 30s').argParser(parseDuration).default(DEFAULT_DRAIN_TIMEOUT_MS, '30s'))
     .action(async (options: UpOptions) => {
       await ensureLlamaCppToolsWithProgress()
       await ensureNodeBindingWithProgress()
@@ -75,9 +82,11 @@ export function upCommand (): Command {
       const cluster = new LocalCluster({
         layout: upLayout(dataDir().root),
         workers: options.workers,
-        coordinatorArgs: ['--model', modelPath, '--engine', 'auto', '--api-host', '127.0.0.1', '--api-port', String(options.apiPort)],
+        coordinatorArgs: ['--model', modelPath, '--engine', 'auto', '--api-host', '127.0.0.1', '--api-port', String(options.apiPort), '--drain-timeout', `${options.drainTimeout}ms`],
         progress,
-        signal: stop.signal
+        signal: stop.signal,
+        // The drain, then the engine and the node shutting down.
+        coordinatorStopGraceMs: options.drainTimeout + COORDINATOR_SHUTDOWN_MS
       })
       const onSignal = (signal: NodeJS.Signals): void => {
         if (stop.signal.aborted) {

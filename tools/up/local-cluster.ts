@@ -33,6 +33,8 @@ export interface LocalClusterOptions {
   progress: (line: string) => void
   /** aborting it abandons the start-up (the caller then calls stop()) */
   signal: AbortSignal
+  /** how long the coordinator may take to stop, its API drain included, before it is killed (default 10 s) */
+  coordinatorStopGraceMs?: number
 }
 
 // Every node listens on loopback only, on a port the OS picks, and finds its peers by address.
@@ -106,11 +108,14 @@ export class LocalCluster {
     return coordinator
   }
 
-  /** Stops every node (workers first, so none of them sees its coordinator vanish and retries). */
+  /**
+   * Stops every node: the coordinator first, so that the requests its API drains still have
+   * their workers, then the workers (which see their coordinator leave, and stop anyway).
+   */
   async stop (): Promise<void> {
     this.#stopping = true
+    await this.nodes[0]?.stop(this.#options.coordinatorStopGraceMs)
     await Promise.all(this.nodes.slice(1).map(async node => node.stop()))
-    await this.nodes[0]?.stop()
   }
 
   /** Ends every node at once. */

@@ -1,0 +1,84 @@
+// A worker that hangs (SIGSTOP) or dies (SIGKILL) is declared dead within 6 s, the coordinator
+// serves on the remaining members, and the returning worker is folded back into the full plan.
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
+import { deathLine, lineAfter, signalTree, startServingCluster, waitForPlan, type ServingCluster } from './fault-harness.js'
+import { TestCluster } from './mesh-harness.js'
+
+const PROMPT = 'The quick brown fox jumps over the lazy dog.'
+const TOKENS = 16
+const DETECT_LIMIT_MS = 6000
+
+describe('a hung or killed worker', { timeout: 600_000 }, () => {
+  const cluster = new TestCluster()
+  let model: TestModel
+  let mesh: ServingCluster | undefined
+  let reference: string
+
+  before(async () => {
+    model = await writeTestModel({ layers: 8 })
+    mesh = await startServingCluster(cluster, { modelPath: model.path, workers: 2 })
+    const answer = await mesh.api.complete(PROMPT, TOKENS)
+    assert.equal(answer.status, 200, answer.body)
+    reference = answer.text ?? ''
+    assert.ok(reference.length > 0)
+  })
+
+  after(async () => {
+    await mesh?.api.close()
+    await cluster.cleanup()
+    await model?.remove()
+  })
+
+  /** Applies `fault` to worker `n`, and returns how long the coordinator took to declare it dead. */
+  async function detect (n: number, fault: () => Promise<void>): Promise<number> {
+    if (mesh === undefined) throw new Error('no cluster')
+    const from = mesh.coordinator.lines.length
+    await fault()
+    // The signal is sent as fault() returns; finding the process tree before it takes a while.
+    const faultAt = Date.now()
+    const detectedAt = await lineAfter(mesh.coordinator, from, deathLine(mesh.workerIds[n]))
+    return detectedAt - faultAt
+  }
+
+  async function assertServes (): Promise<void> {
+    const answer = await mesh?.api.complete(PROMPT, TOKENS)
+    assert.equal(answer?.status, 200, answer?.body)
+    assert.equal(answer?.text, reference, 'the greedy completion is the same on every plan')
+  }
+
+  it('declares a SIGSTOPped worker dead, serves without it, and takes it back after SIGCONT', async () => {
+    if (mesh === undefined) throw new Error('no cluster')
+    const paused = mesh.workers[0]
+    const detectMs = await detect(0, async () => { await signalTree(paused, 'SIGSTOP') })
+    console.log(`SIGSTOP detection time: ${detectMs} ms`)
+    assert.ok(detectMs <= DETECT_LIMIT_MS, `detection took ${detectMs} ms`)
+    const replanStart = Date.now()
+    await waitForPlan(mesh.coordinator.home, [mesh.workerIds[1]])
+    console.log(`SIGSTOP: engine ready on the remaining worker ${Date.now() - replanStart} ms after detection`)
+    await assertServes()
+
+    const resumedAt = Date.now()
+    await signalTree(paused, 'SIGCONT')
+    await waitForPlan(mesh.coordinator.home, mesh.workerIds)
+    console.log(`SIGCONT: full plan back after ${Date.now() - resumedAt} ms`)
+    await assertServes()
+  })
+
+  it('declares a SIGKILLed worker dead, serves without it, and takes it back after a restart', async () => {
+    if (mesh === undefined) throw new Error('no cluster')
+    const killed = mesh.workers[1]
+    const detectMs = await detect(1, async () => { await signalTree(killed, 'SIGKILL') })
+    console.log(`SIGKILL detection time: ${detectMs} ms`)
+    assert.ok(detectMs <= DETECT_LIMIT_MS, `detection took ${detectMs} ms`)
+    await waitForPlan(mesh.coordinator.home, [mesh.workerIds[0]])
+    await assertServes()
+
+    const restartedAt = Date.now()
+    mesh.workers[1] = cluster.start(killed.home, mesh.workerArgs[1])
+    await waitForPlan(mesh.coordinator.home, mesh.workerIds)
+    console.log(`restart: full plan back after ${Date.now() - restartedAt} ms`)
+    await assertServes()
+  })
+})

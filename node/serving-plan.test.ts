@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { readModelFacts } from '../engine/model-facts.js'
+import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
+import { PlanDoesNotFitError, type ModelFacts } from '../scheduler/index.js'
+import { chooseServingPlan, type ServingPlanInput } from './serving-plan.js'
+
+const GiB = 1024 ** 3
+
+describe('serving plan choice', () => {
+  let model: TestModel
+  let facts: ModelFacts
+  before(async () => {
+    model = await writeTestModel({ layers: 8 })
+    facts = await readModelFacts(model.path)
+  })
+  after(async () => { await model.remove() })
+
+  function input (coordinatorBytes: number, workers: number, choice: ServingPlanInput['choice'] = 'auto'): ServingPlanInput {
+    return {
+      choice,
+      model: facts,
+      coordinator: { id: 'coordinator', offeredBytes: coordinatorBytes, speed: 1 },
+      workers: Array.from({ length: workers }, (_, n) => ({ id: `worker-${n}`, offeredBytes: GiB, speed: 1 })),
+      contextSize: 512,
+      privacy: 'on'
+    }
+  }
+
+  it('serves locally without workers when the coordinator has room, and splits the layers with workers', () => {
+    assert.equal(chooseServingPlan(input(GiB, 0)).kind, 'local')
+    const split = chooseServingPlan(input(GiB, 2))
+    assert.equal(split.kind, 'cluster')
+    assert.equal(split.kind === 'cluster' ? split.plan.stages.length : 0, 3)
+  })
+
+  it('refuses, naming the missing bytes, when the coordinator left alone has no room for the model', () => {
+    assert.throws(() => chooseServingPlan(input(1024 * 1024, 0)), (err: unknown) => {
+      assert.ok(err instanceof PlanDoesNotFitError, String(err))
+      assert.ok(err.missingBytes > 0)
+      assert.match(err.message, /missing|more is needed/)
+      return true
+    })
+  })
+
+  it('runs the local engine when asked to, whatever the coordinator offers', () => {
+    assert.equal(chooseServingPlan(input(1024 * 1024, 0, 'local')).kind, 'local')
+  })
+})

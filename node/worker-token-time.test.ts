@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict'
+import { setTimeout as delay } from 'node:timers/promises'
+import { describe, it } from 'node:test'
+import { Registry } from 'prom-client'
+import { FIXED_REQUEST_BYTES, RpcCommand } from '../protocols/rpc-tunnel/ggml-rpc.js'
+import { WorkerTokenTimes } from './worker-token-time.js'
+import { rpcRequest, rpcResponse } from '../protocols/rpc-tunnel/test-support/frames.js'
+
+
+
+describe('worker time per token, seen from the coordinator', () => {
+  it('attributes the wait for a worker\'s answers to its tokens and splits it with the network round trip', async () => {
+    const registry = new Registry()
+    const times = new WorkerTokenTimes(registry, () => 5)
+    const session = times.session('worker-a')
+    session.request(rpcRequest(RpcCommand.HELLO, FIXED_REQUEST_BYTES.get(RpcCommand.HELLO) ?? 0))
+    // An answer with next to no work: its time bounds the network round trip from above.
+    await delay(3)
+    session.response(rpcResponse(3))
+    assert.equal(times.tokenTime('worker-a', 5), null)
+    for (let token = 0; token < 4; token++) {
+      // The token's input, the one-way GRAPH_COMPUTE, then llama-server waits for the result.
+      session.request(rpcRequest(RpcCommand.SET_TENSOR, 64))
+      session.request(rpcRequest(RpcCommand.GRAPH_COMPUTE, 128))
+      // Split across chunks, as TCP delivers it.
+      const get = rpcRequest(RpcCommand.GET_TENSOR, FIXED_REQUEST_BYTES.get(RpcCommand.GET_TENSOR) ?? 0)
+      session.request(get.subarray(0, 5))
+      session.request(get.subarray(5))
+      await delay(30)
+      const answer = rpcResponse(1024)
+      session.response(answer.subarray(0, 100))
+      session.response(answer.subarray(100))
+    }
+    session.request(rpcRequest(RpcCommand.GRAPH_COMPUTE, 128))
+    const time = times.tokenTime('worker-a', 5)
+    assert.ok(time !== null)
+    // One answer per token, each a round trip: the smaller of the ping RTT (5 ms) and the fastest answer (HELLO's, 3 ms or a little more).
+    assert.ok(time.transferMs >= 3 && time.transferMs <= 5, `transfer ${time.transferMs} ms`)
+    assert.ok(time.computeMs + time.transferMs >= 30 && time.computeMs < 500, `compute ${time.computeMs} ms`)
+    assert.equal(times.tokenTime('worker-b', 5), null)
+
+    const text = await registry.metrics()
+    const sent = 9 + 24 + 5 * (9 + 128) + 4 * (9 + 64 + 9 + 312)
+    assert.match(text, new RegExp(`llmesh_tunnel_bytes_total\\{worker="worker-a",direction="sent"\\} ${sent}\\n`))
+    assert.match(text, new RegExp(`llmesh_tunnel_bytes_total\\{worker="worker-a",direction="received"\\} ${8 + 3 + 4 * (8 + 1024)}\\n`))
+    assert.match(text, /llmesh_tunnel_commands_total\{worker="worker-a",command="get_tensor"\} 4\n/)
+    assert.match(text, new RegExp(`llmesh_tunnel_token_seconds\\{worker="worker-a",part="transfer"\\} ${time.transferMs / 1000}\n`))
+  })
+
+  it('bytes it cannot parse stop the timing, never the session', () => {
+    const times = new WorkerTokenTimes(new Registry(), () => null)
+    const session = times.session('worker-a')
+    // Not HELLO first: the parser refuses, the observer must not throw.
+    session.request(rpcRequest(RpcCommand.GRAPH_COMPUTE, 8))
+    session.request(rpcRequest(RpcCommand.GRAPH_COMPUTE, 8))
+    assert.equal(times.tokenTime('worker-a', null), null)
+  })
+})

@@ -1,0 +1,107 @@
+import { FramingError, UnexpectedEndError } from '../errors.js'
+import { FrameReader, writeFrame, type FrameLimits } from '../framing.js'
+import { decodeJsonObject, encodeJson, intField, stringField } from '../json-message.js'
+import { DEFAULT_MESSAGE_CAP_BYTES, RPC_CAP_MAX_PAYLOAD_BYTES, RPC_CAP_PROTOCOL, RpcCapMessageType } from './constants.js'
+import { RpcMessageCapRefusedError, RpcTunnelError, RpcTunnelOptionsError, RpcTunnelRefusedError } from './errors.js'
+import type { RpcTunnelMetrics } from './metrics.js'
+import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
+
+const workerLimits: FrameLimits = { protocol: RPC_CAP_PROTOCOL, types: new Set([RpcCapMessageType.cap]), maxPayloadBytes: RPC_CAP_MAX_PAYLOAD_BYTES }
+const coordinatorLimits: FrameLimits = { protocol: RPC_CAP_PROTOCOL, types: new Set([RpcCapMessageType.accepted, RpcCapMessageType.refused]), maxPayloadBytes: RPC_CAP_MAX_PAYLOAD_BYTES }
+
+/** Worker: the message cap each coordinator set, and the default for one that set none. */
+export class MessageCaps {
+  readonly #caps = new Map<string, number>()
+  readonly #metrics: RpcTunnelMetrics
+
+  constructor (metrics: RpcTunnelMetrics) {
+    this.#metrics = metrics
+  }
+
+  /** The largest request payload to let through from `coordinator`. */
+  get (coordinator: PeerId): number {
+    return this.#caps.get(coordinator.toString()) ?? DEFAULT_MESSAGE_CAP_BYTES
+  }
+
+  /** Keeps the cap `coordinator` set for its current plan. */
+  set (coordinator: PeerId, maxMessageBytes: number): void {
+    this.#caps.set(coordinator.toString(), maxMessageBytes)
+    this.#metrics.messageCap(maxMessageBytes)
+  }
+}
+
+/** What the worker side of the cap exchange needs. */
+export interface CapExchangeInit {
+  /** true when `peer` is the cluster's coordinator; only a coordinator may set a cap */
+  authorize: (peer: PeerId) => boolean | Promise<boolean>
+  /** the most a coordinator may set: no plan puts a larger message on this worker */
+  ceiling: () => number
+  caps: MessageCaps
+  metrics: RpcTunnelMetrics
+  log: Logger
+}
+
+// The worker's refusal, sent back so the coordinator's error says why.
+class CapRefusal extends RpcTunnelError {}
+
+/** Worker: answers one cap message on a stream of RPC_CAP_PROTOCOL. */
+export async function answerCapMessage (init: CapExchangeInit, stream: Stream, connection: Connection, timeoutMs: number): Promise<void> {
+  const peer = connection.remotePeer
+  const timer = setTimeout(() => { stream.abort(new Error(`the ${RPC_CAP_PROTOCOL} exchange did not complete within ${timeoutMs} ms`)) }, timeoutMs)
+  try {
+    // A failing membership lookup must refuse, never admit.
+    const admitted = await Promise.resolve().then(async () => await init.authorize(peer)).catch(() => false)
+    if (!admitted) throw new RpcTunnelRefusedError(peer.toString())
+    const frame = await new FrameReader(stream, workerLimits).next()
+    if (frame === undefined) throw new UnexpectedEndError(RPC_CAP_PROTOCOL)
+    const maxMessageBytes = intField(decodeJsonObject(frame.payload), 'maxMessageBytes')
+    const ceiling = init.ceiling()
+    if (maxMessageBytes < 1 || maxMessageBytes > ceiling) {
+      throw new CapRefusal(`a cap of ${maxMessageBytes} bytes is outside 1 to ${ceiling}, the most this worker's offered memory allows`, 'cap-refused')
+    }
+    init.caps.set(peer, maxMessageBytes)
+    init.log('coordinator %p set the ggml-rpc message cap to %d bytes', peer, maxMessageBytes)
+    await writeFrame(stream, RpcCapMessageType.accepted, encodeJson({ maxMessageBytes }))
+    await stream.close()
+  } catch (err) {
+    const failure = err as Error
+    if (failure instanceof CapRefusal) {
+      await writeFrame(stream, RpcCapMessageType.refused, encodeJson({ reason: failure.message })).catch(() => {})
+      await stream.close().catch(() => {})
+    } else {
+      stream.abort(failure)
+    }
+    if (failure instanceof RpcTunnelError || failure instanceof FramingError) init.metrics.refused(failure.reason)
+    init.log('refused a ggml-rpc message cap from %p: %s', peer, failure.message)
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
+ * Coordinator: tells `worker` (on `stream`, of RPC_CAP_PROTOCOL) the largest ggml-rpc request
+ * its stage of the plan can carry; resolves once the worker applies it to every new tunnel
+ * stream from this coordinator. Throws RpcMessageCapRefusedError when the worker refuses it.
+ */
+export async function sendCapMessage (stream: Stream, worker: PeerId, maxMessageBytes: number, signal: AbortSignal): Promise<void> {
+  if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < 1) {
+    throw new RpcTunnelOptionsError(`the ggml-rpc message cap must be a positive whole number of bytes, got ${maxMessageBytes}`)
+  }
+  const abort = (): void => { stream.abort(new Error(`the ${RPC_CAP_PROTOCOL} exchange with ${worker.toString()} timed out`)) }
+  signal.addEventListener('abort', abort, { once: true })
+  try {
+    await writeFrame(stream, RpcCapMessageType.cap, encodeJson({ maxMessageBytes }), signal)
+    const frame = await new FrameReader(stream, coordinatorLimits).next()
+    if (frame === undefined) throw new UnexpectedEndError(RPC_CAP_PROTOCOL)
+    const message = decodeJsonObject(frame.payload)
+    if (frame.type === RpcCapMessageType.refused) throw new RpcMessageCapRefusedError(worker.toString(), stringField(message, 'reason'))
+    const accepted = intField(message, 'maxMessageBytes')
+    if (accepted !== maxMessageBytes) throw new RpcMessageCapRefusedError(worker.toString(), `it applied ${accepted} bytes instead`)
+    await stream.close().catch(() => {})
+  } catch (err) {
+    stream.abort(err as Error)
+    throw err
+  } finally {
+    signal.removeEventListener('abort', abort)
+  }
+}

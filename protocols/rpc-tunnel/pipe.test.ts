@@ -1,0 +1,108 @@
+import '../../node/polyfill.js'
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { setImmediate as nextTurn } from 'node:timers/promises'
+import { startTunnelNode, type TunnelNode } from '../../tools/cluster-bench.js'
+import { pipeSocketAndStream } from './pipe.js'
+import type { Stream } from '@libp2p/interface'
+
+const PROTOCOL = '/llmesh-test/pipe/1.0.0'
+
+/** What reached the far end of the stream: one entry per stream message, and whether it ended. */
+interface Received { messages: string[], ended: Promise<void> }
+
+// A TCP client socket piped (on the server side of the connection) into a real libp2p stream.
+describe('pipeSocketAndStream holding bytes back', () => {
+  let sender: TunnelNode
+  let receiver: TunnelNode
+  let server: Server
+  const accepted: Socket[] = []
+  const incoming: Array<(stream: Stream) => void> = []
+
+  before(async () => {
+    sender = await startTunnelNode()
+    receiver = await startTunnelNode()
+    await receiver.handle(PROTOCOL, stream => { incoming.shift()?.(stream) })
+    await sender.dial(receiver.getMultiaddrs()[0])
+    server = createServer(socket => { accepted.push(socket) })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  })
+
+  after(async () => {
+    server?.close()
+    await Promise.all([sender?.stop(), receiver?.stop()])
+  })
+
+  /** Pipes a new TCP connection into a new stream with `hold`; returns the client socket and what arrives. */
+  async function pipe (hold: (seen: number) => boolean, holdQuietMs?: number): Promise<{ client: Socket, received: Received, piped: Promise<Error | undefined> }> {
+    const inbound = new Promise<Stream>(resolve => incoming.push(resolve))
+    const client = connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, noDelay: true })
+    await once(client, 'connect')
+    while (accepted.length === 0) await nextTurn()
+    const socket = accepted.shift() as Socket
+    const stream = await sender.dialProtocol(receiver.peerId, PROTOCOL)
+    const far = await inbound
+    const messages: string[] = []
+    far.addEventListener('message', event => { messages.push(Buffer.from(event.data.subarray()).toString()) })
+    // The far end closes when the near end does, as the worker bridge's rpc-server would.
+    const ended = new Promise<void>(resolve => {
+      far.addEventListener('remoteCloseWrite', () => {
+        resolve()
+        void far.close()
+      }, { once: true })
+    })
+    let seen = 0
+    const piped = pipeSocketAndStream(socket, stream, {
+      fromSocket: chunk => { seen += chunk.byteLength },
+      holdSocketBytes: () => hold(seen),
+      holdQuietMs
+    })
+    return { client, received: { messages, ended }, piped }
+  }
+
+  async function until (condition: () => boolean): Promise<void> {
+    const deadline = Date.now() + 10_000
+    while (!condition()) {
+      assert.ok(Date.now() < deadline, 'timed out')
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
+  }
+
+  it('sends what arrives in several writes as one stream message once it may go', async () => {
+    // A quiet time far beyond the test: only the end of the message may release the bytes.
+    const { client, received } = await pipe(seen => seen < 9, 60_000)
+    for (const part of ['abc', 'def', 'ghi']) {
+      client.write(part)
+      await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    await until(() => received.messages.length > 0)
+    assert.deepEqual(received.messages, ['abcdefghi'])
+    client.destroy()
+  })
+
+  it('sends held bytes once the socket has been quiet a moment, never keeps them', async () => {
+    const { client, received } = await pipe(() => true)
+    client.write('lonely')
+    await until(() => received.messages.length > 0)
+    assert.deepEqual(received.messages, ['lonely'])
+    client.destroy()
+  })
+
+  it('sends a large message on in parts instead of buffering it whole', async () => {
+    const { client, received } = await pipe(() => true)
+    client.write(Buffer.alloc(1024 * 1024, 'x'))
+    await until(() => received.messages.join('').length === 1024 * 1024)
+    assert.ok(received.messages.length > 1, 'the megabyte crossed in several messages')
+    client.destroy()
+  })
+
+  it('sends held bytes before the end of the stream when the socket closes', async () => {
+    const { client, received, piped } = await pipe(() => true)
+    client.end('last words')
+    await received.ended
+    assert.deepEqual(received.messages, ['last words'])
+    assert.equal(await piped, undefined)
+  })
+})

@@ -1,0 +1,271 @@
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { freePort } from '../engine/free-port.js'
+import { writeGgufFile } from '../engine/gguf/index.js'
+import { loadLocalEngine } from '../engine/local-engine.js'
+import { DEFAULT_SYNTHETIC_MODEL_OPTIONS, SPECIAL_TOKENS, syntheticModelContent, type SyntheticModelOptions } from '../engine/synthetic-model/index.js'
+import { controlRequest } from '../node/control-socket.js'
+import { dataDir } from '../node/data-dir.js'
+import { shortPeerId } from '../node/short-peer-id.js'
+import { requestStatus } from '../node/status-request.js'
+import { waitForApi } from './up/api-ready.js'
+import { LocalCluster, upLayout } from './up/local-cluster.js'
+
+/** Result of `mesh bench failover`; the JSON field names are a public contract (issue 6). */
+export interface FailoverBenchResult {
+  /** SIGKILL of a worker -> the coordinator declares it dead */
+  detect_ms: number
+  /** declared dead -> the coordinator chose the new plan */
+  replan_ms: number
+  /** new plan chosen -> its engine is ready */
+  reload_ms: number
+  /** the first engine start on the full plan (plan chosen -> ready) */
+  first_load_ms: number
+  /** SIGKILL -> the first token of the resumed generation on the client's stream */
+  resume_ms: number
+  /** the disturbed stream's text equals an undisturbed run's */
+  identical_output: boolean
+}
+
+/** What the benchmark saw besides its result, for a person or a test to judge it by. */
+export interface FailoverBenchReport {
+  result: FailoverBenchResult
+  /** tokens (stream events) the client had received when the worker was killed, and in all */
+  tokensBeforeKill: number
+  tokensInAll: number
+  /** bytes the surviving worker received as SET_TENSOR and SET_TENSOR_HASH, at the first load and at the reload */
+  survivorUpload: { firstLoad: TensorUpload, reload: TensorUpload }
+  /** layers the surviving worker held before the kill and after the reload */
+  survivorLayers: { before: number, after: number }
+}
+
+/** Tensor data a worker received through the tunnel, by ggml-rpc command. */
+export interface TensorUpload {
+  setTensorBytes: number
+  setTensorHashBytes: number
+}
+
+export interface FailoverBenchOptions {
+  /** tokens of the streamed completion */
+  tokens: number
+  /** the worker is killed once the client has received this many tokens */
+  killAfterTokens: number
+  /** overrides of the benchmark's model (default: 16 layers, 1024 wide, f16) */
+  model?: Partial<SyntheticModelOptions>
+  /** told each step, for a person to follow */
+  progress?: (line: string) => void
+}
+
+/** The model issue 6 measures on: 16 layers, 1024 wide, f16. */
+export const FAILOVER_MODEL: Partial<SyntheticModelOptions> = { layers: 16, embd: 1024, ff: 2816, heads: 16, kvHeads: 4, type: 'f16' }
+
+const PROMPT = 'The quick brown fox jumps over the lazy dog.'
+const WORKERS = 2
+const STREAM_TIMEOUT_MS = 300_000
+/** How long after the stream the coordinator's log may take to show the whole failover. */
+const LOG_WAIT_MS = 30_000
+
+/** One log line of a node: when and what. */
+interface LogLine { at: number, text: string }
+
+/** One streamed completion: its text and when each token event arrived. */
+interface StreamedCompletion { text: string, arrivals: number[] }
+
+/**
+ * Starts a coordinator and two workers (`mesh start` processes on 127.0.0.1), streams a greedy
+ * completion once undisturbed and once with a SIGKILL of one worker mid-stream, and times
+ * detection, re-plan, reload and resumption from the coordinator's log and the client's stream.
+ */
+export async function benchFailover (options: FailoverBenchOptions): Promise<FailoverBenchReport> {
+  const progress = options.progress ?? (() => {})
+  const home = await mkdtemp(join(tmpdir(), 'llmesh-bench-failover-'))
+  const stop = new AbortController()
+  const layout = upLayout(home)
+  let cluster: LocalCluster | undefined
+  try {
+    const modelPath = join(home, 'model.gguf')
+    await writeGgufFile(modelPath, syntheticModelContent({ ...DEFAULT_SYNTHETIC_MODEL_OPTIONS, ...FAILOVER_MODEL, ...options.model }))
+    const logitBias = await bannedTokenBias(modelPath)
+    const port = await freePort()
+    const apiBase = `http://127.0.0.1:${port}`
+    cluster = new LocalCluster({
+      layout,
+      workers: WORKERS,
+      coordinatorArgs: ['--model', modelPath, '--engine', 'auto', '--api-host', '127.0.0.1', '--api-port', String(port)],
+      progress,
+      signal: stop.signal
+    })
+    const coordinatorDir = cluster.coordinatorDir
+    const engine = await cluster.start(async signal => await waitForApi(apiBase, coordinatorDir, WORKERS, signal))
+    // The planner shares layers by measured speed and may leave a worker out: kill the last one holding layers.
+    const workerIds = await Promise.all([1, 2].map(async n => (await requestStatus(dataDir(layout.worker(n)))).self.peerId))
+    const holding = (engine.plan?.stages ?? []).filter(stage => stage.role === 'worker' && stage.layerCount > 0).map(stage => stage.nodeId)
+    const victimIndex = workerIds.findLastIndex(id => holding.includes(id))
+    if (victimIndex < 0) throw new Error(`the plan gives no worker layers, so killing one tests nothing:\n${engine.planTable ?? ''}`)
+    const victimId = workerIds[victimIndex]
+    const survivor = dataDir(layout.worker(2 - victimIndex))
+    progress(`plan:\n${engine.planTable ?? ''}`)
+    const apiKey = (await readFile(coordinatorDir.apiKey, 'utf8')).trim()
+    const request = { model: 'model', prompt: PROMPT, max_tokens: options.tokens, temperature: 0, logit_bias: logitBias, stream: true }
+
+    progress('streaming the undisturbed completion')
+    const reference = await streamCompletion(apiBase, apiKey, request)
+    const firstUpload = await tensorUpload(survivor.root)
+
+    progress(`streaming again, killing worker-${victimIndex + 1} (SIGKILL) after ${options.killAfterTokens} tokens`)
+    let killedAt = 0
+    const disturbed = await streamCompletion(apiBase, apiKey, request, received => {
+      if (received !== options.killAfterTokens) return
+      killedAt = Date.now()
+      cluster?.nodes[victimIndex + 1].kill()
+    })
+    if (killedAt === 0) throw new Error(`the stream ended after ${disturbed.arrivals.length} tokens, before the worker could be killed; ask for more tokens`)
+    const reloadUpload = await tensorUpload(survivor.root)
+    const survivorId = workerIds[1 - victimIndex]
+    const layersOf = (stages: Array<{ nodeId: string, layerCount: number }> | undefined): number => stages?.find(stage => stage.nodeId === survivorId)?.layerCount ?? 0
+    const after = (await requestStatus(coordinatorDir)).engine
+
+    const timing = await awaitFailoverTiming(cluster.nodes[0].logFile, killedAt, victimId)
+    const resumedAt = disturbed.arrivals.find(at => at >= timing.readyAt)
+    if (resumedAt === undefined) throw new Error('no token reached the client after the new engine was ready')
+    return {
+      result: {
+        detect_ms: timing.detectedAt - killedAt,
+        // 0 when the plan came first (see failoverTiming)
+        replan_ms: Math.max(0, timing.plannedAt - timing.detectedAt),
+        reload_ms: timing.readyAt - timing.plannedAt,
+        first_load_ms: timing.firstLoadMs,
+        resume_ms: resumedAt - killedAt,
+        identical_output: disturbed.text === reference.text
+      },
+      tokensBeforeKill: options.killAfterTokens,
+      tokensInAll: disturbed.arrivals.length,
+      survivorUpload: { firstLoad: firstUpload, reload: subtract(reloadUpload, firstUpload) },
+      survivorLayers: { before: layersOf(engine.plan?.stages), after: layersOf(after?.plan?.stages) }
+    }
+  } catch (err) {
+    // The node logs go with the temporary home: keep the coordinator's last lines in the error.
+    const coordinator = cluster?.nodes[0]
+    if (coordinator === undefined) throw err
+    throw new Error(`${(err as Error).message}\n${await coordinator.describeEnd(40)}`, { cause: err })
+  } finally {
+    stop.abort()
+    await cluster?.stop()
+    await rm(home, { recursive: true, force: true })
+  }
+}
+
+// A random-weight model strings lone UTF-8 bytes together, which llama-server refuses to send,
+// and may end early at its end-of-text token: the completion is kept to whole characters and
+// its full length.
+async function bannedTokenBias (modelPath: string): Promise<Record<string, number>> {
+  const local = await loadLocalEngine({ modelPath, threads: 1, contextSize: 256 })
+  try {
+    const eos = local.tokenize(SPECIAL_TOKENS.eos, { special: true }).at(-1)
+    const banned = [...local.partialCharacterTokens(), ...(eos === undefined ? [] : [eos])]
+    return Object.fromEntries(banned.map(token => [String(token), -100]))
+  } finally {
+    await local.dispose()
+  }
+}
+
+/** Streams a completion; `onToken` is told the count of tokens (events with text) received so far. */
+async function streamCompletion (apiBase: string, apiKey: string, body: object, onToken?: (received: number) => void): Promise<StreamedCompletion> {
+  const response = await fetch(`${apiBase}/v1/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal: AbortSignal.timeout(STREAM_TIMEOUT_MS)
+  })
+  if (response.status !== 200 || response.body == null) throw new Error(`the API answered ${response.status}: ${await response.text()}`)
+  const completion: StreamedCompletion = { text: '', arrivals: [] }
+  const decoder = new TextDecoder()
+  let buffered = ''
+  for await (const chunk of response.body) {
+    buffered += decoder.decode(chunk as Uint8Array, { stream: true })
+    const events = buffered.split('\n\n')
+    buffered = events.pop() ?? ''
+    for (const event of events) {
+      const data = event.replace(/^data: /, '')
+      if (data === '[DONE]') return completion
+      const parsed = JSON.parse(data) as { choices?: Array<{ text: string }>, error?: { message: string } }
+      if (parsed.error != null) throw new Error(`the stream ended with an error after ${completion.arrivals.length} tokens: ${parsed.error.message}`)
+      // Banned partial characters make every token an event with text; the last event only has the finish reason.
+      const text = parsed.choices?.[0]?.text ?? ''
+      if (text === '') continue
+      completion.text += text
+      completion.arrivals.push(Date.now())
+      onToken?.(completion.arrivals.length)
+    }
+  }
+  throw new Error(`the stream ended without [DONE] after ${completion.arrivals.length} tokens`)
+}
+
+/** Reads a node's log: "ISO-time level message" lines; a line without a time continues the message before it (a plan table). */
+async function readLog (file: string): Promise<LogLine[]> {
+  const lines: LogLine[] = []
+  for (const line of (await readFile(file, 'utf8')).split('\n')) {
+    const match = /^(\d{4}-\d\d-\d\dT\S+Z) +\w+ +(.*)$/.exec(line)
+    if (match != null) lines.push({ at: Date.parse(match[1]), text: match[2] })
+    else if (lines.length > 0) lines[lines.length - 1].text += `\n${line}`
+  }
+  return lines
+}
+
+/**
+ * Reads the failover's timing from the coordinator's log, waiting for lines still to come: a
+ * short stream can end on the new engine before the failure detector declares the worker dead.
+ */
+async function awaitFailoverTiming (logFile: string, killedAt: number, victim: string): Promise<ReturnType<typeof failoverTiming>> {
+  const deadline = Date.now() + LOG_WAIT_MS
+  for (;;) {
+    try {
+      return failoverTiming(await readLog(logFile), killedAt, victim, WORKERS)
+    } catch (err) {
+      if (Date.now() > deadline) throw err
+      await sleep(250)
+    }
+  }
+}
+
+/**
+ * When the coordinator declared the killed worker dead, chose a plan without it and had that
+ * plan's engine ready; how long the full plan took to load. The plan can come before the death
+ * sentence: llama-server exits at once when a worker's connection breaks, and its restart
+ * re-plans on the members still alive, which leaves out a worker already suspect.
+ */
+function failoverTiming (log: LogLine[], killedAt: number, victim: string, workers: number): { detectedAt: number, plannedAt: number, readyAt: number, firstLoadMs: number } {
+  const after = (from: number, pattern: RegExp, what: string): number => {
+    const index = log.findIndex((line, i) => i > from && pattern.test(line.text))
+    if (index < 0) throw new Error(`the coordinator's log has no line for ${what}`)
+    return index
+  }
+  const fullPlans = log.map((line, i) => ({ line, i })).filter(({ line }) => line.at <= killedAt && line.text.startsWith(`serving with ${workers} worker(s)`))
+  const fullPlan = fullPlans.at(-1)
+  if (fullPlan === undefined) throw new Error('the coordinator\'s log does not show the full plan before the kill')
+  const firstReady = after(fullPlan.i, /^engine ready/, 'the first engine start')
+  const firstAfterKill = log.findIndex(line => line.at >= killedAt)
+  const killed = firstAfterKill < 0 ? log.length : firstAfterKill
+  const detected = after(killed - 1, new RegExp(`^member ${shortPeerId(victim).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} (declared dead|left)`), 'the killed worker\'s death')
+  const planned = log.findIndex((line, i) => i >= killed && line.text.startsWith('serving with ') && !line.text.includes(victim))
+  if (planned < 0) throw new Error('the coordinator\'s log has no line for the plan without the killed worker')
+  const ready = after(planned, /^engine ready/, 'the engine on the new plan')
+  return { detectedAt: log[detected].at, plannedAt: log[planned].at, readyAt: log[ready].at, firstLoadMs: log[firstReady].at - fullPlan.line.at }
+}
+
+/** Tensor bytes a worker's tunnel bridge passed to its rpc-server so far, from its metrics. */
+async function tensorUpload (workerHome: string): Promise<TensorUpload> {
+  const dir = dataDir(workerHome)
+  const { text } = await controlRequest(dir.controlSocket, dir.root, { op: 'metrics' }) as { text: string }
+  const counter = (command: string): number => {
+    const match = new RegExp(`^llmesh_rpc_request_bytes_total\\{command="${command}"\\} (\\S+)$`, 'm').exec(text)
+    return match == null ? 0 : Number(match[1])
+  }
+  return { setTensorBytes: counter('set_tensor'), setTensorHashBytes: counter('set_tensor_hash') }
+}
+
+function subtract (a: TensorUpload, b: TensorUpload): TensorUpload {
+  return { setTensorBytes: a.setTensorBytes - b.setTensorBytes, setTensorHashBytes: a.setTensorHashBytes - b.setTensorHashBytes }
+}
