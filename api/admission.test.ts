@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
-import { request as httpRequest } from 'node:http'
+import { request as httpRequest, type ClientRequest } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { after, before, describe, it } from 'node:test'
 import { loadLocalEngine, type LocalEngine } from '../engine/local-engine.js'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
+import { Registry } from 'prom-client'
 import { AdmissionQueue } from './admission.js'
 import { QueueFullError } from './errors.js'
+import { ApiMetrics } from './metrics.js'
 import { noEndBias, startTestApi, type TestApi } from './test-support/api-client.js'
 
 const never = new AbortController().signal
@@ -96,5 +98,32 @@ describe('a client that disconnects', () => {
     assert.equal(usage.completion_tokens, 2)
     while (api.app.admission.active > 0) await sleep(5)
     assert.deepEqual([api.app.admission.active, api.app.admission.depth], [0, 0])
+  })
+
+  it('is counted as 499 (client closed request), whether it left while queued or mid-stream', async () => {
+    const registry = new Registry()
+    const counted = await startTestApi(engine, { slots: 1, maxQueue: 4, metrics: { metrics: new ApiMetrics(registry), registry, public: true } })
+    try {
+      const { port } = new URL(counted.url)
+      const send = (body: object): ClientRequest => {
+        const request = httpRequest({ host: '127.0.0.1', port, path: '/v1/completions', method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${counted.apiKey}` } })
+        request.on('error', () => {})
+        request.end(JSON.stringify({ model: counted.modelName, ...body }))
+        return request
+      }
+      const streaming = send({ prompt: 'hold the slot', max_tokens: 8000, temperature: 0, logit_bias: noEnd, stream: true })
+      await new Promise(resolve => streaming.once('response', response => response.once('data', resolve)))
+      const queued = send({ prompt: 'wait', max_tokens: 2 })
+      while (counted.app.admission.depth === 0) await sleep(5)
+      queued.destroy()
+      streaming.destroy()
+      const answered = async (): Promise<string[]> => (await registry.metrics()).split('\n').filter(line => line.startsWith('llmesh_http_requests_total{'))
+      const deadline = Date.now() + 5000
+      while ((await answered()).length === 0 && Date.now() < deadline) await sleep(10)
+      await sleep(100)
+      assert.deepEqual(await answered(), ['llmesh_http_requests_total{route="/v1/completions",method="POST",status="499"} 2'])
+    } finally {
+      await counted.close()
+    }
   })
 })

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { routeLabel } from './metrics.js'
 import type { AuditLedger } from '../node/audit-ledger.js'
@@ -13,12 +13,12 @@ export interface RequestAuditOptions {
 
 async function requestAuditPlugin (app: FastifyInstance, options: RequestAuditOptions): Promise<void> {
   const { ledger, log } = options
-  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
+  app.onRequestEnd(async (request, { status, durationMs }) => {
     // The API's requests, not health checks and metric scrapes that would drown them.
     if (!request.url.startsWith('/v1/')) return
     const route = routeLabel(request)
     const usage = request.usage
-    log('debug', `request ${request.id} ${request.method} ${route} ${reply.statusCode} in ${reply.elapsedTime.toFixed(1)} ms, ` +
+    log('debug', `request ${request.id} ${request.method} ${route} ${status} in ${durationMs.toFixed(1)} ms, ` +
       `${usage?.prompt_tokens ?? 0} prompt and ${usage?.completion_tokens ?? 0} completion tokens`)
     try {
       await ledger.append({
@@ -27,8 +27,8 @@ async function requestAuditPlugin (app: FastifyInstance, options: RequestAuditOp
         model: request.modelName,
         promptTokens: usage?.prompt_tokens ?? 0,
         completionTokens: usage?.completion_tokens ?? 0,
-        durationMs: reply.elapsedTime,
-        status: reply.statusCode
+        durationMs,
+        status
       })
     } catch (err) {
       log('error', `cannot append request ${request.id} to the audit ledger: ${(err as Error).message}`)

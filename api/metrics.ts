@@ -8,7 +8,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { GenerationObserver } from '../engine/observed-engine.js'
 import type { AdmissionGauge } from './admission.js'
@@ -137,8 +137,8 @@ async function requestMetricsPlugin (app: FastifyInstance, options: ApiMetricsOp
   app.addHook('onReady', async () => {
     if (app.hasDecorator('admission')) options.metrics.watchAdmission(app.admission)
   })
-  app.addHook('onResponse', async (request: FastifyRequest, reply: FastifyReply) => {
-    options.metrics.request(routeLabel(request), request.method, reply.statusCode, reply.elapsedTime / 1000)
+  app.onRequestEnd((request, { status, durationMs }) => {
+    options.metrics.request(routeLabel(request), request.method, status, durationMs / 1000)
     if (request.usage !== null) options.metrics.tokens(request.usage.prompt_tokens, request.usage.completion_tokens)
   })
 }

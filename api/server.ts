@@ -52,7 +52,7 @@ export interface ApiServerOptions {
  * Builds the OpenAI-compatible API over one engine, ready for `listen()`. The caller owns the
  * engine: closing the server does not dispose it. The instance carries `admission` (queue depth
  * and active requests, for gauges) and `drain(timeoutMs)` (the graceful stop); every request
- * carries `apiKeyId`, `modelName` and `usage` (request-facts.ts) for onResponse hooks.
+ * carries `apiKeyId`, `modelName` and `usage` (request-facts.ts) and `onRequestEnd(listener)`, told once when each request is answered or abandoned (metrics, audit).
  */
 export async function createApiServer (options: ApiServerOptions): Promise<FastifyInstance> {
   const served: ServedModel = {

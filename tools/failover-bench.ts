@@ -157,10 +157,12 @@ export async function benchFailover (options: FailoverBenchOptions): Promise<Fai
   }
 }
 
-// A random-weight model strings lone UTF-8 bytes together, which llama-server refuses to send,
-// and may end early at its end-of-text token: the completion is kept to whole characters and
-// its full length.
-async function bannedTokenBias (modelPath: string): Promise<Record<string, number>> {
+/**
+ * The `logit_bias` that keeps a greedy completion of a synthetic model to whole characters and
+ * its full length: a random-weight model strings lone UTF-8 bytes together, which llama-server
+ * refuses to send, and may end early at its end-of-text token.
+ */
+export async function bannedTokenBias (modelPath: string): Promise<Record<string, number>> {
   const local = await loadLocalEngine({ modelPath, threads: 1, contextSize: 256 })
   try {
     const eos = local.tokenize(SPECIAL_TOKENS.eos, { special: true }).at(-1)
