@@ -1,22 +1,13 @@
 import { Command, Option } from 'commander'
 import { AuditLedger, type AuditRecord, type AuditVerification } from '../../node/audit-ledger.js'
-import { controlRequest, isAnswering, type ControlRequest } from '../../node/control-socket.js'
-import { dataDir, openDatastore, readClusterConfig, type DataDir } from '../../node/data-dir.js'
+import type { ControlRequest } from '../../node/control-socket.js'
+import { dataDir, type DataDir } from '../../node/data-dir.js'
 import { AuditLedgerError } from '../../node/errors.js'
 import { parsePositiveInt } from '../cli-parsers.js'
+import { askNodeOrDatastore, textTable } from '../node-data.js'
 
-// level admits one process: a running node answers through its control socket, otherwise the
-// datastore is opened directly (and closed again at once).
 async function askLedger (dir: DataDir, request: ControlRequest, direct: (ledger: AuditLedger) => Promise<unknown>): Promise<unknown> {
-  if (await isAnswering(dir.controlSocket)) return await controlRequest(dir.controlSocket, dir.root, request)
-  // A data dir without a cluster has no ledger either: say so rather than create an empty datastore.
-  await readClusterConfig(dir)
-  const store = await openDatastore(dir)
-  try {
-    return await direct(new AuditLedger(store))
-  } finally {
-    await store.close()
-  }
+  return await askNodeOrDatastore(dir, request, async datastore => await direct(new AuditLedger(datastore)))
 }
 
 function formatRecord (r: AuditRecord): string[] {
@@ -24,12 +15,6 @@ function formatRecord (r: AuditRecord): string[] {
     String(r.seq), r.time.slice(0, 19).replace('T', ' '), r.requestId.slice(0, 8), r.keyIdHash ?? '-',
     (r.model ?? '-').slice(0, 20), String(r.promptTokens), String(r.completionTokens), String(r.durationMs), String(r.status)
   ]
-}
-
-/** Lays out rows as columns: the first left-aligned, numbers right-aligned. */
-function table (rows: string[][], rightAligned: ReadonlySet<number>): string {
-  const widths = rows[0].map((_, i) => Math.max(...rows.map(r => r[i].length)))
-  return rows.map(r => r.map((cell, i) => rightAligned.has(i) ? cell.padStart(widths[i]) : cell.padEnd(widths[i])).join('  ').trimEnd()).join('\n')
 }
 
 function verifyCommand (): Command {
@@ -68,7 +53,7 @@ function tailCommand (): Command {
         return
       }
       const header = ['SEQ', 'TIME (UTC)', 'REQUEST', 'KEY', 'MODEL', 'PROMPT', 'COMPLETION', 'MS', 'STATUS']
-      process.stdout.write(`${table([header, ...records.map(formatRecord)], new Set([0, 5, 6, 7]))}\n`)
+      process.stdout.write(`${textTable([header, ...records.map(formatRecord)], new Set([0, 5, 6, 7]))}\n`)
     })
 }
 

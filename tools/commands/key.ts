@@ -1,31 +1,18 @@
 import { Command } from 'commander'
 import { ApiKeyStore, apiKeyControl, type ApiKeyInfo, type NewApiKey } from '../../node/api-keys.js'
-import { controlRequest, isAnswering, type ControlRequest } from '../../node/control-socket.js'
-import { dataDir, exists, openDatastore } from '../../node/data-dir.js'
-import { DataDirError } from '../../node/errors.js'
+import type { ControlRequest } from '../../node/control-socket.js'
+import { dataDir } from '../../node/data-dir.js'
+import { askNodeOrDatastore, textTable } from '../node-data.js'
 
-/**
- * Runs a key operation where the keys live: through the running node's control socket (level
- * lets one process open the datastore, and the API must see the change at once), or on the
- * datastore itself when no node runs.
- */
+// The keys live in the node's datastore; a running coordinator must see a change at once.
 async function keyRequest (request: ControlRequest): Promise<unknown> {
   const dir = dataDir()
-  if (await isAnswering(dir.controlSocket)) return await controlRequest(dir.controlSocket, dir.root, request)
-  if (!await exists(dir.config)) throw new DataDirError(`${dir.root} holds no cluster; run "mesh init" on the coordinator first (or set LLMESH_HOME)`)
-  const datastore = await openDatastore(dir)
-  try {
-    return await apiKeyControl(await ApiKeyStore.open(datastore), dir.apiKey, request)
-  } finally {
-    await datastore.close()
-  }
+  return await askNodeOrDatastore(dir, request, async datastore => await apiKeyControl(await ApiKeyStore.open(datastore), dir.apiKey, request))
 }
 
 /** One row per key, for a terminal. */
 function keyTable (keys: ApiKeyInfo[]): string {
-  const rows = [['ID', 'NAME', 'CREATED'], ...keys.map(key => [key.id, key.name === '' ? '-' : key.name, key.created])]
-  const widths = rows[0].map((_, column) => Math.max(...rows.map(row => row[column].length)))
-  return rows.map(row => row.map((cell, column) => cell.padEnd(widths[column])).join('  ').trimEnd()).join('\n') + '\n'
+  return textTable([['ID', 'NAME', 'CREATED'], ...keys.map(key => [key.id, key.name === '' ? '-' : key.name, key.created])]) + '\n'
 }
 
 /** `mesh key add|list|revoke`: the API keys clients may use besides the one `mesh init` made. */
