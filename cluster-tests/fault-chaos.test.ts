@@ -4,12 +4,9 @@
 // an OpenAI error body, or an SSE error event); none may hang past its timeout or end a
 // truncated body as if complete; the cluster must end on the full plan.
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
-import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
-import { deathLine, lineAfter, setLink, signalTree, startServingCluster, waitForPlan, type ApiAnswer, type ServingCluster } from './fault-harness.js'
-import { TestCluster } from './mesh-harness.js'
-import { createNamespacePair, deleteNamespacePair, type NamespacePair } from './netns.js'
+import { deathLine, lineAfter, setLink, signalTree, startServingCluster, useNamespacedFaultSuite, waitForPlan, type ApiAnswer } from './fault-harness.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
 const TOKENS = 16
@@ -43,25 +40,10 @@ function judge (answer: ApiAnswer, stream: boolean, reference: string): Outcome 
 }
 
 describe('chaos: faults every 10 s under steady load', { timeout: 900_000 }, () => {
-  const cluster = new TestCluster()
-  const tag = `c${process.pid % 10000}`
-  let pair: NamespacePair | undefined
-  let model: TestModel
-  let mesh: ServingCluster | undefined
-
-  before(async () => {
-    model = await writeTestModel({ layers: 8 })
-    pair = await createNamespacePair(tag)
-  })
-
-  after(async () => {
-    await mesh?.api.close()
-    await cluster.cleanup()
-    if (pair !== undefined) await deleteNamespacePair(pair)
-    await model?.remove()
-  })
+  const suite = useNamespacedFaultSuite('c', { layers: 8 })
 
   it('completes or refuses every request with a typed error, and ends on the full plan', async (t) => {
+    const { pair, tag, cluster } = suite
     if (pair === undefined) {
       t.skip('"ip netns add" was refused on this machine (needs root or CAP_NET_ADMIN)')
       return
@@ -69,7 +51,7 @@ describe('chaos: faults every 10 s under steady load', { timeout: 900_000 }, () 
     const netns = pair
     // Workers 1 and 2 share the coordinator's namespace; worker 3 sits behind the veth link.
     const placements = [{ netns: netns.names[0], address: netns.addresses[0] }, { netns: netns.names[0], address: netns.addresses[0] }, { netns: netns.names[1], address: netns.addresses[1] }]
-    const m = mesh = await startServingCluster(cluster, { modelPath: model.path, workers: 3, coordinator: placements[0], worker: n => placements[n] })
+    const m = suite.mesh = await startServingCluster(cluster, { modelPath: suite.model.path, workers: 3, coordinator: placements[0], worker: n => placements[n] })
     const first = await m.api.complete(PROMPT, TOKENS)
     assert.equal(first.status, 200, first.body)
     const reference = first.text ?? ''

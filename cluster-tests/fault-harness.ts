@@ -11,13 +11,58 @@ import { readModelFacts } from '../engine/model-facts.js'
 import { dataDir } from '../node/data-dir.js'
 import { PlanDoesNotFitError, planStages } from '../scheduler/index.js'
 import { MESH_BIN } from '../tools/test-support/run-mesh.js'
-import { meshOk, status, waitFor, type MeshProcess, type TestCluster } from './mesh-harness.js'
+import { after, before } from 'node:test'
+import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
+import type { SyntheticModelOptions } from '../engine/synthetic-model/index.js'
+import { meshOk, status, TestCluster, waitFor, type MeshProcess } from './mesh-harness.js'
 import { descendantPids } from './process-tree.js'
-import type { NamespacePair } from './netns.js'
+import { createNamespacePair, deleteNamespacePair, type NamespacePair } from './netns.js'
 import type { StatusReport } from '../node/status-report.js'
 import { freePort } from '../engine/free-port.js'
 
 const FORWARDER = fileURLToPath(new URL('./fixtures/unix-socket-forward.js', import.meta.url))
+
+/** What a fault test across two test-made namespaces works with; the test sets `mesh` once it started the cluster. */
+export class NamespacedFaultSuite {
+  readonly cluster = new TestCluster()
+  /** names the namespace pair and its veth devices (see setLink) */
+  readonly tag: string
+  /** undefined where "ip netns add" is refused (the test then skips) */
+  pair: NamespacePair | undefined
+  mesh: ServingCluster | undefined
+  #model: TestModel | undefined
+
+  constructor (tag: string) {
+    this.tag = tag
+  }
+
+  get model (): TestModel {
+    if (this.#model === undefined) throw new Error('the suite\'s model is read before its before() hook ran')
+    return this.#model
+  }
+
+  /** Writes the model and creates the namespace pair. */
+  async setUp (model: Partial<SyntheticModelOptions>): Promise<void> {
+    this.#model = await writeTestModel(model)
+    this.pair = await createNamespacePair(this.tag)
+  }
+
+  /** Closes the API client, stops every process, then deletes the namespaces (none under a live process) and the model. */
+  async tearDown (): Promise<void> {
+    await this.mesh?.api.close()
+    await this.cluster.cleanup()
+    if (this.pair !== undefined) await deleteNamespacePair(this.pair)
+    await this.#model?.remove()
+  }
+}
+
+/** Registers the hooks of a fault test across two namespaces: set up before its tests, torn down after them. */
+export function useNamespacedFaultSuite (tagPrefix: string, model: Partial<SyntheticModelOptions>): NamespacedFaultSuite {
+  const suite = new NamespacedFaultSuite(`${tagPrefix}${process.pid % 10000}`)
+  before(async () => { await suite.setUp(model) })
+  after(async () => { await suite.tearDown() })
+  return suite
+}
 
 /** Where a node runs: its network namespace (none: this one) and the address it listens on. */
 export interface Placement {

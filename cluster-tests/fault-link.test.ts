@@ -2,46 +2,28 @@
 // hold the model alone, so the API answers 503 with Retry-After and the missing memory, and
 // `mesh status` says why; once the link is back, the worker rejoins and the full plan returns.
 import assert from 'node:assert/strict'
-import { after, before, describe, it } from 'node:test'
-import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
-import { deathLine, lineAfter, memoryTooSmallAlone, setLink, startServingCluster, waitForPlan, waitForStatus, type ServingCluster } from './fault-harness.js'
-import { TestCluster } from './mesh-harness.js'
-import { createNamespacePair, deleteNamespacePair, type NamespacePair } from './netns.js'
+import { describe, it } from 'node:test'
+import { deathLine, lineAfter, memoryTooSmallAlone, setLink, startServingCluster, useNamespacedFaultSuite, waitForPlan, waitForStatus } from './fault-harness.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
 const TOKENS = 16
 const CONTEXT = 512
 
 describe('a worker cut off by its network link', { timeout: 600_000 }, () => {
-  const cluster = new TestCluster()
-  const tag = `f${process.pid % 10000}`
-  let pair: NamespacePair | undefined
-  let model: TestModel
-  let mesh: ServingCluster | undefined
-
-  before(async () => {
-    model = await writeTestModel({ layers: 8, ctx: CONTEXT })
-    pair = await createNamespacePair(tag)
-  })
-
-  after(async () => {
-    await mesh?.api.close()
-    await cluster.cleanup()
-    if (pair !== undefined) await deleteNamespacePair(pair)
-    await model?.remove()
-  })
+  const suite = useNamespacedFaultSuite('f', { layers: 8, ctx: CONTEXT })
 
   it('is declared dead, the API says how much memory is missing, and the full plan returns with the link', async (t) => {
+    const { pair, tag, cluster } = suite
     if (pair === undefined) {
       t.skip('"ip netns add" was refused on this machine (needs root or CAP_NET_ADMIN)')
       return
     }
     const [coordinatorNs, workerNs] = pair.names
-    mesh = await startServingCluster(cluster, {
-      modelPath: model.path,
+    const mesh = suite.mesh = await startServingCluster(cluster, {
+      modelPath: suite.model.path,
       workers: 1,
-      coordinator: { netns: coordinatorNs, address: pair.addresses[0], memoryBytes: await memoryTooSmallAlone(model.path, CONTEXT) },
-      worker: () => ({ netns: workerNs, address: pair?.addresses[1] })
+      coordinator: { netns: coordinatorNs, address: pair.addresses[0], memoryBytes: await memoryTooSmallAlone(suite.model.path, CONTEXT) },
+      worker: () => ({ netns: workerNs, address: pair.addresses[1] })
     })
     const first = await mesh.api.complete(PROMPT, TOKENS)
     assert.equal(first.status, 200, first.body)
