@@ -21,6 +21,8 @@ export interface DataDir {
   datastore: string
   /** the UNIX control socket of the running node, 0600 */
   controlSocket: string
+  /** worker: the tunnel's tensor cache, data of tensors the coordinator sent, one file each */
+  tensorCache: string
 }
 
 /** Resolves the data dir from LLMESH_HOME (default ~/.llmesh). */
@@ -32,7 +34,8 @@ export function dataDir (root = process.env.LLMESH_HOME ?? join(homedir(), '.llm
     apiKey: join(root, 'api-key'),
     config: join(root, 'cluster.json'),
     datastore: join(root, 'datastore'),
-    controlSocket: join(root, 'control.sock')
+    controlSocket: join(root, 'control.sock'),
+    tensorCache: join(root, 'tensor-cache')
   }
 }
 

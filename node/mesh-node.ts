@@ -152,7 +152,9 @@ export class MeshNode {
                 authorize: peer => membership.certificateOf(peer.toString())?.body.role === 'coordinator',
                 rpcServerPort: () => rpcServer.port,
                 // The coordinator sets the cap from its plan; no plan puts more on this worker than it offers.
-                messageCapCeiling: () => messageCapFor(capabilities.memoryBytes)
+                messageCapCeiling: () => messageCapFor(capabilities.memoryBytes),
+                // Nor does any plan give it more tensors to keep than it offers memory for.
+                tensorCache: { dir: dir.tensorCache, maxBytes: () => capabilities.memoryBytes }
               }
         })
         const node = new MeshNode({ options: { ...options, peers }, privateKey, libp2p, membership, metrics, datastore, capabilities, rpcServer, apiKeys })

@@ -126,7 +126,8 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
         bridge: {
           authorize: peer => peer.equals(coordinator.peerId),
           rpcServerPort: () => server.port,
-          messageCapCeiling: () => messageCapFor(offeredBytes)
+          messageCapCeiling: () => messageCapFor(offeredBytes),
+          tensorCache: { dir: join(dataDir, stage.nodeId, 'tensor-cache'), maxBytes: () => offeredBytes }
         }
       })
       nodes.push(worker)

@@ -35,16 +35,20 @@ export interface FailoverBenchReport {
   /** tokens (stream events) the client had received when the worker was killed, and in all */
   tokensBeforeKill: number
   tokensInAll: number
-  /** bytes the surviving worker received as SET_TENSOR and SET_TENSOR_HASH, at the first load and at the reload */
+  /** tensor data the surviving worker received through the tunnel, or took from a cache, at the first load and at the reload */
   survivorUpload: { firstLoad: TensorUpload, reload: TensorUpload }
   /** layers the surviving worker held before the kill and after the reload */
   survivorLayers: { before: number, after: number }
 }
 
-/** Tensor data a worker received through the tunnel, by ggml-rpc command. */
+/** Tensor data a worker received: whole through the tunnel, or from a cache instead. */
 export interface TensorUpload {
+  /** SET_TENSOR requests that crossed the network */
   setTensorBytes: number
+  /** SET_TENSOR_HASH requests: llama.cpp asking rpc-server's cache for a large tensor */
   setTensorHashBytes: number
+  /** tensor data the tunnel's tensor cache passed to rpc-server instead of the network */
+  tensorCacheHitBytes: number
 }
 
 export interface FailoverBenchOptions {
@@ -261,13 +265,22 @@ function failoverTiming (log: LogLine[], killedAt: number, victim: string, worke
 async function tensorUpload (workerHome: string): Promise<TensorUpload> {
   const dir = dataDir(workerHome)
   const { text } = await controlRequest(dir.controlSocket, dir.root, { op: 'metrics' }) as { text: string }
-  const counter = (command: string): number => {
-    const match = new RegExp(`^llmesh_rpc_request_bytes_total\\{command="${command}"\\} (\\S+)$`, 'm').exec(text)
+  const counter = (series: string): number => {
+    const match = new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)
     return match == null ? 0 : Number(match[1])
   }
-  return { setTensorBytes: counter('set_tensor'), setTensorHashBytes: counter('set_tensor_hash') }
+  return {
+    // set_tensor_cached is counted apart: its data never crossed the network
+    setTensorBytes: counter('llmesh_rpc_request_bytes_total{command="set_tensor"}'),
+    setTensorHashBytes: counter('llmesh_rpc_request_bytes_total{command="set_tensor_hash"}'),
+    tensorCacheHitBytes: counter('llmesh_rpc_tensor_cache_bytes_total{event="hit"}')
+  }
 }
 
 function subtract (a: TensorUpload, b: TensorUpload): TensorUpload {
-  return { setTensorBytes: a.setTensorBytes - b.setTensorBytes, setTensorHashBytes: a.setTensorHashBytes - b.setTensorHashBytes }
+  return {
+    setTensorBytes: a.setTensorBytes - b.setTensorBytes,
+    setTensorHashBytes: a.setTensorHashBytes - b.setTensorHashBytes,
+    tensorCacheHitBytes: a.tensorCacheHitBytes - b.tensorCacheHitBytes
+  }
 }

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks'
-import { COMMAND_NAMES, COMMANDS_WITH_RESPONSE } from './ggml-rpc.js'
+import { commandName, COMMANDS_WITH_RESPONSE } from './ggml-rpc.js'
 import { UnexpectedRpcResponseError } from './errors.js'
 import type { RpcTunnelMetrics } from './metrics.js'
 import type { RequestObserver } from './request-validator.js'
@@ -33,13 +33,13 @@ export class CommandMeter implements RequestObserver {
       this.#awaitingResponse.push({ command, requestBytes: payloadBytes, startedAt: this.#startedAt })
       return
     }
-    this.#metrics.command(COMMAND_NAMES[command], payloadBytes, 0, (performance.now() - this.#startedAt) / 1000)
+    this.#metrics.command(commandName(command), payloadBytes, 0, (performance.now() - this.#startedAt) / 1000)
   }
 
   /** Matches a complete response to its request; throws UnexpectedRpcResponseError if none is waiting. */
   responseEnd (payloadBytes: number): void {
     const pending = this.#awaitingResponse.shift()
     if (pending === undefined) throw new UnexpectedRpcResponseError()
-    this.#metrics.command(COMMAND_NAMES[pending.command], pending.requestBytes, payloadBytes, (performance.now() - pending.startedAt) / 1000)
+    this.#metrics.command(commandName(pending.command), pending.requestBytes, payloadBytes, (performance.now() - pending.startedAt) / 1000)
   }
 }

@@ -22,7 +22,7 @@ export const RPC_CAP_PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}-cap/${PROT
 export const RpcCapMessageType = {
   /** coordinator -> worker: {maxMessageBytes} */
   cap: 1,
-  /** worker -> coordinator: {maxMessageBytes}, now in force */
+  /** worker -> coordinator: {maxMessageBytes, cachedTensors: [[sha256 hex, bytes], ...]}, the cap now in force and what its tensor cache holds */
   accepted: 2,
   /** worker -> coordinator: {reason} */
   refused: 3
@@ -30,6 +30,12 @@ export const RpcCapMessageType = {
 
 /** A cap message is a few dozen bytes of JSON. */
 export const RPC_CAP_MAX_PAYLOAD_BYTES = 1024
+
+/** The most tensors a worker lists in its answer (about 80 bytes each), most recently used first. */
+export const MAX_LISTED_CACHED_TENSORS = 50_000
+
+/** The worker's answer lists its cached tensors. */
+export const RPC_CAP_ANSWER_MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 
 /**
  * The cap a worker applies to a coordinator that has not told it one: enough for the

@@ -2,6 +2,7 @@ import { createServer, type AddressInfo, type Server, type Socket } from 'node:n
 import { RpcWorkerStalledError } from './errors.js'
 import { pipeSocketAndStream } from './pipe.js'
 import { ResponseWatchdog } from './response-watchdog.js'
+import { SetTensorDeduplicator, type TensorInventory } from './tensor-dedup.js'
 import type { TunnelListenerOptions } from './index.js'
 import type { Logger, Stream } from '@libp2p/interface'
 
@@ -11,6 +12,8 @@ interface FailureWatch {
   responseTimeoutMs: number
   onFailure?: (err: Error) => void
   traffic?: TunnelListenerOptions['traffic']
+  /** what the worker's tensor cache held when the plan's cap was set: SET_TENSOR of those data go as SET_TENSOR_CACHED */
+  cachedTensors?: TensorInventory
 }
 
 /**
@@ -71,6 +74,8 @@ export class TunnelListener {
     // A hung or cut-off worker would leave llama-server waiting for ever; the watchdog ends that.
     const { responseTimeoutMs, onFailure } = this.#watch
     const traffic = this.#watch.traffic?.()
+    const inventory = this.#watch.cachedTensors
+    const dedup = inventory === undefined || inventory.empty ? undefined : new SetTensorDeduplicator(inventory)
     const watchdog = new ResponseWatchdog(responseTimeoutMs, () => {
       const err = new RpcWorkerStalledError(responseTimeoutMs)
       stream.abort(err)
@@ -81,6 +86,7 @@ export class TunnelListener {
       fromSocket: chunk => {
         watchdog.request(chunk)
         traffic?.request(chunk)
+        return dedup?.push(chunk) ?? [chunk]
       },
       // One-way commands (set_tensor, graph_compute, ...) wait for the request llama-server then
       // waits on, and all cross as one frame: a decoded token costs each worker one frame each way.

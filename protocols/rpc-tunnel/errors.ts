@@ -98,3 +98,11 @@ export class RpcTunnelOptionsError extends RpcTunnelError {
     this.name = 'RpcTunnelOptionsError'
   }
 }
+
+/** Worker: a SET_TENSOR_CACHED names data that this worker's tensor cache does not hold (any more). */
+export class RpcTensorCacheMissError extends RpcTunnelError {
+  constructor (key: string, detail: string) {
+    super(`the tensor cache holds no data ${key} (${detail}); the tunnel stream was closed, and the next engine start sends that tensor whole`, 'tensor-cache-miss')
+    this.name = 'RpcTensorCacheMissError'
+  }
+}

@@ -29,6 +29,16 @@ export const RpcCommand = {
   MEMSET_TENSOR: 17
 } as const
 
+/**
+ * Commands only the tunnel speaks, numbered far above ggml-rpc's own. The coordinator's side
+ * sends them in place of a ggml-rpc request; the worker bridge turns them back into that
+ * request before rpc-server sees anything.
+ */
+export const TunnelCommand = {
+  /** a SET_TENSOR whose data the worker holds in its tensor cache: rpc_tensor | offset u64 | data size u64 | sha256 of the data */
+  SET_TENSOR_CACHED: 0x80
+} as const
+
 /** Bytes of a request header: command u8 and payload size u64. */
 export const REQUEST_HEADER_BYTES = 9
 
@@ -40,6 +50,19 @@ export const COMMAND_NAMES: readonly string[] = Object.keys(RpcCommand).map(name
 
 /** sizeof(rpc_tensor): the packed tensor description most requests carry. */
 const RPC_TENSOR_BYTES = 296
+/** A SET_TENSOR payload is rpc_tensor | offset u64 | data: this many bytes come before the data. */
+export const SET_TENSOR_DATA_OFFSET = RPC_TENSOR_BYTES + 8
+/** Bytes of the key that names a tensor's data in the tunnel's tensor cache (its sha256). */
+export const TENSOR_KEY_BYTES = 32
+/** SET_TENSOR_CACHED's payload: SET_TENSOR's rpc_tensor and offset, the data size u64, the key. */
+export const SET_TENSOR_CACHED_BYTES = SET_TENSOR_DATA_OFFSET + 8 + TENSOR_KEY_BYTES
+
+/**
+ * llama.cpp's RPC client asks rpc-server for tensors larger than this by hash
+ * (SET_TENSOR_HASH) and rpc-server keeps them in its own cache (`-c`); smaller ones always
+ * travel whole, which is what the tunnel's tensor cache is for (HASH_THRESHOLD in ggml-rpc.cpp).
+ */
+export const LLAMA_RPC_HASH_THRESHOLD_BYTES = 10 * 1024 * 1024
 /** GGML_MAX_SRC */
 const MAX_SRC = 10
 /** RPC_CONN_CAPS_SIZE: the transport capabilities in HELLO */
@@ -87,4 +110,17 @@ export const COMMANDS_WITH_RESPONSE: ReadonlySet<number> = new Set([
 /** True for a command byte that this protocol version defines. */
 export function isKnownCommand (command: number): boolean {
   return command < COMMAND_NAMES.length
+}
+
+/** The metric label of a ggml-rpc or tunnel command byte. */
+export function commandName (command: number): string {
+  return command === TunnelCommand.SET_TENSOR_CACHED ? 'set_tensor_cached' : COMMAND_NAMES[command] ?? `command_${command}`
+}
+
+/** The 9-byte header of a request: command u8 | payload size u64 LE. */
+export function encodeRequestHeader (command: number, payloadBytes: number): Uint8Array {
+  const header = new Uint8Array(REQUEST_HEADER_BYTES)
+  header[0] = command
+  new DataView(header.buffer).setBigUint64(1, BigInt(payloadBytes), true)
+  return header
 }

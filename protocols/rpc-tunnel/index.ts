@@ -4,7 +4,8 @@
  *
  * On a worker, the bridge admits tunnel streams from the coordinator only, validates every
  * request (command, size, HELLO first) before it reaches the rpc-server on 127.0.0.1, times
- * out stalled messages and counts bytes and time per command. On the coordinator, one
+ * out stalled messages and counts bytes and time per command, and keeps the tensors it passes
+ * in a cache so that reloading a plan need not send them again. On the coordinator, one
  * listener on 127.0.0.1 per worker stands in for that worker's rpc-server.
  */
 import { RpcTunnel as RpcTunnelClass } from './rpc-tunnel.js'
@@ -55,6 +56,12 @@ export interface RpcTunnelBridgeInit {
    * no plan puts more on this worker; until a coordinator sets one, DEFAULT_MESSAGE_CAP_BYTES applies
    */
   messageCapCeiling: () => number
+  /**
+   * where to keep the data of tensors that pass whole (those llama.cpp's own cache leaves out),
+   * so that a reload of the plan does not send them again; `maxBytes` is asked before each
+   * engine start, when files beyond it are removed. Left out, every load sends every tensor.
+   */
+  tensorCache?: { dir: string, maxBytes: () => number }
 }
 
 export interface RpcTunnelInit {

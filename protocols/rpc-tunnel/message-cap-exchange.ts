@@ -1,13 +1,15 @@
 import { FramingError, UnexpectedEndError } from '../errors.js'
 import { FrameReader, writeFrame, type FrameLimits } from '../framing.js'
 import { decodeJsonObject, encodeJson, intField, stringField } from '../json-message.js'
-import { DEFAULT_MESSAGE_CAP_BYTES, RPC_CAP_MAX_PAYLOAD_BYTES, RPC_CAP_PROTOCOL, RpcCapMessageType } from './constants.js'
+import { MessageSchemaError } from '../errors.js'
+import { DEFAULT_MESSAGE_CAP_BYTES, MAX_LISTED_CACHED_TENSORS, RPC_CAP_ANSWER_MAX_PAYLOAD_BYTES, RPC_CAP_MAX_PAYLOAD_BYTES, RPC_CAP_PROTOCOL, RpcCapMessageType } from './constants.js'
 import { RpcMessageCapRefusedError, RpcTunnelError, RpcTunnelOptionsError, RpcTunnelRefusedError } from './errors.js'
 import type { RpcTunnelMetrics } from './metrics.js'
+import { isTensorKey, type CachedTensor, type TensorCache } from './tensor-cache.js'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 
 const workerLimits: FrameLimits = { protocol: RPC_CAP_PROTOCOL, types: new Set([RpcCapMessageType.cap]), maxPayloadBytes: RPC_CAP_MAX_PAYLOAD_BYTES }
-const coordinatorLimits: FrameLimits = { protocol: RPC_CAP_PROTOCOL, types: new Set([RpcCapMessageType.accepted, RpcCapMessageType.refused]), maxPayloadBytes: RPC_CAP_MAX_PAYLOAD_BYTES }
+const coordinatorLimits: FrameLimits = { protocol: RPC_CAP_PROTOCOL, types: new Set([RpcCapMessageType.accepted, RpcCapMessageType.refused]), maxPayloadBytes: RPC_CAP_ANSWER_MAX_PAYLOAD_BYTES }
 
 /** Worker: the message cap each coordinator set, and the default for one that set none. */
 export class MessageCaps {
@@ -37,6 +39,8 @@ export interface CapExchangeInit {
   /** the most a coordinator may set: no plan puts a larger message on this worker */
   ceiling: () => number
   caps: MessageCaps
+  /** listed in the answer, so that the coordinator sends what it holds as SET_TENSOR_CACHED */
+  tensorCache?: TensorCache
   metrics: RpcTunnelMetrics
   log: Logger
 }
@@ -61,7 +65,8 @@ export async function answerCapMessage (init: CapExchangeInit, stream: Stream, c
     }
     init.caps.set(peer, maxMessageBytes)
     init.log('coordinator %p set the ggml-rpc message cap to %d bytes', peer, maxMessageBytes)
-    await writeFrame(stream, RpcCapMessageType.accepted, encodeJson({ maxMessageBytes }))
+    const cached = (await init.tensorCache?.inventory() ?? []).slice(0, MAX_LISTED_CACHED_TENSORS)
+    await writeFrame(stream, RpcCapMessageType.accepted, encodeJson({ maxMessageBytes, cachedTensors: cached.map(({ key, bytes }) => [key, bytes]) }))
     await stream.close()
   } catch (err) {
     const failure = err as Error
@@ -80,10 +85,11 @@ export async function answerCapMessage (init: CapExchangeInit, stream: Stream, c
 
 /**
  * Coordinator: tells `worker` (on `stream`, of RPC_CAP_PROTOCOL) the largest ggml-rpc request
- * its stage of the plan can carry; resolves once the worker applies it to every new tunnel
- * stream from this coordinator. Throws RpcMessageCapRefusedError when the worker refuses it.
+ * its stage of the plan can carry; resolves, with what the worker's tensor cache holds, once
+ * the worker applies it to every new tunnel stream from this coordinator. Throws
+ * RpcMessageCapRefusedError when the worker refuses it.
  */
-export async function sendCapMessage (stream: Stream, worker: PeerId, maxMessageBytes: number, signal: AbortSignal): Promise<void> {
+export async function sendCapMessage (stream: Stream, worker: PeerId, maxMessageBytes: number, signal: AbortSignal): Promise<CachedTensor[]> {
   if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < 1) {
     throw new RpcTunnelOptionsError(`the ggml-rpc message cap must be a positive whole number of bytes, got ${maxMessageBytes}`)
   }
@@ -98,10 +104,25 @@ export async function sendCapMessage (stream: Stream, worker: PeerId, maxMessage
     const accepted = intField(message, 'maxMessageBytes')
     if (accepted !== maxMessageBytes) throw new RpcMessageCapRefusedError(worker.toString(), `it applied ${accepted} bytes instead`)
     await stream.close().catch(() => {})
+    return cachedTensorsField(message)
   } catch (err) {
     stream.abort(err as Error)
     throw err
   } finally {
     signal.removeEventListener('abort', abort)
   }
+}
+
+/** Reads the answer's list of cached tensors: [sha256 hex, bytes] pairs; a worker without a cache sends none. */
+function cachedTensorsField (message: Record<string, unknown>): CachedTensor[] {
+  const list = message.cachedTensors ?? []
+  if (!Array.isArray(list) || list.length > MAX_LISTED_CACHED_TENSORS) throw new MessageSchemaError(`field "cachedTensors" must be a list of at most ${MAX_LISTED_CACHED_TENSORS} entries`)
+  return list.map((entry: unknown) => {
+    if (!Array.isArray(entry) || entry.length !== 2) throw new MessageSchemaError('each entry of "cachedTensors" must be [sha256 hex, bytes]')
+    const [key, bytes] = entry as unknown[]
+    if (typeof key !== 'string' || !isTensorKey(key) || typeof bytes !== 'number' || !Number.isSafeInteger(bytes) || bytes < 1) {
+      throw new MessageSchemaError('each entry of "cachedTensors" must be [sha256 hex, bytes]')
+    }
+    return { key, bytes }
+  })
 }

@@ -11,6 +11,7 @@ export class RpcTunnelMetrics {
   readonly #refused: Counter
   readonly #messageCap: Gauge
   readonly #largestRequest: Gauge
+  readonly #tensorCache: Counter
   readonly #largest = new Map<string, number>()
 
   constructor (registry: Registry) {
@@ -26,6 +27,12 @@ export class RpcTunnelMetrics {
     this.#responseBytes = new Counter({ name: 'llmesh_rpc_response_bytes_total', help: 'Bytes of rpc-server responses passed back, by command', labelNames: ['command'], registers })
     this.#refused = new Counter({ name: 'llmesh_rpc_refused_streams_total', help: 'ggml-rpc tunnel streams closed by the worker bridge, by reason', labelNames: ['reason'], registers })
     this.#messageCap = new Gauge({ name: 'llmesh_rpc_message_cap_bytes', help: 'The largest ggml-rpc request payload the worker bridge lets through, as the coordinator last set it from its plan', registers })
+    this.#tensorCache = new Counter({
+      name: 'llmesh_rpc_tensor_cache_bytes_total',
+      help: 'Tensor data in the worker\'s tunnel tensor cache: stored as it passed whole, or passed to rpc-server from the cache instead of crossing the network (hit)',
+      labelNames: ['event'],
+      registers
+    })
     this.#largestRequest = new Gauge({ name: 'llmesh_rpc_largest_request_bytes', help: 'The largest ggml-rpc request payload the worker bridge let through, by command: how close traffic comes to the cap', labelNames: ['command'], registers })
   }
 
@@ -43,6 +50,11 @@ export class RpcTunnelMetrics {
   /** Shows the message cap a coordinator set. */
   messageCap (bytes: number): void {
     this.#messageCap.set(bytes)
+  }
+
+  /** Counts tensor data the tensor cache stored, or served instead of the network. */
+  tensorCache (event: 'stored' | 'hit', bytes: number): void {
+    this.#tensorCache.inc({ event }, bytes)
   }
 
   /** Counts a tunnel stream the bridge closed. */

@@ -55,7 +55,10 @@ describe('pipeSocketAndStream holding bytes back', () => {
     })
     let seen = 0
     const piped = pipeSocketAndStream(socket, stream, {
-      fromSocket: chunk => { seen += chunk.byteLength },
+      fromSocket: chunk => {
+        seen += chunk.byteLength
+        return [chunk]
+      },
       holdSocketBytes: () => hold(seen),
       holdQuietMs
     })

@@ -5,8 +5,8 @@ import type { Stream, StreamMessageEvent } from '@libp2p/interface'
 export interface PipeOptions {
   /** checks bytes from the stream; returns the parts that may reach the socket, throws to close both ends */
   fromStream?: (chunk: Uint8Array) => Uint8Array[]
-  /** sees bytes from the socket before they enter the stream; throws to close both ends */
-  fromSocket?: (chunk: Uint8Array) => void
+  /** sees bytes from the socket; returns the parts to send into the stream, throws to close both ends */
+  fromSocket?: (chunk: Uint8Array) => Uint8Array[]
   /**
    * Asked after `fromSocket`: true while the socket's bytes so far may wait for what follows
    * (a message is incomplete, or only one-way commands are waiting). The pipe then holds
@@ -51,7 +51,7 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
     let waitingForSocket = false
     let waitingForStream = false
     let timer: NodeJS.Timeout | undefined
-    let held: Buffer[] = []
+    let held: Uint8Array[] = []
     let heldBytes = 0
     let holdTimer: NodeJS.Timeout | undefined
 
@@ -141,9 +141,10 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
     }
     socket.on('data', (chunk: Buffer) => {
       try {
-        fromSocket?.(chunk)
-        held.push(chunk)
-        heldBytes += chunk.byteLength
+        for (const part of fromSocket?.(chunk) ?? [chunk]) {
+          held.push(part)
+          heldBytes += part.byteLength
+        }
         if (heldBytes < COALESCE_BYTES && holdSocketBytes?.() === true) {
           // Measured from the latest bytes: a burst is held together however long it takes to arrive.
           if (holdTimer === undefined) holdTimer = setTimeout(sendHeldOrFail, holdQuietMs)

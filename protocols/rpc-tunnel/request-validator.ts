@@ -1,12 +1,29 @@
-import { COMMAND_NAMES, FIXED_REQUEST_BYTES, isKnownCommand, REQUEST_HEADER_BYTES, RpcCommand } from './ggml-rpc.js'
+import { COMMAND_NAMES, commandName, FIXED_REQUEST_BYTES, isKnownCommand, REQUEST_HEADER_BYTES, RpcCommand, SET_TENSOR_CACHED_BYTES, SET_TENSOR_DATA_OFFSET, TunnelCommand } from './ggml-rpc.js'
 import { RpcHelloExpectedError, RpcMessageTooLargeError, RpcRequestSizeError, RpcTunnelError, RpcTunnelOptionsError, UnknownRpcCommandError } from './errors.js'
 
 /** Sees each request as the validator lets it through, to count bytes and time. */
 export interface RequestObserver {
   /** a request's header was accepted; its payload follows */
   requestStart: (command: number, payloadBytes: number) => void
+  /** the next part of the request's payload was let through */
+  requestPayload?: (part: Uint8Array) => void
   /** the request's last byte was let through */
   requestEnd: (command: number, payloadBytes: number) => void
+}
+
+/** Worker: where a SET_TENSOR_CACHED request's data comes from. */
+export interface CachedTensorSource {
+  /** the SET_TENSOR request (header and payload, in parts) that SET_TENSOR_CACHED's payload stands for; throws an RpcTunnelError when the data is not cached */
+  expand: (request: Uint8Array) => Uint8Array[]
+}
+
+/** One observer that tells each of `observers` in turn. */
+export function observeAll (...observers: RequestObserver[]): RequestObserver {
+  return {
+    requestStart: (command, payloadBytes) => { for (const observer of observers) observer.requestStart(command, payloadBytes) },
+    requestPayload: part => { for (const observer of observers) observer.requestPayload?.(part) },
+    requestEnd: (command, payloadBytes) => { for (const observer of observers) observer.requestEnd(command, payloadBytes) }
+  }
 }
 
 /**
@@ -16,10 +33,13 @@ export interface RequestObserver {
  * Refuses (throws an RpcTunnelError): a first command other than HELLO, a later HELLO, a
  * command byte this release does not define, a fixed-size request of the wrong size, and
  * a payload larger than `maxMessageBytes`. After a refusal every further chunk is refused.
+ * With a `cachedTensors` source it also accepts the tunnel's SET_TENSOR_CACHED and passes on
+ * the SET_TENSOR it stands for instead.
  */
 export class RpcRequestValidator {
   readonly #maxMessageBytes: number
   readonly #observer: RequestObserver | undefined
+  readonly #cachedTensors: CachedTensorSource | undefined
   readonly #header = new Uint8Array(REQUEST_HEADER_BYTES)
   #headerFilled = 0
   #command = 0
@@ -27,13 +47,16 @@ export class RpcRequestValidator {
   #payloadLeft = 0
   #helloSeen = false
   #failure: RpcTunnelError | undefined
+  /** the SET_TENSOR_CACHED request being received: held back whole, never passed on as it is */
+  #cachedRequest: Uint8Array | undefined
 
-  constructor (maxMessageBytes: number, observer?: RequestObserver) {
+  constructor (maxMessageBytes: number, observer?: RequestObserver, cachedTensors?: CachedTensorSource) {
     if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < 1) {
       throw new RpcTunnelOptionsError(`the ggml-rpc message cap must be a positive whole number of bytes, got ${maxMessageBytes}`)
     }
     this.#maxMessageBytes = maxMessageBytes
     this.#observer = observer
+    this.#cachedTensors = cachedTensors
   }
 
   /**
@@ -61,10 +84,16 @@ export class RpcRequestValidator {
     while (offset < chunk.length) {
       if (this.#payloadLeft > 0) {
         const n = Math.min(this.#payloadLeft, chunk.length - offset)
-        out.push(chunk.subarray(offset, offset + n))
+        const part = chunk.subarray(offset, offset + n)
+        if (this.#cachedRequest !== undefined) {
+          this.#cachedRequest.set(part, this.#payloadBytes - this.#payloadLeft)
+        } else {
+          out.push(part)
+          this.#observer?.requestPayload?.(part)
+        }
         offset += n
         this.#payloadLeft -= n
-        if (this.#payloadLeft === 0) this.#observer?.requestEnd(this.#command, this.#payloadBytes)
+        if (this.#payloadLeft === 0) this.#endRequest(out)
         continue
       }
       const n = Math.min(REQUEST_HEADER_BYTES - this.#headerFilled, chunk.length - offset)
@@ -73,22 +102,27 @@ export class RpcRequestValidator {
       if (this.#headerFilled === 0) this.#checkCommand(this.#header[0])
       this.#headerFilled += n
       offset += n
-      if (this.#headerFilled === REQUEST_HEADER_BYTES) out.push(this.#acceptHeader())
+      if (this.#headerFilled === REQUEST_HEADER_BYTES) this.#acceptHeader(out)
     }
     return out
   }
 
   #checkCommand (command: number): void {
     if (!this.#helloSeen && command !== RpcCommand.HELLO) throw new RpcHelloExpectedError(command)
+    if (command === TunnelCommand.SET_TENSOR_CACHED) {
+      if (this.#cachedTensors === undefined) throw new UnknownRpcCommandError(command, 'this end of the tunnel keeps no tensor cache')
+      return
+    }
     if (!isKnownCommand(command)) throw new UnknownRpcCommandError(command, `this llama.cpp release defines commands 0 to ${COMMAND_NAMES.length - 1}`)
     if (this.#helloSeen && command === RpcCommand.HELLO) throw new UnknownRpcCommandError(command, 'HELLO may only open a session')
   }
 
-  #acceptHeader (): Uint8Array {
+  #acceptHeader (out: Uint8Array[]): void {
     const command = this.#header[0]
     const size = new DataView(this.#header.buffer).getBigUint64(1, true)
-    const name = COMMAND_NAMES[command]
-    const fixed = FIXED_REQUEST_BYTES.get(command)
+    const name = commandName(command)
+    const cached = command === TunnelCommand.SET_TENSOR_CACHED
+    const fixed = cached ? SET_TENSOR_CACHED_BYTES : FIXED_REQUEST_BYTES.get(command)
     if (fixed !== undefined && size !== BigInt(fixed)) throw new RpcRequestSizeError(name, size, fixed)
     if (size > BigInt(this.#maxMessageBytes)) throw new RpcMessageTooLargeError(name, size, this.#maxMessageBytes)
     this.#helloSeen = true
@@ -96,8 +130,22 @@ export class RpcRequestValidator {
     this.#command = command
     this.#payloadBytes = Number(size)
     this.#payloadLeft = this.#payloadBytes
+    this.#cachedRequest = cached ? new Uint8Array(this.#payloadBytes) : undefined
     this.#observer?.requestStart(command, this.#payloadBytes)
-    if (this.#payloadLeft === 0) this.#observer?.requestEnd(command, 0)
-    return this.#header.slice() // a copy: the header buffer is reused for the next request
+    // A copy: the header buffer is reused for the next request.
+    if (!cached) out.push(this.#header.slice())
+    if (this.#payloadLeft === 0) this.#endRequest(out)
+  }
+
+  #endRequest (out: Uint8Array[]): void {
+    const request = this.#cachedRequest
+    if (request !== undefined) {
+      this.#cachedRequest = undefined
+      // The SET_TENSOR it stands for is held to the same cap as one that crossed the tunnel whole.
+      const payloadBytes = SET_TENSOR_DATA_OFFSET + Number(new DataView(request.buffer).getBigUint64(SET_TENSOR_DATA_OFFSET, true))
+      if (payloadBytes > this.#maxMessageBytes) throw new RpcMessageTooLargeError(commandName(RpcCommand.SET_TENSOR), BigInt(payloadBytes), this.#maxMessageBytes)
+      out.push(...(this.#cachedTensors as CachedTensorSource).expand(request))
+    }
+    this.#observer?.requestEnd(this.#command, this.#payloadBytes)
   }
 }

@@ -3,6 +3,8 @@ import { IDLE_READ_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, OPEN_S
 import { TunnelListener } from './coordinator-listener.js'
 import { answerCapMessage, MessageCaps, sendCapMessage } from './message-cap-exchange.js'
 import { RpcTunnelMetrics } from './metrics.js'
+import { TensorCache, type CachedTensor } from './tensor-cache.js'
+import { TensorInventory } from './tensor-dedup.js'
 import { bridgeTunnelStream, type WorkerBridgeInit } from './worker-bridge.js'
 import type { RpcTunnel as RpcTunnelInterface, RpcTunnelComponents, RpcTunnelInit, TunnelListenerOptions } from './index.js'
 import type { Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
@@ -35,14 +37,16 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
     const { bridge } = this.#init
     if (bridge !== undefined) {
       const caps = this.#caps
-      this.#bridge = { ...bridge, maxMessageBytes: peer => caps.get(peer), idleReadTimeoutMs: this.#init.idleReadTimeoutMs ?? IDLE_READ_TIMEOUT_MS, metrics: this.#metrics, log: this.#log }
+      const { tensorCache: cacheInit } = bridge
+      const tensorCache = cacheInit === undefined ? undefined : new TensorCache(cacheInit.dir, cacheInit.maxBytes, this.#metrics, this.#log)
+      this.#bridge = { ...bridge, maxMessageBytes: peer => caps.get(peer), idleReadTimeoutMs: this.#init.idleReadTimeoutMs ?? IDLE_READ_TIMEOUT_MS, tensorCache, metrics: this.#metrics, log: this.#log }
       await this.#components.registrar.handle(this.protocol, async (stream: Stream, connection: Connection) => {
         if (this.#bridge !== undefined) await bridgeTunnelStream(this.#bridge, stream, connection)
       }, {
         maxInboundStreams: this.#init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
         maxOutboundStreams: this.#init.maxOutboundStreams ?? MAX_OUTBOUND_STREAMS
       })
-      const capInit = { authorize: bridge.authorize, ceiling: bridge.messageCapCeiling, caps, metrics: this.#metrics, log: this.#log }
+      const capInit = { authorize: bridge.authorize, ceiling: bridge.messageCapCeiling, caps, tensorCache, metrics: this.#metrics, log: this.#log }
       const timeoutMs = this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS
       await this.#components.registrar.handle(RPC_CAP_PROTOCOL, async (stream: Stream, connection: Connection) => {
         await answerCapMessage(capInit, stream, connection, timeoutMs)
@@ -66,11 +70,17 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
   }
 
   async openListener (worker: PeerId, options: TunnelListenerOptions = {}): Promise<string> {
-    // The worker applies the plan's cap before llama-server can connect through this listener.
-    if (options.maxMessageBytes !== undefined) await this.#tellMessageCap(worker, options.maxMessageBytes)
+    // The worker applies the plan's cap before llama-server can connect through this listener,
+    // and tells what its tensor cache holds: those tensors need not cross the network again.
+    const cached = options.maxMessageBytes === undefined ? [] : await this.#tellMessageCap(worker, options.maxMessageBytes)
     const listener = await TunnelListener.listen(async () => await this.#components.connectionManager.openStream(worker, this.protocol, {
       signal: AbortSignal.timeout(this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS)
-    }), this.#log, { responseTimeoutMs: this.#init.responseTimeoutMs ?? RESPONSE_TIMEOUT_MS, onFailure: options.onFailure, traffic: options.traffic })
+    }), this.#log, {
+      responseTimeoutMs: this.#init.responseTimeoutMs ?? RESPONSE_TIMEOUT_MS,
+      onFailure: options.onFailure,
+      traffic: options.traffic,
+      cachedTensors: new TensorInventory(cached)
+    })
     this.#listeners.add(listener)
     return listener.endpoint
   }
@@ -79,10 +89,10 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
     return this.#caps.get(coordinator)
   }
 
-  async #tellMessageCap (worker: PeerId, maxMessageBytes: number): Promise<void> {
+  async #tellMessageCap (worker: PeerId, maxMessageBytes: number): Promise<CachedTensor[]> {
     const signal = AbortSignal.timeout(this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS)
     const stream = await this.#components.connectionManager.openStream(worker, RPC_CAP_PROTOCOL, { signal })
-    await sendCapMessage(stream, worker, maxMessageBytes, signal)
+    return await sendCapMessage(stream, worker, maxMessageBytes, signal)
   }
 
   async closeListeners (): Promise<void> {

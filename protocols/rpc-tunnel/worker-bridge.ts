@@ -2,9 +2,10 @@ import { connect, type Socket } from 'node:net'
 import { CommandMeter } from './command-meter.js'
 import { RpcIdleReadTimeoutError, RpcServerUnavailableError, RpcTunnelError, RpcTunnelRefusedError } from './errors.js'
 import { pipeSocketAndStream } from './pipe.js'
-import { RpcRequestValidator } from './request-validator.js'
+import { observeAll, RpcRequestValidator } from './request-validator.js'
 import { RpcResponseReader } from './response-reader.js'
 import type { RpcTunnelMetrics } from './metrics.js'
+import type { TensorCache } from './tensor-cache.js'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 
 /** What the worker bridge needs; the tunnel service fills it in from its init options. */
@@ -16,6 +17,8 @@ export interface WorkerBridgeInit {
   /** largest request payload let through from `coordinator`, in bytes */
   maxMessageBytes: (coordinator: PeerId) => number
   idleReadTimeoutMs: number
+  /** keeps tensor data that passes whole and expands SET_TENSOR_CACHED; without it, SET_TENSOR_CACHED is refused */
+  tensorCache?: TensorCache
   metrics: RpcTunnelMetrics
   log: Logger
 }
@@ -61,11 +64,16 @@ export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream
     return
   }
   const meter = new CommandMeter(init.metrics)
-  const validator = new RpcRequestValidator(init.maxMessageBytes(connection.remotePeer), meter)
+  const cache = init.tensorCache
+  const observer = cache === undefined ? meter : observeAll(meter, cache.recorder())
+  const validator = new RpcRequestValidator(init.maxMessageBytes(connection.remotePeer), observer, cache?.source)
   const responses = new RpcResponseReader(bytes => { meter.responseEnd(bytes) })
   const failure = await pipeSocketAndStream(socket, stream, {
     fromStream: chunk => validator.push(chunk),
-    fromSocket: chunk => { responses.push(chunk) },
+    fromSocket: chunk => {
+      responses.push(chunk)
+      return [chunk]
+    },
     holdSocketBytes: () => responses.midMessage,
     readTimeout: {
       ms: init.idleReadTimeoutMs,

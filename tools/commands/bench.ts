@@ -110,7 +110,7 @@ function benchFailoverCommand (): Command {
         `first load     ${result.first_load_ms} ms (reload/first load ${(result.reload_ms / result.first_load_ms).toFixed(2)})`,
         `resume         ${result.resume_ms} ms (SIGKILL -> next token on the stream, killed after ${report.tokensBeforeKill} of ${report.tokensInAll} tokens)`,
         `same text      ${result.identical_output ? 'yes' : 'NO'}`,
-        `surviving worker ${report.survivorLayers.before} layers before, ${report.survivorLayers.after} after; it received ${mib(survivorUpload.firstLoad.setTensorBytes)} as SET_TENSOR at the first load, ${mib(survivorUpload.reload.setTensorBytes)} at the reload (${mib(survivorUpload.reload.setTensorHashBytes)} as SET_TENSOR_HASH)`,
+        `surviving worker ${report.survivorLayers.before} layers before, ${report.survivorLayers.after} after; it received ${mib(survivorUpload.firstLoad.setTensorBytes)} as SET_TENSOR at the first load, ${mib(survivorUpload.reload.setTensorBytes)} at the reload (${mib(survivorUpload.reload.setTensorHashBytes)} as SET_TENSOR_HASH); its tensor cache supplied ${mib(survivorUpload.reload.tensorCacheHitBytes)} at the reload`,
         ''
       ].join('\n'))
     })

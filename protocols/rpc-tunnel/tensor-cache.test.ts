@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, readdir, rm, stat, utimes } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { Registry } from 'prom-client'
+import { RpcTensorCacheMissError, UnknownRpcCommandError } from './errors.js'
+import { LLAMA_RPC_HASH_THRESHOLD_BYTES, RpcCommand, SET_TENSOR_DATA_OFFSET } from './ggml-rpc.js'
+import { RpcTunnelMetrics } from './metrics.js'
+import { observeAll, RpcRequestValidator } from './request-validator.js'
+import { MIN_CACHED_TENSOR_BYTES, TensorCache, tensorKey } from './tensor-cache.js'
+import { SetTensorDeduplicator, TensorInventory } from './tensor-dedup.js'
+import { rpcRequest } from './test-support/frames.js'
+
+const CAP = 64 * 1024 * 1024
+
+function concat (parts: Uint8Array[]): Uint8Array {
+  return new Uint8Array(Buffer.concat(parts))
+}
+
+/** A SET_TENSOR of `data` to the tensor described by `description` (rpc_tensor and offset). */
+function setTensor (data: Uint8Array, description = randomBytes(SET_TENSOR_DATA_OFFSET)): Uint8Array {
+  return rpcRequest(RpcCommand.SET_TENSOR, concat([description, data]))
+}
+
+/** Passes `bytes` in chunks of `size` through `push` and returns everything it let through. */
+function feed (push: (chunk: Uint8Array) => Uint8Array[], bytes: Uint8Array, size = 65_536): Uint8Array {
+  const out: Uint8Array[] = []
+  for (let i = 0; i < bytes.length; i += size) out.push(...push(bytes.subarray(i, i + size)))
+  return concat(out)
+}
+
+describe('tunnel tensor cache', () => {
+  let dir: string
+  let cache: TensorCache
+  const writeErrors: string[] = []
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'llmesh-tensor-cache-'))
+    cache = new TensorCache(dir, () => 64 * 1024 * 1024, new RpcTunnelMetrics(new Registry()), { error: (...args: unknown[]) => { writeErrors.push(args.join(' ')) } })
+  })
+
+  after(async () => {
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  /** The worker bridge's validator for one session over `cache`. */
+  const workerSession = (tensorCache: TensorCache | undefined = cache): RpcRequestValidator =>
+    new RpcRequestValidator(CAP, tensorCache === undefined ? undefined : observeAll(tensorCache.recorder()), tensorCache?.source)
+
+  const weights = randomBytes(MIN_CACHED_TENSOR_BYTES + 4096)
+  const norm = randomBytes(MIN_CACHED_TENSOR_BYTES - 1)
+  const hello = rpcRequest(RpcCommand.HELLO, 24)
+
+  it('keeps the data of a mid-size tensor that passes whole, and only that', async () => {
+    const session = concat([hello, setTensor(weights), setTensor(norm), rpcRequest(RpcCommand.GRAPH_COMPUTE, 100)])
+    assert.deepEqual(feed(chunk => workerSession().push(chunk), session, session.length), session, 'the first load reaches rpc-server unchanged')
+    // One validator per session: feed the session in chunks through a single one.
+    const validator = workerSession()
+    assert.deepEqual(feed(chunk => validator.push(chunk), session, 1000), session)
+    const inventory = await cache.inventory()
+    assert.deepEqual(inventory, [{ key: tensorKey(weights), bytes: weights.byteLength }], 'the norm is too small to be worth a file')
+    assert.equal((await stat(join(dir, tensorKey(weights)))).mode & 0o777, 0o600)
+    assert.deepEqual(writeErrors, [])
+  })
+
+  it('leaves tensors above llama.cpp\'s hash threshold to rpc-server\'s own cache', async () => {
+    const large = new Uint8Array(LLAMA_RPC_HASH_THRESHOLD_BYTES + 1).fill(7)
+    const validator = workerSession()
+    feed(chunk => validator.push(chunk), concat([hello, setTensor(large)]))
+    assert.ok(!(await cache.inventory()).some(tensor => tensor.key === tensorKey(large)))
+  })
+
+  it('sends a cached tensor as SET_TENSOR_CACHED, which the worker expands into the very same request', async () => {
+    const description = randomBytes(SET_TENSOR_DATA_OFFSET)
+    const other = randomBytes(weights.byteLength) // the same size, not cached: it must go whole
+    const reload = concat([hello, setTensor(weights, description), setTensor(other), setTensor(norm), rpcRequest(RpcCommand.GRAPH_COMPUTE, 100)])
+    const dedup = new SetTensorDeduplicator(new TensorInventory(await cache.inventory()))
+    const crossing = feed(chunk => dedup.push(chunk), reload, 4096)
+    assert.ok(crossing.byteLength < reload.byteLength - weights.byteLength + 1024, `${crossing.byteLength} bytes crossed for a ${reload.byteLength}-byte reload`)
+    const validator = workerSession()
+    assert.deepEqual(feed(chunk => validator.push(chunk), crossing, 777), reload, 'rpc-server receives exactly what llama-server sent')
+  })
+
+  it('closes a session whose cached tensor is gone with a typed error', async () => {
+    const gone = randomBytes(MIN_CACHED_TENSOR_BYTES)
+    feed(chunk => workerSession().push(chunk), concat([hello, setTensor(gone)]), Number.MAX_SAFE_INTEGER)
+    const inventory = new TensorInventory(await cache.inventory())
+    const crossing = feed(chunk => new SetTensorDeduplicator(inventory).push(chunk), concat([hello, setTensor(gone)]), Number.MAX_SAFE_INTEGER)
+    await rm(join(dir, tensorKey(gone)))
+    assert.throws(() => workerSession().push(crossing), RpcTensorCacheMissError)
+  })
+
+  it('is refused by a worker that keeps no tensor cache', async () => {
+    const inventory = new TensorInventory(await cache.inventory())
+    const crossing = feed(chunk => new SetTensorDeduplicator(inventory).push(chunk), concat([hello, setTensor(weights)]), Number.MAX_SAFE_INTEGER)
+    assert.throws(() => new RpcRequestValidator(CAP).push(crossing), UnknownRpcCommandError)
+  })
+
+  it('stays within its budget, removing the least recently used data first', async () => {
+    const small = await mkdtemp(join(tmpdir(), 'llmesh-tensor-cache-budget-'))
+    try {
+      const tensors = [1, 2, 3].map(() => randomBytes(MIN_CACHED_TENSOR_BYTES))
+      let budget = 3 * MIN_CACHED_TENSOR_BYTES
+      const budgeted = new TensorCache(small, () => budget, new RpcTunnelMetrics(new Registry()), { error: () => {} })
+      const validator = workerSession(budgeted)
+      feed(chunk => validator.push(chunk), concat([hello, ...tensors.map(data => setTensor(data))]))
+      await budgeted.inventory()
+      // Used in the order 1, 0, 2: the first-stored tensor was used since, the second was not.
+      const keys = tensors.map(tensorKey)
+      for (const [age, index] of [[30, 1], [20, 0], [10, 2]]) {
+        const at = new Date(Date.now() - age * 1000)
+        await utimes(join(small, keys[index]), at, at)
+      }
+      budget = 2 * MIN_CACHED_TENSOR_BYTES
+      assert.deepEqual((await budgeted.inventory()).map(tensor => tensor.key), [keys[2], keys[0]])
+      assert.deepEqual((await readdir(small)).sort(), [keys[0], keys[2]].sort())
+    } finally {
+      await rm(small, { recursive: true, force: true })
+    }
+  })
+})

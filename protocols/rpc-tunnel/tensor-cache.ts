@@ -1,0 +1,173 @@
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { encodeRequestHeader, LLAMA_RPC_HASH_THRESHOLD_BYTES, RpcCommand, SET_TENSOR_DATA_OFFSET, TENSOR_KEY_BYTES } from './ggml-rpc.js'
+import { RpcTensorCacheMissError } from './errors.js'
+import type { RpcTunnelMetrics } from './metrics.js'
+import type { CachedTensorSource, RequestObserver } from './request-validator.js'
+import type { Logger } from '@libp2p/interface'
+
+/** Tensor data in a worker's tensor cache: its key (the sha256 of the data, hex) and its size. */
+export interface CachedTensor {
+  key: string
+  bytes: number
+}
+
+/**
+ * The smallest tensor data worth a file: below this (norms, biases) a lookup costs more than
+ * sending the data along with the rest of the load.
+ */
+export const MIN_CACHED_TENSOR_BYTES = 256 * 1024
+
+const KEY_NAME = /^[0-9a-f]{64}$/
+
+/** True for text that can be a tensor key (and so a file of the cache, never a path elsewhere). */
+export function isTensorKey (text: string): boolean {
+  return KEY_NAME.test(text)
+}
+
+/** The key that names `data` in a tensor cache: its sha256, hex. */
+export function tensorKey (data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+/** True for tensor data of a size the tunnel's tensor cache keeps (llama.cpp's own cache takes larger ones). */
+export function isCacheableTensor (dataBytes: number): boolean {
+  return dataBytes >= MIN_CACHED_TENSOR_BYTES && dataBytes <= LLAMA_RPC_HASH_THRESHOLD_BYTES
+}
+
+/**
+ * Worker: keeps the data of the SET_TENSOR requests that llama.cpp's own cache leaves out
+ * (tensors up to its hash threshold), one file per tensor named by the sha256 of its data.
+ * A coordinator that loads a plan again (after a failure, say) learns from the cap exchange
+ * what is cached and sends SET_TENSOR_CACHED instead of the data; the bridge expands it back
+ * into the SET_TENSOR it stands for, so rpc-server sees ordinary requests.
+ *
+ * Files are only removed while the inventory is taken, before an engine start, least recently
+ * used first, to keep the cache within its budget: what the coordinator was told stays.
+ */
+export class TensorCache {
+  readonly #dir: string
+  readonly #budgetBytes: () => number
+  readonly #metrics: RpcTunnelMetrics
+  readonly #log: Pick<Logger, 'error'>
+  /** hashing and writing still under way */
+  readonly #pending = new Set<Promise<void>>()
+  readonly #keysBeingWritten = new Set<string>()
+  #ready: Promise<void> | undefined
+
+  /** `budgetBytes` is the most the files may take together, asked each time the inventory is taken. */
+  constructor (dir: string, budgetBytes: () => number, metrics: RpcTunnelMetrics, log: Pick<Logger, 'error'>) {
+    this.#dir = dir
+    this.#budgetBytes = budgetBytes
+    this.#metrics = metrics
+    this.#log = log
+  }
+
+  /**
+   * What the cache holds, most recently used first, after removing the least recently used
+   * files beyond the budget. Waits for the data still being written.
+   */
+  async inventory (): Promise<CachedTensor[]> {
+    await this.#created()
+    await Promise.all(this.#pending)
+    const files = await Promise.all((await readdir(this.#dir)).filter(isTensorKey).map(async key => {
+      const { size, mtimeMs } = await stat(join(this.#dir, key))
+      return { key, bytes: size, usedAt: mtimeMs }
+    }))
+    files.sort((a, b) => b.usedAt - a.usedAt)
+    const budget = this.#budgetBytes()
+    const kept: CachedTensor[] = []
+    let total = 0
+    for (const { key, bytes } of files) {
+      if (total + bytes <= budget) {
+        kept.push({ key, bytes })
+        total += bytes
+      } else {
+        await rm(join(this.#dir, key), { force: true })
+      }
+    }
+    return kept
+  }
+
+  /** Watches a session's requests and keeps the data of every cacheable SET_TENSOR that passes whole. */
+  recorder (): RequestObserver {
+    let parts: Uint8Array[] | undefined
+    return {
+      requestStart: (command, payloadBytes) => {
+        parts = command === RpcCommand.SET_TENSOR && isCacheableTensor(payloadBytes - SET_TENSOR_DATA_OFFSET) ? [] : undefined
+      },
+      requestPayload: part => { parts?.push(part) },
+      requestEnd: () => {
+        if (parts !== undefined) this.#remember(parts)
+        parts = undefined
+      }
+    }
+  }
+
+  /** Expands a session's SET_TENSOR_CACHED requests from the cache. */
+  readonly source: CachedTensorSource = {
+    expand: request => {
+      const view = new DataView(request.buffer, request.byteOffset, request.byteLength)
+      const bytes = Number(view.getBigUint64(SET_TENSOR_DATA_OFFSET, true))
+      const key = Buffer.from(request.subarray(SET_TENSOR_DATA_OFFSET + 8, SET_TENSOR_DATA_OFFSET + 8 + TENSOR_KEY_BYTES)).toString('hex')
+      const data = this.#read(key, bytes)
+      this.#metrics.tensorCache('hit', bytes)
+      return [encodeRequestHeader(RpcCommand.SET_TENSOR, SET_TENSOR_DATA_OFFSET + bytes), request.subarray(0, SET_TENSOR_DATA_OFFSET), data]
+    }
+  }
+
+  // Read synchronously: the expansion must take the request's place in the session's order,
+  // and the file was written moments ago or is in the page cache.
+  #read (key: string, bytes: number): Uint8Array {
+    let data: Buffer
+    try {
+      data = readFileSync(join(this.#dir, key))
+    } catch (err) {
+      throw new RpcTensorCacheMissError(key, (err as NodeJS.ErrnoException).code ?? (err as Error).message)
+    }
+    if (data.byteLength !== bytes) throw new RpcTensorCacheMissError(key, `the file holds ${data.byteLength} bytes, not ${bytes}`)
+    const now = new Date()
+    utimes(join(this.#dir, key), now, now).catch(() => {})
+    return data
+  }
+
+  // Hashing and writing wait for the next turn of the event loop, so the request they come
+  // from reaches rpc-server first. A cache that cannot write only costs a whole send later.
+  #remember (payload: Uint8Array[]): void {
+    const work = new Promise<void>(resolve => setImmediate(resolve)).then(async () => {
+      const data = Buffer.concat(payload).subarray(SET_TENSOR_DATA_OFFSET)
+      const key = tensorKey(data)
+      if (this.#keysBeingWritten.has(key)) return
+      this.#keysBeingWritten.add(key)
+      try {
+        await this.#write(key, data)
+      } finally {
+        this.#keysBeingWritten.delete(key)
+      }
+    })
+    this.#pending.add(work)
+    void work.finally(() => this.#pending.delete(work))
+  }
+
+  async #write (key: string, data: Uint8Array): Promise<void> {
+    try {
+      await this.#created()
+      const file = join(this.#dir, key)
+      const exists = await stat(file).then(s => s.size === data.byteLength, () => false)
+      if (exists) return
+      const partial = join(this.#dir, `.${key}.partial`)
+      await writeFile(partial, data, { mode: 0o600 })
+      await rename(partial, file)
+      this.#metrics.tensorCache('stored', data.byteLength)
+    } catch (err) {
+      this.#log.error('cannot keep tensor data in the tensor cache %s: %s', this.#dir, (err as Error).message)
+    }
+  }
+
+  async #created (): Promise<void> {
+    this.#ready ??= mkdir(this.#dir, { recursive: true, mode: 0o700 }).then(() => {})
+    await this.#ready
+  }
+}
