@@ -40,7 +40,7 @@ export class WorkerTokenTimes {
 
   constructor (registry: Registry, rttMs: (worker: string) => number | null) {
     const registers = [registry]
-    this.#bytes = new Counter({ name: 'llmesh_tunnel_bytes_total', help: 'ggml-rpc bytes through the coordinator\'s tunnel, by worker and direction (sent to the worker or received from it)', labelNames: ['worker', 'direction'], registers })
+    this.#bytes = new Counter({ name: 'llmesh_tunnel_bytes_total', help: 'ggml-rpc bytes between llama-server and each worker through the coordinator\'s tunnel, by direction: requests sent (tensor data the worker\'s tensor cache supplied included) or answers received', labelNames: ['worker', 'direction'], registers })
     this.#commandSeconds = new Counter({ name: 'llmesh_tunnel_command_seconds_total', help: 'Coordinator-side time of ggml-rpc commands, by worker and command: until the answer arrived for commands with one, else until the request was sent', labelNames: ['worker', 'command'], registers })
     this.#commands = new Counter({ name: 'llmesh_tunnel_commands_total', help: 'ggml-rpc commands sent through the coordinator\'s tunnel, by worker and command', labelNames: ['worker', 'command'], registers })
     const split = (): Array<[string, TokenTime]> => [...this.#workers.keys()].flatMap(worker => {
