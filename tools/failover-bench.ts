@@ -37,8 +37,14 @@ export interface FailoverBenchReport {
   tokensInAll: number
   /** tensor data the surviving worker received through the tunnel, or took from a cache, at the first load and at the reload */
   survivorUpload: { firstLoad: TensorUpload, reload: TensorUpload }
-  /** layers the surviving worker held before the kill and after the reload */
-  survivorLayers: { before: number, after: number }
+  /** the layers the surviving worker held before the kill and after the reload */
+  survivorLayers: { before: LayerRange, after: LayerRange }
+}
+
+/** Layers `first` to `first + count - 1`; a count of 0 is no layers. */
+export interface LayerRange {
+  first: number
+  count: number
 }
 
 /** Tensor data a worker received: whole through the tunnel, or from a cache instead. */
@@ -128,7 +134,10 @@ export async function benchFailover (options: FailoverBenchOptions): Promise<Fai
     if (killedAt === 0) throw new Error(`the stream ended after ${disturbed.arrivals.length} tokens, before the worker could be killed; ask for more tokens`)
     const reloadUpload = await tensorUpload(survivor.root)
     const survivorId = workerIds[1 - victimIndex]
-    const layersOf = (stages: Array<{ nodeId: string, layerCount: number }> | undefined): number => stages?.find(stage => stage.nodeId === survivorId)?.layerCount ?? 0
+    const layersOf = (stages: Array<{ nodeId: string, firstLayer: number, layerCount: number }> | undefined): LayerRange => {
+      const stage = stages?.find(stage => stage.nodeId === survivorId)
+      return { first: stage?.firstLayer ?? 0, count: stage?.layerCount ?? 0 }
+    }
     const after = (await requestStatus(coordinatorDir)).engine
 
     const timing = await awaitFailoverTiming(cluster.nodes[0].logFile, killedAt, victimId)

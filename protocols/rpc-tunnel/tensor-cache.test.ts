@@ -65,6 +65,17 @@ describe('tunnel tensor cache', () => {
     assert.deepEqual(writeErrors, [])
   })
 
+  it('never keeps or looks up what is set after the first graph computation: a prompt\'s hidden states', async () => {
+    const hiddenState = randomBytes(MIN_CACHED_TENSOR_BYTES * 2)
+    const computing = concat([hello, rpcRequest(RpcCommand.GRAPH_COMPUTE, 100), setTensor(hiddenState), setTensor(weights)])
+    const validator = workerSession()
+    assert.deepEqual(feed(chunk => validator.push(chunk), computing), computing)
+    const inventory = await cache.inventory()
+    assert.ok(!inventory.some(tensor => tensor.key === tensorKey(hiddenState)), 'a hidden state was written to disk')
+    const dedup = new SetTensorDeduplicator(new TensorInventory(inventory))
+    assert.deepEqual(feed(chunk => dedup.push(chunk), computing), computing, 'after a graph, even a cached tensor goes whole')
+  })
+
   it('leaves tensors above llama.cpp\'s hash threshold to rpc-server\'s own cache', async () => {
     const large = new Uint8Array(LLAMA_RPC_HASH_THRESHOLD_BYTES + 1).fill(7)
     const validator = workerSession()

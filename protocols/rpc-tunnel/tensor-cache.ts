@@ -38,6 +38,25 @@ export function isCacheableTensor (dataBytes: number): boolean {
 }
 
 /**
+ * Follows a session's requests to tell when the model's weights are loaded. llama.cpp sets
+ * every weight before it computes anything; a SET_TENSOR after the first GRAPH_COMPUTE carries
+ * a graph's inputs (hidden states of a prompt), which must never be kept or even hashed.
+ */
+export class WeightLoading {
+  #done = false
+
+  /** True until the session's first GRAPH_COMPUTE. */
+  get loading (): boolean {
+    return !this.#done
+  }
+
+  /** Sees the next request's command. */
+  request (command: number): void {
+    if (command === RpcCommand.GRAPH_COMPUTE) this.#done = true
+  }
+}
+
+/**
  * Worker: keeps the data of the SET_TENSOR requests that llama.cpp's own cache leaves out
  * (tensors up to its hash threshold), one file per tensor named by the sha256 of its data.
  * A coordinator that loads a plan again (after a failure, say) learns from the cap exchange
@@ -91,12 +110,14 @@ export class TensorCache {
     return kept
   }
 
-  /** Watches a session's requests and keeps the data of every cacheable SET_TENSOR that passes whole. */
+  /** Watches a session's requests and keeps the weights of every cacheable SET_TENSOR that passes whole. */
   recorder (): RequestObserver {
+    const weights = new WeightLoading()
     let parts: Uint8Array[] | undefined
     return {
       requestStart: (command, payloadBytes) => {
-        parts = command === RpcCommand.SET_TENSOR && isCacheableTensor(payloadBytes - SET_TENSOR_DATA_OFFSET) ? [] : undefined
+        weights.request(command)
+        parts = weights.loading && command === RpcCommand.SET_TENSOR && isCacheableTensor(payloadBytes - SET_TENSOR_DATA_OFFSET) ? [] : undefined
       },
       requestPayload: part => { parts?.push(part) },
       requestEnd: () => {

@@ -1,6 +1,6 @@
 import { encodeRequestHeader, RpcCommand, SET_TENSOR_CACHED_BYTES, SET_TENSOR_DATA_OFFSET, TunnelCommand } from './ggml-rpc.js'
 import { RpcRequestValidator } from './request-validator.js'
-import { tensorKey, type CachedTensor } from './tensor-cache.js'
+import { tensorKey, WeightLoading, type CachedTensor } from './tensor-cache.js'
 
 /** Coordinator: what one worker's tensor cache holds, as the worker said in the cap exchange. */
 export class TensorInventory {
@@ -33,11 +33,13 @@ export class TensorInventory {
 /**
  * Coordinator: rewrites llama-server's requests to one worker so that a SET_TENSOR whose data
  * the worker's tensor cache holds crosses the tunnel as a SET_TENSOR_CACHED of a few hundred
- * bytes. Only a SET_TENSOR of a size the worker holds is held back whole and hashed; every
- * other byte passes as it came, in order.
+ * bytes. Only while the weights load, and only a SET_TENSOR of a size the worker holds, is
+ * held back whole and hashed; every other byte passes as it came, in order, and once the
+ * weights are loaded the session's bytes pass untouched.
  */
 export class SetTensorDeduplicator {
   readonly #framer: RpcRequestValidator
+  readonly #weights = new WeightLoading()
   #out: Uint8Array[] = []
   /** the payload of the SET_TENSOR being held back, in parts */
   #held: Uint8Array[] | undefined
@@ -46,7 +48,8 @@ export class SetTensorDeduplicator {
     // llama-server is local and trusted: the parser only frames its requests, it caps nothing.
     this.#framer = new RpcRequestValidator(Number.MAX_SAFE_INTEGER, {
       requestStart: (command, payloadBytes) => {
-        const holdBack = command === RpcCommand.SET_TENSOR && inventory.hasSize(payloadBytes - SET_TENSOR_DATA_OFFSET)
+        this.#weights.request(command)
+        const holdBack = this.#weights.loading && command === RpcCommand.SET_TENSOR && inventory.hasSize(payloadBytes - SET_TENSOR_DATA_OFFSET)
         this.#held = holdBack ? [] : undefined
         if (!holdBack) this.#out.push(encodeRequestHeader(command, payloadBytes))
       },
@@ -69,6 +72,8 @@ export class SetTensorDeduplicator {
 
   /** Takes the next bytes from llama-server; returns the bytes to send to the worker now, in order. */
   push (chunk: Uint8Array): Uint8Array[] {
+    // Nothing is held back after loading: no need to follow requests any further.
+    if (!this.#weights.loading) return [chunk]
     this.#framer.push(chunk)
     const out = this.#out
     this.#out = []

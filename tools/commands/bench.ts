@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { benchLocal } from '../../engine/benchmark.js'
 import { parsePositiveInt } from '../cli-parsers.js'
+import type { LayerRange } from '../failover-bench.js'
 
 interface BenchLocalOptions {
   model: string
@@ -103,6 +104,7 @@ function benchFailoverCommand (): Command {
         return
       }
       const mib = (bytes: number): string => `${(bytes / 2 ** 20).toFixed(1)} MiB`
+      const layers = ({ first, count }: LayerRange): string => count === 0 ? 'no layers' : `layers ${first}-${first + count - 1}`
       process.stdout.write([
         `detect         ${result.detect_ms} ms (SIGKILL -> member dead)`,
         `replan         ${result.replan_ms} ms (dead -> new plan)`,
@@ -110,7 +112,7 @@ function benchFailoverCommand (): Command {
         `first load     ${result.first_load_ms} ms (reload/first load ${(result.reload_ms / result.first_load_ms).toFixed(2)})`,
         `resume         ${result.resume_ms} ms (SIGKILL -> next token on the stream, killed after ${report.tokensBeforeKill} of ${report.tokensInAll} tokens)`,
         `same text      ${result.identical_output ? 'yes' : 'NO'}`,
-        `surviving worker ${report.survivorLayers.before} layers before, ${report.survivorLayers.after} after; it received ${mib(survivorUpload.firstLoad.setTensorBytes)} as SET_TENSOR at the first load, ${mib(survivorUpload.reload.setTensorBytes)} at the reload (${mib(survivorUpload.reload.setTensorHashBytes)} as SET_TENSOR_HASH); its tensor cache supplied ${mib(survivorUpload.reload.tensorCacheHitBytes)} at the reload`,
+        `surviving worker ${layers(report.survivorLayers.before)} before, ${layers(report.survivorLayers.after)} after; it received ${mib(survivorUpload.firstLoad.setTensorBytes)} as SET_TENSOR at the first load, ${mib(survivorUpload.reload.setTensorBytes)} at the reload (${mib(survivorUpload.reload.setTensorHashBytes)} as SET_TENSOR_HASH); its tensor cache supplied ${mib(survivorUpload.reload.tensorCacheHitBytes)} at the reload`,
         ''
       ].join('\n'))
     })
