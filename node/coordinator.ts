@@ -308,11 +308,11 @@ export class Coordinator {
     return decision.delayMs
   }
 
-  /** Alive workers this node is connected to (the tunnel needs a connection), with their offers, in PeerId order so the pipeline order is stable. */
+  /** Alive workers this node is connected to (the tunnel needs a connection) that offer memory, with their offers, in PeerId order so the pipeline order is stable. */
   async #liveWorkers (): Promise<NodeOffer[]> {
     const report = await this.#init.node.status()
     return report.members
-      .filter(member => member.role === 'worker' && member.state === 'alive' && member.addresses.length > 0 && member.memoryBytes != null)
+      .filter(member => member.role === 'worker' && member.state === 'alive' && member.addresses.length > 0 && (member.memoryBytes ?? 0) > 0)
       .sort((a, b) => a.peerId.localeCompare(b.peerId))
       .map(member => ({ id: member.peerId, offeredBytes: member.memoryBytes ?? 0, speed: member.computeGflops ?? 1 }))
   }

@@ -132,6 +132,8 @@ export class MeshNode {
       })
       const peers = [...options.peers, ...config.coordinatorAddrs]
       const capabilities = localCapabilities(llamaCppTag, options.memoryBytes)
+      // What this node lends while it can (its offer falls to 0 if rpc-server is given up on).
+      const offeredBytes = capabilities.memoryBytes
       // A worker lends its memory through rpc-server, which only the coordinator reaches, through the tunnel.
       const rpcServer = options.role === 'worker' ? await startRpcServer({ dataDir: dir.root }) : undefined
       try {
@@ -152,9 +154,9 @@ export class MeshNode {
                 authorize: peer => membership.certificateOf(peer.toString())?.body.role === 'coordinator',
                 rpcServerPort: () => rpcServer.port,
                 // The coordinator sets the cap from its plan; no plan puts more on this worker than it offers.
-                messageCapCeiling: () => messageCapFor(capabilities.memoryBytes),
+                messageCapCeiling: () => messageCapFor(offeredBytes),
                 // Nor does any plan give it more tensors to keep than it offers memory for.
-                tensorCache: { dir: dir.tensorCache, maxBytes: () => capabilities.memoryBytes }
+                tensorCache: { dir: dir.tensorCache, maxBytes: () => offeredBytes }
               }
         })
         const node = new MeshNode({ options: { ...options, peers }, privateKey, libp2p, membership, metrics, datastore, capabilities, rpcServer, apiKeys })
@@ -238,7 +240,13 @@ export class MeshNode {
     for (const addr of libp2p.getMultiaddrs()) log('info', `listening on ${addr.toString()}`)
     log('info', `gated protocols: ${libp2p.services.gate.gated.join(', ')}`)
     this.rpcServer?.on('exit', exit => { log('warn', `rpc-server ${describeExit(exit)}`) })
-    this.rpcServer?.on('failed', reason => { log('error', reason) })
+    this.rpcServer?.on('failed', reason => {
+      log('error', `${reason}; this worker now offers no memory until it is restarted`)
+      // Heartbeats and the capability record carry the offer: the coordinator plans without
+      // this worker instead of failing on it again after every hold-off.
+      this.capabilities.memoryBytes = 0
+      void this.publishCapabilities()
+    })
     this.rpcServer?.on('restart', ({ port }) => { log('info', `rpc-server restarted on port ${port}`) })
     this.rpcServer?.on('restart', () => { this.metrics.engineRestarted('rpc-server') })
   }

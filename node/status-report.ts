@@ -46,7 +46,7 @@ export interface TokenTime {
 
 /** Something `mesh status` warns about. */
 export interface StatusWarning {
-  kind: 'bottleneck' | 'memory' | 'version' | 'flapping'
+  kind: 'bottleneck' | 'memory' | 'version' | 'flapping' | 'no-memory'
   /** the member it is about */
   peerId: string
   /** one sentence: what is wrong and what to do */

@@ -71,4 +71,9 @@ describe('status warnings', () => {
     assert.match(warnings[1].message, /runs llama\.cpp b2, this node b1/)
     assert.match(warnings[2].message, /lost contact 3 times in the last 5 minutes/)
   })
+
+  it('warns about a live worker that offers no memory, and only about that one', () => {
+    const warnings = statusWarnings(input({ members: [member('w-given-up', { memoryBytes: 0 }), member('w-lending'), member('w-dead', { state: 'dead', memoryBytes: 0 })] }))
+    assert.deepEqual(warnings.map(w => [w.kind, w.peerId]), [['no-memory', 'w-given-up']])
+  })
 })

@@ -22,9 +22,9 @@ export interface WarningInput {
   selfComputeGflops: number
 }
 
-/** What `mesh status` warns about: a bottleneck stage, a member near its memory limit, a version mismatch, a flapping member. */
+/** What `mesh status` warns about: a bottleneck stage, a member near its memory limit, a version mismatch, a flapping member, a worker that lends nothing. */
 export function statusWarnings (input: WarningInput): StatusWarning[] {
-  return [...bottleneck(input), ...memory(input), ...versions(input), ...flapping(input)]
+  return [...bottleneck(input), ...memory(input), ...versions(input), ...flapping(input), ...noMemory(input)]
 }
 
 // Stages' time per token: the workers' as the tunnel measured them when every worker's is known
@@ -73,4 +73,11 @@ function flapping (input: WarningInput): StatusWarning[] {
   return input.members
     .filter(m => m.state !== 'revoked' && input.flaps(m.peerId) >= FLAP_WARNING_COUNT)
     .map(m => ({ kind: 'flapping', peerId: m.peerId, message: `${shortPeerId(m.peerId)} is flapping: it lost contact ${input.flaps(m.peerId)} times in the last ${FLAP_WINDOW_MS / 60_000} minutes; check its network and load` }))
+}
+
+// A worker offers nothing when its rpc-server was given up on (or it was started with no memory to lend).
+function noMemory (input: WarningInput): StatusWarning[] {
+  return input.members
+    .filter(m => m.role === 'worker' && m.state === 'alive' && m.memoryBytes === 0)
+    .map(m => ({ kind: 'no-memory', peerId: m.peerId, message: `${shortPeerId(m.peerId)} offers no memory, so no plan uses it; if its rpc-server keeps crashing ("mesh status" on it says why), fix that and restart it` }))
 }

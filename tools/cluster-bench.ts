@@ -66,20 +66,21 @@ async function measurePrefill (engine: Engine, promptTokens: readonly number[], 
   return promptTokens.length / ((performance.now() - start) / 1000)
 }
 
-async function measureSide (modelPath: string, args: string[], runs: number, tokens: number, promptTokens: readonly number[], bannedTokens: readonly number[]): Promise<DecodeRun & { prefill: number }> {
+/** One engine start of one side: decode and prompt-reading speed, and the tokens it decoded. */
+async function measureOnce (modelPath: string, args: string[], tokens: number, promptTokens: readonly number[], bannedTokens: readonly number[]): Promise<DecodeRun & { prefill: number }> {
   const server = await startLlamaServer({ modelPath, threads: THREADS, extraArgs: args })
   try {
     await measureDecode(server, PROMPT, WARMUP_TOKENS, bannedTokens)
-    const decodes: DecodeRun[] = []
-    const prefills: number[] = []
-    for (let i = 0; i < runs; i++) {
-      decodes.push(await measureDecode(server, PROMPT, tokens, bannedTokens))
-      prefills.push(await measurePrefill(server, promptTokens, bannedTokens))
-    }
-    return { tokens: decodes[0].tokens, tokensPerSecond: median(decodes.map(run => run.tokensPerSecond)), prefill: median(prefills) }
+    const decode = await measureDecode(server, PROMPT, tokens, bannedTokens)
+    return { ...decode, prefill: await measurePrefill(server, promptTokens, bannedTokens) }
   } finally {
     await server.dispose()
   }
+}
+
+/** The median speeds of several runs of one side, with the first run's tokens. */
+function summarize (runs: ReadonlyArray<DecodeRun & { prefill: number }>): DecodeRun & { prefill: number } {
+  return { tokens: runs[0].tokens, tokensPerSecond: median(runs.map(run => run.tokensPerSecond)), prefill: median(runs.map(run => run.prefill)) }
 }
 
 /**
@@ -115,7 +116,6 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
   try {
     for (const id of workerIds) rpcServers.push(await startRpcServer({ dataDir: join(dataDir, id), threads: THREADS }))
     const direct = Object.fromEntries(workerIds.map((id, i) => [id, `127.0.0.1:${String(rpcServers[i].port)}`]))
-    const baseline = await measureSide(options.modelPath, renderLlamaServerArgs(plan, direct), runs, options.tokens, promptTokens, bannedTokens)
 
     const coordinator = await startTunnelNode()
     nodes.push(coordinator)
@@ -136,7 +136,17 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
         maxMessageBytes: messageCapFor(largestStageTensorBytes(facts, plan, stage))
       })
     }
-    const tunnel = await measureSide(options.modelPath, renderLlamaServerArgs(plan, tunnelled), runs, options.tokens, promptTokens, bannedTokens)
+    // The sides take turns, each run on a fresh llama-server (rpc-server serves one at a time),
+    // so that a change in the machine's load hits both alike.
+    const sides = { baseline: renderLlamaServerArgs(plan, direct), tunnel: renderLlamaServerArgs(plan, tunnelled) }
+    const measured = { baseline: [] as Array<DecodeRun & { prefill: number }>, tunnel: [] as Array<DecodeRun & { prefill: number }> }
+    for (let run = 0; run < runs; run++) {
+      for (const side of run % 2 === 0 ? ['baseline', 'tunnel'] as const : ['tunnel', 'baseline'] as const) {
+        measured[side].push(await measureOnce(options.modelPath, sides[side], options.tokens, promptTokens, bannedTokens))
+      }
+    }
+    const baseline = summarize(measured.baseline)
+    const tunnel = summarize(measured.tunnel)
 
     return {
       tokens_per_second: tunnel.tokensPerSecond,
