@@ -1,14 +1,24 @@
 // A worker that hangs (SIGSTOP) or dies (SIGKILL) is declared dead within 6 s, the coordinator
 // serves on the remaining members, and the returning worker is folded back into the full plan.
 import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
 import { deathLine, lineAfter, signalTree, startServingCluster, waitForPlan, type ServingCluster } from './fault-harness.js'
-import { TestCluster } from './mesh-harness.js'
+import { TestCluster, type MeshProcess } from './mesh-harness.js'
+import { descendantPids } from './process-tree.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
 const TOKENS = 16
 const DETECT_LIMIT_MS = 6000
+
+/** A worker's rpc-server child. */
+async function rpcServerPid (worker: MeshProcess): Promise<number> {
+  for (const pid of await descendantPids(worker.pid ?? -1)) {
+    if ((await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).includes('rpc-server')) return pid
+  }
+  throw new Error('the worker runs no rpc-server')
+}
 
 describe('a hung or killed worker', { timeout: 600_000 }, () => {
   const cluster = new TestCluster()
@@ -79,6 +89,20 @@ describe('a hung or killed worker', { timeout: 600_000 }, () => {
     mesh.workers[1] = cluster.start(killed.home, mesh.workerArgs[1])
     await waitForPlan(mesh.coordinator.home, mesh.workerIds)
     console.log(`restart: full plan back after ${Date.now() - restartedAt} ms`)
+    await assertServes()
+  })
+
+  it('leaves out a worker whose rpc-server died, and takes it back once its rpc-server runs again', async () => {
+    if (mesh === undefined) throw new Error('no cluster')
+    const from = mesh.coordinator.lines.length
+    process.kill(await rpcServerPid(mesh.workers[0]), 'SIGKILL')
+    // llama-server aborts when a worker's session breaks; the worker that broke it is to blame.
+    await lineAfter(mesh.coordinator, from, /declared dead: its tunnel failed: the worker ended a ggml-rpc session/)
+    await waitForPlan(mesh.coordinator.home, [mesh.workerIds[1]])
+    await assertServes()
+    const failedAt = Date.now()
+    await waitForPlan(mesh.coordinator.home, mesh.workerIds, 120_000)
+    console.log(`rpc-server death: full plan back after ${Date.now() - failedAt} ms`)
     await assertServes()
   })
 })

@@ -1,5 +1,5 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { RpcWorkerStalledError } from './errors.js'
+import { RpcSessionEndedByWorkerError, RpcWorkerStalledError } from './errors.js'
 import { pipeSocketAndStream } from './pipe.js'
 import { ResponseWatchdog } from './response-watchdog.js'
 import { SetTensorDeduplicator, type TensorInventory } from './tensor-dedup.js'
@@ -14,6 +14,26 @@ interface FailureWatch {
   traffic?: TunnelListenerOptions['traffic']
   /** what the worker's tensor cache held when the plan's cap was set: SET_TENSOR of those data go as SET_TENSOR_CACHED */
   cachedTensors?: TensorInventory
+}
+
+/**
+ * Calls `onEnded` when the worker ends a session before llama-server does. llama-server alone
+ * ends sessions in normal work (when it stops); a worker ends one only when its rpc-server died
+ * or its bridge refused a request. llama-server aborts at its next use of the session, so the
+ * worker is reported at once: the coordinator can re-plan before a request meets the broken engine.
+ */
+function watchEndedByWorker (socket: Socket, stream: Stream, onEnded: (err: RpcSessionEndedByWorkerError) => void): void {
+  let over = false
+  const byWorker = (how: string): void => {
+    if (over) return
+    over = true
+    onEnded(new RpcSessionEndedByWorkerError(how))
+  }
+  socket.once('end', () => { over = true })
+  socket.once('close', () => { over = true })
+  stream.addEventListener('remoteCloseWrite', () => { byWorker('it closed the stream') }, { once: true })
+  // Only a reset from the far end: this side aborts the stream itself when llama-server's socket fails.
+  stream.addEventListener('close', event => { if (event.error?.name === 'StreamResetError') byWorker('it reset the stream') }, { once: true })
 }
 
 /**
@@ -76,6 +96,7 @@ export class TunnelListener {
     const traffic = this.#watch.traffic?.()
     const inventory = this.#watch.cachedTensors
     const dedup = inventory === undefined || inventory.empty ? undefined : new SetTensorDeduplicator(inventory)
+    if (onFailure !== undefined) watchEndedByWorker(socket, stream, onFailure)
     const watchdog = new ResponseWatchdog(responseTimeoutMs, () => {
       const err = new RpcWorkerStalledError(responseTimeoutMs)
       stream.abort(err)

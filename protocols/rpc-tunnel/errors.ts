@@ -106,3 +106,11 @@ export class RpcTensorCacheMissError extends RpcTunnelError {
     this.name = 'RpcTensorCacheMissError'
   }
 }
+
+/** Coordinator: the worker ended a session llama-server still used (its rpc-server died, or its bridge refused a request). */
+export class RpcSessionEndedByWorkerError extends RpcTunnelError {
+  constructor (how: string) {
+    super(`the worker ended a ggml-rpc session that llama-server was still using (${how})`, 'ended-by-worker')
+    this.name = 'RpcSessionEndedByWorkerError'
+  }
+}

@@ -15,7 +15,7 @@ import type { Registry } from 'prom-client'
 
 /** Coordinator: how one worker's listener reports a worker that fails its sessions. */
 export interface TunnelListenerOptions {
-  /** called when a tunnel stream to the worker cannot be opened, or the worker stops answering (RpcWorkerStalledError) */
+  /** called when a tunnel stream to the worker cannot be opened, the worker stops answering (RpcWorkerStalledError) or ends a session llama-server still uses (RpcSessionEndedByWorkerError) */
   onFailure?: (err: Error) => void
   /** sees every session's bytes, for per-worker metrics (a new observer per llama-server connection) */
   traffic?: () => TunnelTraffic
