@@ -58,7 +58,7 @@ function benchClusterCommand (): Command {
     .requiredOption('--model <path>', 'GGUF model to run')
     .addOption(new Option('--workers <n>', 'rpc-servers (workers) to split the model over').argParser(parsePositiveInt).default(2))
     .addOption(new Option('--tokens <n>', 'tokens to generate per measured run').argParser(parseTokens).default(128))
-    .addOption(new Option('--runs <n>', 'measured runs per side; the median speed is reported').argParser(parsePositiveInt).default(3))
+    .addOption(new Option('--runs <n>', 'measured runs per side, each on a fresh llama-server, the sides taking turns; the median speed is reported').argParser(parsePositiveInt).default(3))
     .option('--json', 'print one JSON object instead of a summary')
     .action(async (options: BenchClusterOptions) => {
       // Loaded here: libp2p takes a while to import and only this subcommand needs it.
