@@ -1,11 +1,13 @@
 // A worker that hangs (SIGSTOP) or dies (SIGKILL) is declared dead within 6 s, the coordinator
 // serves on the remaining members, and the returning worker is folded back into the full plan.
+// A worker whose rpc-server dies is left out until it runs again; one whose rpc-server keeps
+// crashing offers no memory, and the plan leaves it out for good.
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
-import { deathLine, lineAfter, signalTree, startServingCluster, waitForPlan, type ServingCluster } from './fault-harness.js'
-import { TestCluster, type MeshProcess } from './mesh-harness.js'
+import { deathLine, lineAfter, signalTree, startServingCluster, waitForPlan, waitForStatus, type ServingCluster } from './fault-harness.js'
+import { TestCluster, waitFor, type MeshProcess } from './mesh-harness.js'
 import { descendantPids } from './process-tree.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
@@ -103,6 +105,33 @@ describe('a hung or killed worker', { timeout: 600_000 }, () => {
     const failedAt = Date.now()
     await waitForPlan(mesh.coordinator.home, mesh.workerIds, 120_000)
     console.log(`rpc-server death: full plan back after ${Date.now() - failedAt} ms`)
+    await assertServes()
+  })
+
+  it('plans without a worker whose rpc-server keeps crashing, and says why in mesh status', async () => {
+    if (mesh === undefined) throw new Error('no cluster')
+    const worker = mesh.workers[0]
+    // Crashes until the guardian gives up: five within a minute (the previous test's kill may count).
+    const givenUp = (): boolean => worker.lines.some(line => line.includes('this worker now offers no memory'))
+    let previous: number | undefined
+    for (let crash = 1; crash <= 5; crash++) {
+      const pid = await waitFor('a restarted rpc-server, or its guardian giving up', async () => {
+        if (givenUp()) return 'given up'
+        const found = await rpcServerPid(worker).catch(() => undefined)
+        return found !== previous ? found : undefined
+      }, 30_000).catch((err: Error) => { throw new Error(`${err.message} before crash ${crash}; the worker's log:\n${worker.lines.slice(-15).join('\n')}`) })
+      if (pid === 'given up') break
+      process.kill(pid, 'SIGKILL')
+      previous = pid
+    }
+    await worker.waitForLine(/this worker now offers no memory until it is restarted/)
+    const report = await waitForStatus(mesh.coordinator.home, 'a warning about the worker that offers no memory', status =>
+      status.warnings.some(warning => warning.kind === 'no-memory' && warning.peerId === mesh?.workerIds[0]), 90_000)
+    assert.equal(report.members.find(member => member.peerId === mesh?.workerIds[0])?.memoryBytes, 0)
+    // Back from its tunnel hold-off, alive but lending nothing: the plan still leaves it out.
+    await waitForStatus(mesh.coordinator.home, 'the worker alive again', status =>
+      status.members.some(member => member.peerId === mesh?.workerIds[0] && member.state === 'alive'), 90_000)
+    await waitForPlan(mesh.coordinator.home, [mesh.workerIds[1]])
     await assertServes()
   })
 })
