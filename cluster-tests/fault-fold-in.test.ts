@@ -58,7 +58,9 @@ describe('a worker that returns during a generation', { timeout: 600_000 }, () =
       assert.ok(rebuiltAfterMs >= FOLD_IN_MAX_DELAY_MS, `the engine was rebuilt ${rebuiltAfterMs} ms after the worker returned, during the generation; the coordinator's log meanwhile:\n${meanwhile.join('\n')}`)
     }
 
-    await waitForPlan(coordinator.home, workerIds)
+    await waitForPlan(coordinator.home, workerIds).catch((err: Error) => {
+      throw new Error(`${err.message}\nthe coordinator's log since the worker returned:\n${coordinator.lines.slice(returnedFrom).join('\n')}`)
+    })
     console.log(`fold-in: the worker returned ${answeredAt - returnedAt} ms before the generation ended; the engine was rebuilt ${rebuilt === undefined ? 'after it' : 'during it, at the bounded delay'}`)
   })
 })
