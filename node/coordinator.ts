@@ -12,7 +12,7 @@ import { readModelFacts } from '../engine/model-facts.js'
 import { defaultContextSize, inspectModelFile } from '../engine/model-file.js'
 import { RestartPolicy } from '../engine/restart-policy.js'
 import { ServingEngine, type ServingState } from '../engine/serving-engine.js'
-import { messageCapFor } from '../protocols/rpc-tunnel/index.js'
+import { messageCapFor, RpcSessionEndedByWorkerError } from '../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes, renderPlanTable, renderLlamaServerArgs, type ModelFacts, type NodeOffer, type PrivacyMode, type StagePlan, type StageRange } from '../scheduler/index.js'
 import { quietMoment } from './quiet-moment.js'
 import { chooseServingPlan, samePlacement, type EngineChoice, type ServingPlan } from './serving-plan.js'
@@ -33,6 +33,11 @@ const FOLD_IN_MAX_DELAY_MS = 30_000
 
 /** A worker whose tunnel failed while its heartbeats still came is left out of plans this long. */
 const TUNNEL_FAILURE_HOLD_OFF_MS = 30_000
+/**
+ * Shorter for a worker that ended a session itself: its rpc-server died and its guardian
+ * restarts it within seconds (or gives up, and the worker then offers no memory).
+ */
+const SESSION_ENDED_HOLD_OFF_MS = 5_000
 
 /** On stop, how long requests in flight get to finish: a long reply at a few tokens per second. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
@@ -209,7 +214,8 @@ export class Coordinator {
   // A worker already suspect or dead is the failure detector's to judge.
   #tunnelFailed (peerId: string, err: Error): void {
     if (this.#stopped || this.#init.node.events.state(peerId) !== 'alive') return
-    this.#init.node.events.fail(peerId, `its tunnel failed: ${err.message}`, TUNNEL_FAILURE_HOLD_OFF_MS)
+    const holdOffMs = err instanceof RpcSessionEndedByWorkerError ? SESSION_ENDED_HOLD_OFF_MS : TUNNEL_FAILURE_HOLD_OFF_MS
+    this.#init.node.events.fail(peerId, `its tunnel failed: ${err.message}`, holdOffMs)
   }
 
   async #replan (): Promise<void> {
