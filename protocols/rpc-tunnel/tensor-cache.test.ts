@@ -87,11 +87,15 @@ describe('tunnel tensor cache', () => {
     const description = randomBytes(SET_TENSOR_DATA_OFFSET)
     const other = randomBytes(weights.byteLength) // the same size, not cached: it must go whole
     const reload = concat([hello, setTensor(weights, description), setTensor(other), setTensor(norm), rpcRequest(RpcCommand.GRAPH_COMPUTE, 100)])
-    const dedup = new SetTensorDeduplicator(new TensorInventory(await cache.inventory()))
-    const crossing = feed(chunk => dedup.push(chunk), reload, 4096)
-    assert.ok(crossing.byteLength < reload.byteLength - weights.byteLength + 1024, `${crossing.byteLength} bytes crossed for a ${reload.byteLength}-byte reload`)
-    const validator = workerSession()
-    assert.deepEqual(feed(chunk => validator.push(chunk), crossing, 777), reload, 'rpc-server receives exactly what llama-server sent')
+    const inventory = new TensorInventory(await cache.inventory())
+    // Chunks of 100 bytes split the tensor's 304-byte description over several parts.
+    for (const size of [100, 4096]) {
+      const dedup = new SetTensorDeduplicator(inventory)
+      const crossing = feed(chunk => dedup.push(chunk), reload, size)
+      assert.ok(crossing.byteLength < reload.byteLength - weights.byteLength + 1024, `${crossing.byteLength} bytes crossed for a ${reload.byteLength}-byte reload`)
+      const validator = workerSession()
+      assert.deepEqual(feed(chunk => validator.push(chunk), crossing, 777), reload, 'rpc-server receives exactly what llama-server sent')
+    }
   })
 
   it('closes a session whose cached tensor is gone with a typed error', async () => {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, type Hash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -27,9 +27,14 @@ export function isTensorKey (text: string): boolean {
   return KEY_NAME.test(text)
 }
 
+/** A hash that gives tensor keys (`digest('hex')`), for data that arrives in parts. */
+export function tensorKeyHash (): Hash {
+  return createHash('sha256')
+}
+
 /** The key that names `data` in a tensor cache: its sha256, hex. */
 export function tensorKey (data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex')
+  return tensorKeyHash().update(data).digest('hex')
 }
 
 /** True for tensor data of a size the tunnel's tensor cache keeps (llama.cpp's own cache takes larger ones). */
