@@ -16,6 +16,7 @@ import { LLAMA_RPC_HASH_THRESHOLD_BYTES } from '../protocols/rpc-tunnel/ggml-rpc
 import { messageCapFor } from '../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type StagePlan } from '../scheduler/index.js'
 import { startTunnelNode, type TunnelNode } from '../tools/cluster-bench.js'
+import { metricSample } from '../tools/metric-sample.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
 const GiB = 1024 ** 3
@@ -68,11 +69,10 @@ describe('reloading a plan', { timeout: 300_000 }, () => {
 
   async function received (): Promise<Received> {
     const text = await worker.services.rpcTunnel.registry.metrics()
-    const value = (series: string): number => Number(text.split('\n').find(line => line.startsWith(`${series} `))?.split(' ')[1] ?? 0)
     return {
-      setTensorBytes: value('llmesh_rpc_request_bytes_total{command="set_tensor"}'),
-      setTensorHashRequests: value('llmesh_rpc_command_duration_seconds_count{command="set_tensor_hash"}'),
-      cacheHitBytes: value('llmesh_rpc_tensor_cache_bytes_total{event="hit"}')
+      setTensorBytes: metricSample(text, 'llmesh_rpc_request_bytes_total{command="set_tensor"}'),
+      setTensorHashRequests: metricSample(text, 'llmesh_rpc_command_duration_seconds_count{command="set_tensor_hash"}'),
+      cacheHitBytes: metricSample(text, 'llmesh_rpc_tensor_cache_bytes_total{event="hit"}')
     }
   }
 

@@ -10,6 +10,7 @@ import { controlRequest } from '../node/control-socket.js'
 import { dataDir } from '../node/data-dir.js'
 import { shortPeerId } from '../node/short-peer-id.js'
 import { requestStatus } from '../node/status-request.js'
+import { metricSample } from './metric-sample.js'
 import { waitForApi } from './up/api-ready.js'
 import { LocalCluster, upLayout } from './up/local-cluster.js'
 
@@ -274,15 +275,11 @@ function failoverTiming (log: LogLine[], killedAt: number, victim: string, worke
 async function tensorUpload (workerHome: string): Promise<TensorUpload> {
   const dir = dataDir(workerHome)
   const { text } = await controlRequest(dir.controlSocket, dir.root, { op: 'metrics' }) as { text: string }
-  const counter = (series: string): number => {
-    const match = new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(text)
-    return match == null ? 0 : Number(match[1])
-  }
   return {
     // set_tensor_cached is counted apart: its data never crossed the network
-    setTensorBytes: counter('llmesh_rpc_request_bytes_total{command="set_tensor"}'),
-    setTensorHashBytes: counter('llmesh_rpc_request_bytes_total{command="set_tensor_hash"}'),
-    tensorCacheHitBytes: counter('llmesh_rpc_tensor_cache_bytes_total{event="hit"}')
+    setTensorBytes: metricSample(text, 'llmesh_rpc_request_bytes_total{command="set_tensor"}'),
+    setTensorHashBytes: metricSample(text, 'llmesh_rpc_request_bytes_total{command="set_tensor_hash"}'),
+    tensorCacheHitBytes: metricSample(text, 'llmesh_rpc_tensor_cache_bytes_total{event="hit"}')
   }
 }
 
