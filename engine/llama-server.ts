@@ -35,6 +35,9 @@ export interface LlamaServerOptions {
 
 const LISTENING_LINE = /listening on (unix:\/\/\S+|https?:\/\/\S+)/
 
+/** How often /health is asked while llama-server loads its model. */
+const HEALTH_POLL_INTERVAL_MS = 20
+
 /** Starts llama-server with a model and waits until /health says the model is loaded. */
 export async function startLlamaServer (options: LlamaServerOptions): Promise<LlamaServer> {
   const facts = await inspectModelFile(options.modelPath) // a clear error for a bad model file, before a child starts
@@ -67,7 +70,9 @@ export async function startLlamaServer (options: LlamaServerOptions): Promise<Ll
     // llama-server divides its context evenly between the slots.
     const slotContext = Math.floor(contextSize / parallel)
     const server = new LlamaServer(child, target, options.modelPath, threads, 'socketPath' in listen ? listen.socketPath : undefined, slotContext)
-    await child.waitUntil(async () => await server.isHealthy(), { ...wait, intervalMs: 100 })
+    // A /health request on the local socket costs well under a millisecond; a short interval
+    // keeps a reload after a failure from waiting on the poll.
+    await child.waitUntil(async () => await server.isHealthy(), { ...wait, intervalMs: HEALTH_POLL_INTERVAL_MS })
     return server
   } catch (err) {
     await child.stop()

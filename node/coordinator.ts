@@ -183,22 +183,24 @@ export class Coordinator {
     this.#replanDue = due
     this.#replanTimer = setTimeout(() => {
       this.#replanTimer = undefined
-      this.#replanning = this.#replanning.then(async () => { await this.#replan() })
+      this.#replanning = this.#replanning.then(async () => { await this.#replan('recover') })
     }, delayMs)
     // A fold-in waiting for a quiet moment goes ahead now: the engine is to be rebuilt anyway.
     this.#urgentReplan = true
     this.#quietWake.abort()
   }
 
-  // A returning member is worth a new plan but not an interrupted stream: the re-plan waits,
-  // in turn after any load in progress, for a moment without generations.
+  // A returning member, like the rebalance after a recovery plan, is worth a new plan but not
+  // an interrupted stream: the re-plan waits, in turn after any load in progress, for a moment
+  // without generations.
   #scheduleFoldIn (): void {
     if (this.#stopped) return
     clearTimeout(this.#foldInTimer)
     this.#foldInTimer = setTimeout(() => {
       this.#replanning = this.#replanning.then(async () => {
         await this.#quietMoment()
-        await this.#replan()
+        // A loss while waiting cut the wait short: serve again soonest, rebalance later.
+        await this.#replan(this.#urgentReplan ? 'recover' : 'balance')
       })
     }, REPLAN_DELAY_MS)
   }
@@ -218,13 +220,17 @@ export class Coordinator {
     this.#init.node.events.fail(peerId, `its tunnel failed: ${err.message}`, holdOffMs)
   }
 
-  async #replan (): Promise<void> {
+  // `recover` (after a loss or a crash) serves again soonest: the workers keep the layers they
+  // hold and the coordinator takes over what it can; the speed-proportional plan follows as a
+  // `balance` at a quiet moment, like a returning member's fold-in.
+  async #replan (mode: 'recover' | 'balance'): Promise<void> {
     if (this.#stopped) return
     this.#urgentReplan = false
     const { node, log } = this.#init
     let next: ServingPlan
+    let rebalance: boolean
     try {
-      next = chooseServingPlan({
+      const input = {
         choice: this.#init.engine,
         model: this.#model,
         coordinator: { id: node.libp2p.peerId.toString(), offeredBytes: node.capabilities.memoryBytes, speed: node.capabilities.computeGflops },
@@ -232,7 +238,10 @@ export class Coordinator {
         contextSize: this.#contextSize,
         privacy: this.#init.privacy,
         stages: this.#init.stages
-      })
+      }
+      const held = this.#plan?.kind === 'cluster' ? this.#plan.plan : undefined
+      next = chooseServingPlan({ ...input, recoverFrom: mode === 'recover' ? held : undefined })
+      rebalance = !samePlacement(next, chooseServingPlan(input))
     } catch (err) {
       log('error', `no plan fits the live members: ${(err as Error).message}`)
       this.#plan = undefined
@@ -248,7 +257,9 @@ export class Coordinator {
     if (samePlacement(this.#plan, next) && this.#serving.state === 'failed') return
     if (!samePlacement(this.#plan, next)) this.#engineRestarts.reset()
     this.#plan = next
-    log('info', next.kind === 'local' ? 'serving with the local engine (no workers)' : `serving with ${next.plan.stages.length - 1} worker(s):\n${renderPlanTable(next.plan)}`)
+    if (rebalance) this.#scheduleFoldIn()
+    const recovering = rebalance ? ', keeping the layers the workers hold; the speed-proportional plan follows at a quiet moment' : ''
+    log('info', next.kind === 'local' ? 'serving with the local engine (no workers)' : `serving with ${next.plan.stages.length - 1} worker(s)${recovering}:\n${renderPlanTable(next.plan)}`)
     try {
       // A llama-server waiting on a lost worker would sit out its stop grace period; cutting its tunnels ends it at once.
       await this.#init.node.libp2p.services.rpcTunnel.closeListeners()

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { readModelFacts } from '../engine/model-facts.js'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
 import { PlanDoesNotFitError, type ModelFacts } from '../scheduler/index.js'
-import { chooseServingPlan, type ServingPlanInput } from './serving-plan.js'
+import { chooseServingPlan, samePlacement, type ServingPlanInput } from './serving-plan.js'
 
 const GiB = 1024 ** 3
 
@@ -41,6 +41,18 @@ describe('serving plan choice', () => {
       assert.match(err.message, /missing|more is needed/)
       return true
     })
+  })
+
+  it('after a loss keeps the layers a surviving worker holds, where the speed-proportional plan would move them', () => {
+    const full = chooseServingPlan(input(GiB, 2))
+    assert.ok(full.kind === 'cluster')
+    const [, lost, survivor] = full.plan.stages
+    const left = { ...input(GiB, 2), workers: input(GiB, 2).workers.filter(worker => worker.id !== lost.nodeId) }
+    const recovered = chooseServingPlan({ ...left, recoverFrom: full.plan })
+    assert.ok(recovered.kind === 'cluster')
+    const kept = recovered.plan.stages.find(stage => stage.nodeId === survivor.nodeId)
+    assert.deepEqual([kept?.firstLayer, kept?.layerCount], [survivor.firstLayer, survivor.layerCount])
+    assert.equal(samePlacement(recovered, chooseServingPlan(left)), false, 'the balanced plan differs, so a rebalance follows')
   })
 
   it('runs the local engine when asked to, whatever the coordinator offers', () => {

@@ -1,4 +1,4 @@
-import { planFromStages, planStages, type ModelFacts, type NodeOffer, type PrivacyMode, type StagePlan, type StageRange } from '../scheduler/index.js'
+import { planFromStages, planRecovery, planStages, type ModelFacts, type NodeOffer, type PrivacyMode, type StagePlan, type StageRange } from '../scheduler/index.js'
 
 /** `--engine`: `local` runs node-llama-cpp in-process, `cluster` llama-server with RPC workers, `auto` picks by members. */
 export type EngineChoice = 'auto' | 'local' | 'cluster'
@@ -20,6 +20,11 @@ export interface ServingPlanInput {
   privacy: PrivacyMode
   /** a manual `--stages` override, coordinator first */
   stages?: readonly StageRange[]
+  /**
+   * The plan the workers hold the layers of, after a loss: the new plan then sends them as
+   * little as possible (planRecovery) instead of sharing by speed, to serve again sooner.
+   */
+  recoverFrom?: StagePlan
 }
 
 /**
@@ -42,7 +47,8 @@ export function chooseServingPlan (input: ServingPlanInput): ServingPlan {
     planStages(planInput)
     return { kind: 'local', contextSize: input.contextSize }
   }
-  return { kind: 'cluster', plan: input.stages != null ? planFromStages(planInput, input.stages) : planStages(planInput) }
+  if (input.stages != null) return { kind: 'cluster', plan: planFromStages(planInput, input.stages) }
+  return { kind: 'cluster', plan: input.recoverFrom != null ? planRecovery(planInput, input.recoverFrom) : planStages(planInput) }
 }
 
 /** True when two plans put the same layers on the same nodes, so the running engine can stay. */

@@ -2,6 +2,7 @@
 export type { KvCacheType, ModelFacts, NodeOffer, PlanInput, PrivacyMode, Stage, StageMemory, StagePlan, StageRange } from './types.js'
 export * from './errors.js'
 export { planStages } from './plan-stages.js'
+export { planRecovery } from './plan-recovery.js'
 export { parseStages, planFromStages } from './stages-override.js'
 export { renderLlamaServerArgs } from './llama-server-args.js'
 export { renderPlanTable } from './plan-table.js'

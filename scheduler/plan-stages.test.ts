@@ -4,42 +4,11 @@ import { planStages } from './plan-stages.js'
 import { planFromStages } from './stages-override.js'
 import { computeBufferBytes } from './memory.js'
 import { InvalidPlanInputError, PlanDoesNotFitError } from './errors.js'
-import type { ModelFacts, NodeOffer, PlanInput, StagePlan, StageRange } from './types.js'
-
-const MiB = 1024 * 1024
-
-// A 28-layer model: 100 MiB per layer, 1024 KV values per token per layer (2 KiB per token in f16).
-function model (overrides: Partial<ModelFacts> = {}): ModelFacts {
-  const layerCount = overrides.layerCount ?? 28
-  return {
-    layerCount,
-    layerWeightBytes: new Array<number>(layerCount).fill(100 * MiB),
-    layerLargestTensorBytes: new Array<number>(layerCount).fill(30 * MiB),
-    embeddingBytes: 250 * MiB,
-    outputHeadBytes: 250 * MiB,
-    tiedEmbeddings: false,
-    kvValuesPerTokenPerLayer: new Array<number>(layerCount).fill(1024),
-    embeddingLength: 2048,
-    vocabSize: 32000,
-    largestTensorBytes: 250 * MiB,
-    ...overrides
-  }
-}
+import { assertWithinOffers, input, MiB, model, node, ranges } from './test-support/plan-fixtures.js'
+import type { ModelFacts, PlanInput, StageRange } from './types.js'
 
 // The compute margin for the default context of these tests (4096 tokens, one slot, f16 cache).
 const compute = (m: ModelFacts, holdsOutputHead: boolean): number => computeBufferBytes({ model: m, contextSize: 4096, parallel: 1, kvCacheType: 'f16' }, holdsOutputHead)
-
-const node = (id: string, offeredMiB: number, speed = 1): NodeOffer => ({ id, offeredBytes: offeredMiB * MiB, speed })
-
-function input (workers: NodeOffer[], overrides: Partial<PlanInput> = {}): PlanInput {
-  return { model: model(), coordinator: node('coordinator', 16_000), workers, contextSize: 4096, ...overrides }
-}
-
-const ranges = (plan: StagePlan): string[] => plan.stages.map(stage => `${stage.nodeId}:${stage.firstLayer}+${stage.layerCount}`)
-
-function assertWithinOffers (plan: StagePlan): void {
-  for (const stage of plan.stages) assert.ok(stage.memory.totalBytes <= stage.offeredBytes, `${stage.nodeId} holds ${stage.memory.totalBytes} of ${stage.offeredBytes}`)
-}
 
 describe('planStages', () => {
   it('keeps every layer on the coordinator when there are no workers', () => {

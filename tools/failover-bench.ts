@@ -78,6 +78,9 @@ const STREAM_TIMEOUT_MS = 300_000
 /** How long after the stream the coordinator's log may take to show the whole failover. */
 const LOG_WAIT_MS = 30_000
 
+/** The surviving worker on the plan that resumed the stream. */
+interface SurvivorAfterReload { layers: LayerRange, upload: TensorUpload }
+
 /** One log line of a node: when and what. */
 interface LogLine { at: number, text: string }
 
@@ -110,11 +113,15 @@ export async function benchFailover (options: FailoverBenchOptions): Promise<Fai
     })
     const coordinatorDir = cluster.coordinatorDir
     const engine = await cluster.start(async signal => await waitForApi(apiBase, coordinatorDir, WORKERS, signal))
-    // The planner shares layers by measured speed and may leave a worker out: kill the last one holding layers.
+    // The victim is the first worker stage, so that the survivor keeps its layers and reloads
+    // them from its tensor cache while the coordinator takes the lost ones: the case of a model
+    // that needs the workers. (Were the last stage killed, the coordinator of this small model
+    // would take every layer and reload without the network.)
     const workerIds = await Promise.all([1, 2].map(async n => (await requestStatus(dataDir(layout.worker(n)))).self.peerId))
-    const holding = (engine.plan?.stages ?? []).filter(stage => stage.role === 'worker' && stage.layerCount > 0).map(stage => stage.nodeId)
-    const victimIndex = workerIds.findLastIndex(id => holding.includes(id))
-    if (victimIndex < 0) throw new Error(`the plan gives no worker layers, so killing one tests nothing:\n${engine.planTable ?? ''}`)
+    // The planner shares layers by measured speed and may leave a worker out; then the one holding layers dies.
+    const firstWorkerStage = (engine.plan?.stages ?? []).find(stage => stage.role === 'worker' && stage.layerCount > 0)
+    if (firstWorkerStage === undefined) throw new Error(`the plan gives no worker layers, so killing one tests nothing:\n${engine.planTable ?? ''}`)
+    const victimIndex = workerIds.indexOf(firstWorkerStage.nodeId)
     const victimId = workerIds[victimIndex]
     const survivor = dataDir(layout.worker(2 - victimIndex))
     progress(`plan:\n${engine.planTable ?? ''}`)
@@ -126,20 +133,29 @@ export async function benchFailover (options: FailoverBenchOptions): Promise<Fai
     const firstUpload = await tensorUpload(survivor.root)
 
     progress(`streaming again, killing worker-${victimIndex + 1} (SIGKILL) after ${options.killAfterTokens} tokens`)
+    // The coordinator rebalances its recovery plan once the stream ends: the survivor is looked
+    // at while the resumed stream runs, on the plan that resumed it.
+    const survivorId = workerIds[1 - victimIndex]
+    const lookAtSurvivor = async (): Promise<SurvivorAfterReload | undefined> => {
+      const engine = (await requestStatus(coordinatorDir)).engine
+      const plan = engine?.plan
+      if (engine?.state !== 'ready' || plan == null || plan.stages.some(stage => stage.nodeId === victimId)) return undefined
+      return { layers: layersOf(plan.stages, survivorId), upload: await tensorUpload(survivor.root) }
+    }
     let killedAt = 0
+    let afterReload: SurvivorAfterReload | undefined
+    let looking: Promise<void> | undefined
     const disturbed = await streamCompletion(apiBase, apiKey, request, received => {
-      if (received !== options.killAfterTokens) return
-      killedAt = Date.now()
-      cluster?.nodes[victimIndex + 1].kill()
+      if (received === options.killAfterTokens) {
+        killedAt = Date.now()
+        cluster?.nodes[victimIndex + 1].kill()
+      } else if (received > options.killAfterTokens && afterReload === undefined && looking === undefined) {
+        looking = lookAtSurvivor().then(seen => { afterReload = seen }).finally(() => { looking = undefined })
+      }
     })
     if (killedAt === 0) throw new Error(`the stream ended after ${disturbed.arrivals.length} tokens, before the worker could be killed; ask for more tokens`)
-    const reloadUpload = await tensorUpload(survivor.root)
-    const survivorId = workerIds[1 - victimIndex]
-    const layersOf = (stages: Array<{ nodeId: string, firstLayer: number, layerCount: number }> | undefined): LayerRange => {
-      const stage = stages?.find(stage => stage.nodeId === survivorId)
-      return { first: stage?.firstLayer ?? 0, count: stage?.layerCount ?? 0 }
-    }
-    const after = (await requestStatus(coordinatorDir)).engine
+    await looking
+    if (afterReload === undefined) throw new Error('the resumed stream ended before the coordinator reported the plan without the killed worker')
 
     const timing = await awaitFailoverTiming(cluster.nodes[0].logFile, killedAt, victimId)
     const resumedAt = disturbed.arrivals.find(at => at >= timing.readyAt)
@@ -156,8 +172,8 @@ export async function benchFailover (options: FailoverBenchOptions): Promise<Fai
       },
       tokensBeforeKill: options.killAfterTokens,
       tokensInAll: disturbed.arrivals.length,
-      survivorUpload: { firstLoad: firstUpload, reload: subtract(reloadUpload, firstUpload) },
-      survivorLayers: { before: layersOf(engine.plan?.stages), after: layersOf(after?.plan?.stages) }
+      survivorUpload: { firstLoad: firstUpload, reload: subtract(afterReload.upload, firstUpload) },
+      survivorLayers: { before: layersOf(engine.plan?.stages ?? [], survivorId), after: afterReload.layers }
     }
   } catch (err) {
     // The node logs go with the temporary home: keep the coordinator's last lines in the error.
@@ -185,6 +201,11 @@ export async function bannedTokenBias (modelPath: string): Promise<Record<string
   } finally {
     await local.dispose()
   }
+}
+
+function layersOf (stages: ReadonlyArray<{ nodeId: string, firstLayer: number, layerCount: number }>, nodeId: string): LayerRange {
+  const stage = stages.find(stage => stage.nodeId === nodeId)
+  return { first: stage?.firstLayer ?? 0, count: stage?.layerCount ?? 0 }
 }
 
 /** Streams a completion; `onToken` is told the count of tokens (events with text) received so far. */
