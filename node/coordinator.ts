@@ -15,6 +15,7 @@ import { ServingEngine, type ServingState } from '../engine/serving-engine.js'
 import { messageCapFor, RpcSessionEndedByWorkerError } from '../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes, renderPlanTable, renderLlamaServerArgs, type ModelFacts, type NodeOffer, type PrivacyMode, type StagePlan, type StageRange } from '../scheduler/index.js'
 import { quietMoment } from './quiet-moment.js'
+import { shortPeerId } from './short-peer-id.js'
 import { chooseServingPlan, samePlacement, type EngineChoice, type ServingPlan } from './serving-plan.js'
 import type { MeshNode } from './mesh-node.js'
 import type { DataDir } from './data-dir.js'
@@ -305,8 +306,24 @@ export class Coordinator {
   // then. Generations in progress wait for the next engine (see ServingEngine).
   async #engineExited (server: LlamaServer, why: string): Promise<void> {
     if (this.#stopped || !this.#serving.serves(server)) return // replaced or stopped on purpose
+    const lost = await this.#lostPlannedWorker()
+    if (lost !== undefined) {
+      // The lost worker explains the exit and the re-plan leaves it out: no back-off to wait for.
+      this.#init.log('warn', `${why} after worker ${shortPeerId(lost)} was lost; re-planning without it`)
+      this.#init.node.metrics.engineRestarted('llama-server')
+      this.#scheduleReplan(LOSS_REPLAN_DELAY_MS)
+      this.#serving.engineCrashed(server, why, LOSS_REPLAN_DELAY_MS)
+      return
+    }
     const delayMs = await this.#guard(why)
     if (delayMs !== undefined) this.#serving.engineCrashed(server, why, delayMs)
+  }
+
+  /** A worker of the current plan that is no longer a live worker (suspect, dead, failed or gone), if any. */
+  async #lostPlannedWorker (): Promise<string | undefined> {
+    if (this.#plan?.kind !== 'cluster') return undefined
+    const live = new Set((await this.#liveWorkers()).map(worker => worker.id))
+    return this.#plan.plan.stages.slice(1).find(stage => !live.has(stage.nodeId))?.nodeId
   }
 
   // The engine's guardian, for crashes and failed starts alike: a re-plan after the back-off, or

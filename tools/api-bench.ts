@@ -32,8 +32,10 @@ export interface ApiBenchOptions {
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
 
-// The sides take turns in rounds, so that a change in the machine's load hits both alike.
-const ROUNDS = 2
+// The sides take turns, one wave of `concurrency` requests each, the first side alternating
+// from wave to wave, so that a change in the machine's load hits both alike; at least two
+// waves per side, so that each side goes first once.
+const MIN_WAVES = 2
 
 /** The p-th percentile (nearest rank) of `values`, 0 < p <= 100. */
 function percentile (values: readonly number[], p: number): number {
@@ -85,7 +87,8 @@ export async function benchApi (options: ApiBenchOptions): Promise<ApiBenchResul
     try {
       const address = api.server.address()
       if (address === null || typeof address === 'string') throw new Error('the API did not listen on TCP')
-      const load = { concurrency: options.concurrency, requests: Math.ceil(options.requests / ROUNDS) }
+      const waves = Math.max(MIN_WAVES, Math.ceil(options.requests / options.concurrency))
+      const load = { concurrency: options.concurrency, requests: Math.ceil(options.requests / waves) }
       const viaApi: LoadSpec = {
         ...load,
         events: 'openai',
@@ -105,9 +108,10 @@ export async function benchApi (options: ApiBenchOptions): Promise<ApiBenchResul
       await runLoadInWorker({ ...viaApi, requests: options.concurrency })
       const baselineRuns: LoadRun[] = []
       const measuredRuns: LoadRun[] = []
-      for (let round = 0; round < ROUNDS; round++) {
-        baselineRuns.push(await runLoadInWorker(direct))
+      for (let wave = 0; wave < waves; wave++) {
+        if (wave % 2 === 0) baselineRuns.push(await runLoadInWorker(direct))
         measuredRuns.push(await runLoadInWorker(viaApi))
+        if (wave % 2 === 1) baselineRuns.push(await runLoadInWorker(direct))
       }
       const baseline = combine(baselineRuns)
       const measured = combine(measuredRuns)
