@@ -6,7 +6,7 @@ import { readCpuBudget } from './cpu-budget.js'
 import { SupervisedProcess } from './child-process.js'
 import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions, TokenizeOptions } from './engine.js'
 import { EngineDisposedError, EngineLostError, EngineOptionsError, LlamaServerRequestError } from './errors.js'
-import { findLlamaCppTools } from './llama-cpp/tools.js'
+import { findLlamaCppTools, llamaCppToolEnv } from './llama-cpp/tools.js'
 import { defaultContextSize, inspectModelFile } from './model-file.js'
 
 /** Where llama-server listens: a UNIX socket, or 127.0.0.1 on a port the kernel picks. */
@@ -60,7 +60,7 @@ export async function startLlamaServer (options: LlamaServerOptions): Promise<Ll
     '--no-webui',
     ...(options.extraArgs ?? [])
   ]
-  const child = SupervisedProcess.spawn({ name: 'llama-server', command: llamaServerPath, args })
+  const child = SupervisedProcess.spawn({ name: 'llama-server', command: llamaServerPath, args, env: llamaCppToolEnv() })
   try {
     const wait = { timeoutMs: options.readyTimeoutMs ?? 120_000, signal: options.signal }
     const [, address] = await child.waitForLine(LISTENING_LINE, wait)

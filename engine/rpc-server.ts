@@ -7,7 +7,7 @@ import { describeExit, SupervisedProcess, type ChildExit } from './child-process
 import { readCpuBudget } from './cpu-budget.js'
 import { ChildProcessStartError } from './errors.js'
 import { freePort } from './free-port.js'
-import { findLlamaCppTools } from './llama-cpp/tools.js'
+import { findLlamaCppTools, llamaCppToolEnv } from './llama-cpp/tools.js'
 import { RestartPolicy, type RestartPolicyOptions } from './restart-policy.js'
 
 export interface RpcServerOptions {
@@ -83,7 +83,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
     const cacheDir = join(options.dataDir, 'rpc-cache')
     await mkdir(cacheDir, { recursive: true, mode: 0o700 })
     // rpc-server takes its cache folder from LLAMA_CACHE (it adds "rpc/").
-    const env = { ...process.env, LLAMA_CACHE: cacheDir }
+    const env = llamaCppToolEnv({ LLAMA_CACHE: cacheDir })
     const server = new RpcServer(command, port => ['--host', HOST, '--port', String(port), '--threads', String(threads), '--cache'], env, options)
     await server.#spawn()
     server.#supervising = server.#supervise()

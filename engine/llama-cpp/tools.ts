@@ -65,3 +65,12 @@ export async function findLlamaCppTools (options: FindLlamaCppToolsOptions = {})
   const setupCommand = gpu === 'auto' ? 'mesh setup' : `mesh setup --gpu ${gpu}`
   throw new LlamaCppToolsMissingError(`the llama.cpp tools (llama-server, ggml-rpc-server) for llama.cpp ${tag} are not built yet: run "${setupCommand}" (cache: ${llamaCppCacheDir()})`)
 }
+
+/**
+ * The environment to run a llama.cpp tool in. ggml's abort, which llama-server takes when a
+ * worker's connection breaks, otherwise attaches gdb (where installed) to print a backtrace:
+ * half a second or more before the coordinator can re-plan, for a crash it expects.
+ */
+export function llamaCppToolEnv (extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return { ...process.env, GGML_NO_BACKTRACE: '1', ...extra }
+}
