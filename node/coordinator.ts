@@ -240,9 +240,10 @@ export class Coordinator {
         privacy: this.#init.privacy,
         stages: this.#init.stages
       }
+      const balanced = chooseServingPlan(input)
       const held = this.#plan?.kind === 'cluster' ? this.#plan.plan : undefined
-      next = chooseServingPlan({ ...input, recoverFrom: mode === 'recover' ? held : undefined })
-      rebalance = !samePlacement(next, chooseServingPlan(input))
+      next = mode === 'recover' && held !== undefined ? chooseServingPlan({ ...input, recoverFrom: held }) : balanced
+      rebalance = !samePlacement(next, balanced)
     } catch (err) {
       log('error', `no plan fits the live members: ${(err as Error).message}`)
       this.#plan = undefined
