@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, rm, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { encodeRequestHeader, LLAMA_RPC_HASH_THRESHOLD_BYTES, RpcCommand, SET_TENSOR_DATA_OFFSET, TENSOR_KEY_BYTES } from './ggml-rpc.js'
 import { RpcTensorCacheMissError } from './errors.js'
@@ -35,6 +35,21 @@ export function tensorKeyHash (): Hash {
 /** The key that names `data` in a tensor cache: its sha256, hex. */
 export function tensorKey (data: Uint8Array): string {
   return tensorKeyHash().update(data).digest('hex')
+}
+
+/** The data of a SET_TENSOR payload given in parts: the parts' views past its description (rpc_tensor and offset). */
+function dataParts (payload: readonly Uint8Array[]): Uint8Array[] {
+  let skip = SET_TENSOR_DATA_OFFSET
+  const data: Uint8Array[] = []
+  for (const part of payload) {
+    if (skip >= part.byteLength) {
+      skip -= part.byteLength
+      continue
+    }
+    data.push(skip > 0 ? part.subarray(skip) : part)
+    skip = 0
+  }
+  return data
 }
 
 /** True for tensor data of a size the tunnel's tensor cache keeps (llama.cpp's own cache takes larger ones). */
@@ -163,8 +178,11 @@ export class TensorCache {
   // from reaches rpc-server first. A cache that cannot write only costs a whole send later.
   #remember (payload: Uint8Array[]): void {
     const work = new Promise<void>(resolve => setImmediate(resolve)).then(async () => {
-      const data = Buffer.concat(payload).subarray(SET_TENSOR_DATA_OFFSET)
-      const key = tensorKey(data)
+      // Hashed and written part by part: a copy of every tensor would double the first load's memory traffic.
+      const data = dataParts(payload)
+      const hash = tensorKeyHash()
+      for (const part of data) hash.update(part)
+      const key = hash.digest('hex')
       if (this.#keysBeingWritten.has(key)) return
       this.#keysBeingWritten.add(key)
       try {
@@ -177,16 +195,22 @@ export class TensorCache {
     void work.finally(() => this.#pending.delete(work))
   }
 
-  async #write (key: string, data: Uint8Array): Promise<void> {
+  async #write (key: string, data: readonly Uint8Array[]): Promise<void> {
+    const bytes = data.reduce((sum, part) => sum + part.byteLength, 0)
     try {
       await this.#created()
       const file = join(this.#dir, key)
-      const exists = await stat(file).then(s => s.size === data.byteLength, () => false)
+      const exists = await stat(file).then(s => s.size === bytes, () => false)
       if (exists) return
       const partial = join(this.#dir, `.${key}.partial`)
-      await writeFile(partial, data, { mode: 0o600 })
+      const handle = await open(partial, 'w', 0o600)
+      try {
+        await handle.writev(data)
+      } finally {
+        await handle.close()
+      }
       await rename(partial, file)
-      this.#metrics.tensorCache('stored', data.byteLength)
+      this.#metrics.tensorCache('stored', bytes)
     } catch (err) {
       this.#log.error('cannot keep tensor data in the tensor cache %s: %s', this.#dir, (err as Error).message)
     }
