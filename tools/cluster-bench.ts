@@ -119,7 +119,7 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
 
     const coordinator = await startTunnelNode()
     nodes.push(coordinator)
-    const tunnelled: Record<string, string> = {}
+    const workers = new Map<string, TunnelNode>()
     for (const stage of plan.stages.slice(1)) {
       const server = rpcServers[workerIds.indexOf(stage.nodeId)]
       const worker = await startTunnelNode({
@@ -131,18 +131,29 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
         }
       })
       nodes.push(worker)
+      workers.set(stage.nodeId, worker)
       await coordinator.dial(worker.getMultiaddrs()[0])
-      tunnelled[stage.nodeId] = await coordinator.services.rpcTunnel.openListener(worker.peerId, {
-        maxMessageBytes: messageCapFor(largestStageTensorBytes(facts, plan, stage))
-      })
+    }
+    // New listeners for every engine start, as the coordinator opens them: each learns what the
+    // worker's tensor cache holds, so only the first start sends the weights (and has the worker
+    // hash and store them while it decodes).
+    const tunnelArgs = async (): Promise<string[]> => {
+      await coordinator.services.rpcTunnel.closeListeners()
+      const tunnelled: Record<string, string> = {}
+      for (const stage of plan.stages.slice(1)) {
+        tunnelled[stage.nodeId] = await coordinator.services.rpcTunnel.openListener((workers.get(stage.nodeId) as TunnelNode).peerId, {
+          maxMessageBytes: messageCapFor(largestStageTensorBytes(facts, plan, stage))
+        })
+      }
+      return renderLlamaServerArgs(plan, tunnelled)
     }
     // The sides take turns, each run on a fresh llama-server (rpc-server serves one at a time),
     // so that a change in the machine's load hits both alike.
-    const sides = { baseline: renderLlamaServerArgs(plan, direct), tunnel: renderLlamaServerArgs(plan, tunnelled) }
+    const sides = { baseline: async () => renderLlamaServerArgs(plan, direct), tunnel: tunnelArgs }
     const measured = { baseline: [] as Array<DecodeRun & { prefill: number }>, tunnel: [] as Array<DecodeRun & { prefill: number }> }
     for (let run = 0; run < runs; run++) {
       for (const side of run % 2 === 0 ? ['baseline', 'tunnel'] as const : ['tunnel', 'baseline'] as const) {
-        measured[side].push(await measureOnce(options.modelPath, sides[side], options.tokens, promptTokens, bannedTokens))
+        measured[side].push(await measureOnce(options.modelPath, await sides[side](), options.tokens, promptTokens, bannedTokens))
       }
     }
     const baseline = summarize(measured.baseline)
