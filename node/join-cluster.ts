@@ -1,7 +1,6 @@
 import './polyfill.js'
 import { noise } from '@chainsafe/libp2p-noise'
 import { quic } from '@chainsafe/libp2p-quic'
-import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify } from '@libp2p/identify'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { tcp } from '@libp2p/tcp'
@@ -21,6 +20,7 @@ import { decodeInvite, type Invite } from './invite.js'
 import { MembershipStore } from './membership-store.js'
 import { NodeMetrics } from './metrics.js'
 import { verifyRevocationList } from './revocation-list.js'
+import { meshStreamMuxer } from './stream-muxer.js'
 import type { PrivateKey } from '@libp2p/interface'
 
 /** What `mesh join` obtained. */
@@ -75,7 +75,7 @@ async function redeem (invite: Invite, privateKey: PrivateKey, trust: TrustAncho
     privateKey,
     transports: invite.addrs.some(a => a.includes('/quic')) ? [tcp(), quic()] : [tcp()],
     connectionEncrypters: [noise(), tls()],
-    streamMuxers: [yamux()],
+    streamMuxers: [meshStreamMuxer()],
     services: { identify: identify() }
   })
   try {

@@ -1,7 +1,6 @@
 import './polyfill.js'
 import { noise } from '@chainsafe/libp2p-noise'
 import { quic } from '@chainsafe/libp2p-quic'
-import { yamux } from '@chainsafe/libp2p-yamux'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, identifyPush } from '@libp2p/identify'
 import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
@@ -14,6 +13,7 @@ import { AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../protocols/auth/constants.js'
 import { rpcTunnel, type RpcTunnel, type RpcTunnelBridgeInit } from '../protocols/rpc-tunnel/index.js'
 import { memberGate, type MemberGate } from './member-gate.js'
 import { PROBE_MS } from './probe.js'
+import { meshStreamMuxer } from './stream-muxer.js'
 import type { Membership } from './membership.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Datastore } from 'interface-datastore'
@@ -72,7 +72,7 @@ export async function createLibp2pNode (init: Libp2pNodeInit): Promise<Libp2p<Me
     addresses: { listen: init.listen },
     transports: init.quic ? [tcp(), quic()] : [tcp()],
     connectionEncrypters: encrypters,
-    streamMuxers: [yamux()],
+    streamMuxers: [meshStreamMuxer()],
     peerDiscovery: init.mdns ? [mdns({ serviceTag: 'llmesh.local' })] : [],
     connectionGater: {
       denyDialPeer: refuse,

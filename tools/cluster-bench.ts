@@ -4,7 +4,6 @@ import { tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@chainsafe/libp2p-yamux'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { measureDecode, median, WARMUP_TOKENS, type DecodeRun } from '../engine/benchmark.js'
@@ -13,6 +12,7 @@ import { startLlamaServer } from '../engine/llama-server.js'
 import { loadLocalEngine } from '../engine/local-engine.js'
 import { readModelFacts } from '../engine/model-facts.js'
 import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
+import { meshStreamMuxer } from '../node/stream-muxer.js'
 import { messageCapFor, rpcTunnel, type RpcTunnel, type RpcTunnelInit } from '../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type StagePlan } from '../scheduler/index.js'
 
@@ -53,7 +53,7 @@ export async function startTunnelNode (init: RpcTunnelInit = {}): Promise<Tunnel
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [meshStreamMuxer()],
     connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] },
     services: { rpcTunnel: rpcTunnel(init) }
   })

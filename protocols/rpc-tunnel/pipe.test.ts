@@ -109,3 +109,63 @@ describe('pipeSocketAndStream holding bytes back', () => {
     assert.equal(await piped, undefined)
   })
 })
+
+// The worker's side of a model load: tensor data from the stream into rpc-server's socket.
+describe('pipeSocketAndStream into a socket whose reader stalls', () => {
+  const TOTAL_BYTES = 48 * 1024 * 1024
+  // Enough for yamux to have grown the sender's window to its largest before the stall.
+  const READ_BEFORE_STALL_BYTES = 16 * 1024 * 1024
+  const STALL_MS = 1500
+  let sender: TunnelNode
+  let receiver: TunnelNode
+  let server: Server
+
+  before(async () => {
+    sender = await startTunnelNode()
+    receiver = await startTunnelNode()
+    await sender.dial(receiver.getMultiaddrs()[0])
+  })
+
+  after(async () => {
+    server?.close()
+    await Promise.all([sender?.stop(), receiver?.stop()])
+  })
+
+  it('holds the sender back while the reader stalls, and loses nothing', async () => {
+    // A reader that takes part of the data, stops reading for a while (rpc-server busy), then takes the rest.
+    let readBytes = 0
+    const allRead = new Promise<void>(resolve => {
+      server = createServer(socket => {
+        let stalled = false
+        socket.on('data', (chunk: Buffer) => {
+          readBytes += chunk.byteLength
+          if (readBytes >= TOTAL_BYTES) resolve()
+          if (!stalled && readBytes >= READ_BEFORE_STALL_BYTES) {
+            stalled = true
+            socket.pause()
+            setTimeout(() => socket.resume(), STALL_MS)
+          }
+        })
+      })
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const piped = new Promise<Error | undefined>(resolve => {
+      void receiver.handle(PROTOCOL, async stream => {
+        const socket = connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port })
+        await once(socket, 'connect')
+        resolve(await pipeSocketAndStream(socket, stream))
+      })
+    })
+    const stream = await sender.dialProtocol(receiver.peerId, PROTOCOL)
+    const chunk = new Uint8Array(64 * 1024)
+    for (let sent = 0; sent < TOTAL_BYTES && stream.status === 'open'; sent += chunk.byteLength) {
+      if (!stream.send(chunk)) await Promise.race([once(stream, 'drain'), once(stream, 'close')])
+    }
+    // An aborted stream ends the pipe with its error long before the reader has everything.
+    const failure = await Promise.race([allRead.then(() => undefined), piped.then(err => err ?? new Error('the pipe ended early'))])
+    assert.equal(failure, undefined)
+    assert.equal(readBytes, TOTAL_BYTES)
+    await stream.close()
+    assert.equal(await piped, undefined)
+  })
+})

@@ -84,5 +84,7 @@ export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream
   if (failure instanceof RpcTunnelError) {
     init.metrics.refused(failure.reason)
     init.log('closed tunnel stream from %p: %s', connection.remotePeer, failure.message)
+  } else if (failure !== undefined) {
+    init.log('tunnel stream from %p ended: %s', connection.remotePeer, failure.message)
   }
 }
