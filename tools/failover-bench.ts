@@ -251,6 +251,14 @@ async function readLog (file: string): Promise<LogLine[]> {
   return lines
 }
 
+/** The full plan's first load failed, so no load before the kill was made with empty caches. */
+class FirstLoadFailedError extends Error {
+  constructor (how: string) {
+    super(`the full plan's first load did not finish (${how}), and a later load finds the workers' caches filled: no first load to measure`)
+    this.name = 'FirstLoadFailedError'
+  }
+}
+
 /**
  * Reads the failover's timing from the coordinator's log, waiting for lines still to come: a
  * short stream can end on the new engine before the failure detector declares the worker dead.
@@ -261,7 +269,8 @@ async function awaitFailoverTiming (logFile: string, killedAt: number, victim: s
     try {
       return failoverTiming(await readLog(logFile), killedAt, victim, WORKERS)
     } catch (err) {
-      if (Date.now() > deadline) throw err
+      // Lines still to come cannot mend a first load that failed before the kill.
+      if (err instanceof FirstLoadFailedError || Date.now() > deadline) throw err
       await sleep(250)
     }
   }
@@ -279,17 +288,21 @@ function failoverTiming (log: LogLine[], killedAt: number, victim: string, worke
     if (index < 0) throw new Error(`the coordinator's log has no line for ${what}`)
     return index
   }
-  const fullPlans = log.map((line, i) => ({ line, i })).filter(({ line }) => line.at <= killedAt && line.text.startsWith(`serving with ${workers} worker(s)`))
-  const fullPlan = fullPlans.at(-1)
-  if (fullPlan === undefined) throw new Error('the coordinator\'s log does not show the full plan before the kill')
-  const firstReady = after(fullPlan.i, /^engine ready/, 'the first engine start')
+  // The first load of the full plan, made while the workers' caches were empty: a later one (a
+  // rebalance, or a retry after a failed load) finds tensors cached and would pass for a fast first load.
+  const fullPlan = log.findIndex(line => line.at <= killedAt && line.text.startsWith(`serving with ${workers} worker(s)`))
+  if (fullPlan < 0) throw new Error('the coordinator\'s log does not show the full plan before the kill')
+  const firstLoadEnd = after(fullPlan, /^(engine ready|serving with|the engine failed)/, 'the end of the full plan\'s first load')
+  if (!log[firstLoadEnd].text.startsWith('engine ready')) {
+    throw new FirstLoadFailedError(log[firstLoadEnd].text.split('\n')[0])
+  }
   const firstAfterKill = log.findIndex(line => line.at >= killedAt)
   const killed = firstAfterKill < 0 ? log.length : firstAfterKill
   const detected = after(killed - 1, new RegExp(`^member ${shortPeerId(victim).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} (declared dead|left)`), 'the killed worker\'s death')
   const planned = log.findIndex((line, i) => i >= killed && line.text.startsWith('serving with ') && !line.text.includes(victim))
   if (planned < 0) throw new Error('the coordinator\'s log has no line for the plan without the killed worker')
   const ready = after(planned, /^engine ready/, 'the engine on the new plan')
-  return { detectedAt: log[detected].at, plannedAt: log[planned].at, readyAt: log[ready].at, firstLoadMs: log[firstReady].at - fullPlan.line.at }
+  return { detectedAt: log[detected].at, plannedAt: log[planned].at, readyAt: log[ready].at, firstLoadMs: log[firstLoadEnd].at - log[fullPlan].at }
 }
 
 /** Tensor bytes a worker's tunnel bridge passed to its rpc-server so far, from its metrics. */
