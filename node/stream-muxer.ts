@@ -5,7 +5,7 @@ import type { StreamMuxerFactory } from '@libp2p/interface'
  * The most a stream may hold unread before libp2p aborts it (StreamBufferError); yamux's
  * own default, stated here because the receive window below must not exceed it.
  */
-export const MAX_STREAM_READ_BUFFER_BYTES = 4 * 1024 * 1024
+const MAX_STREAM_READ_BUFFER_BYTES = 4 * 1024 * 1024
 
 /**
  * yamux for every llmesh peer. A paused stream (the tunnel pauses one while rpc-server is

@@ -14,7 +14,8 @@ import { readModelFacts } from '../engine/model-facts.js'
 import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
 import { meshStreamMuxer } from '../node/stream-muxer.js'
 import { messageCapFor, rpcTunnel, type RpcTunnel, type RpcTunnelInit } from '../protocols/rpc-tunnel/index.js'
-import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type StagePlan } from '../scheduler/index.js'
+import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type Stage, type StagePlan } from '../scheduler/index.js'
+import type { PeerId } from '@libp2p/interface'
 
 /** One side of the comparison: decode and prompt-reading speed. */
 interface Speeds {
@@ -119,7 +120,7 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
 
     const coordinator = await startTunnelNode()
     nodes.push(coordinator)
-    const workers = new Map<string, TunnelNode>()
+    const workerStages: Array<{ stage: Stage, peerId: PeerId }> = []
     for (const stage of plan.stages.slice(1)) {
       const server = rpcServers[workerIds.indexOf(stage.nodeId)]
       const worker = await startTunnelNode({
@@ -131,7 +132,7 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
         }
       })
       nodes.push(worker)
-      workers.set(stage.nodeId, worker)
+      workerStages.push({ stage, peerId: worker.peerId })
       await coordinator.dial(worker.getMultiaddrs()[0])
     }
     // New listeners for every engine start, as the coordinator opens them: each learns what the
@@ -140,8 +141,8 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
     const tunnelArgs = async (): Promise<string[]> => {
       await coordinator.services.rpcTunnel.closeListeners()
       const tunnelled: Record<string, string> = {}
-      for (const stage of plan.stages.slice(1)) {
-        tunnelled[stage.nodeId] = await coordinator.services.rpcTunnel.openListener((workers.get(stage.nodeId) as TunnelNode).peerId, {
+      for (const { stage, peerId } of workerStages) {
+        tunnelled[stage.nodeId] = await coordinator.services.rpcTunnel.openListener(peerId, {
           maxMessageBytes: messageCapFor(largestStageTensorBytes(facts, plan, stage))
         })
       }

@@ -32,9 +32,11 @@ export function tensorKeyHash (): Hash {
   return createHash('sha256')
 }
 
-/** The key that names `data` in a tensor cache: its sha256, hex. */
-export function tensorKey (data: Uint8Array): string {
-  return tensorKeyHash().update(data).digest('hex')
+/** The key that names `data` (whole, or in parts) in a tensor cache: its sha256, hex. */
+export function tensorKey (data: Uint8Array | readonly Uint8Array[]): string {
+  const hash = tensorKeyHash()
+  for (const part of data instanceof Uint8Array ? [data] : data) hash.update(part)
+  return hash.digest('hex')
 }
 
 /** The data of a SET_TENSOR payload given in parts: the parts' views past its description (rpc_tensor and offset). */
@@ -180,9 +182,7 @@ export class TensorCache {
     const work = new Promise<void>(resolve => setImmediate(resolve)).then(async () => {
       // Hashed and written part by part: a copy of every tensor would double the first load's memory traffic.
       const data = dataParts(payload)
-      const hash = tensorKeyHash()
-      for (const part of data) hash.update(part)
-      const key = hash.digest('hex')
+      const key = tensorKey(data)
       if (this.#keysBeingWritten.has(key)) return
       this.#keysBeingWritten.add(key)
       try {
