@@ -15,7 +15,7 @@ import { writeTestModel, type TestModel } from '../engine/test-support/write-tes
 import { LLAMA_RPC_HASH_THRESHOLD_BYTES } from '../protocols/rpc-tunnel/ggml-rpc.js'
 import { messageCapFor } from '../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type StagePlan } from '../scheduler/index.js'
-import { startTunnelNode, type TunnelNode } from '../tools/cluster-bench.js'
+import { startTunnelNode, type TunnelNode } from '../tools/tunnel-node.js'
 import { metricSample } from '../tools/metric-sample.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'

@@ -15,7 +15,7 @@ import { writeTestModel, type TestModel } from '../engine/test-support/write-tes
 import { MESSAGE_MARGIN_BYTES } from '../protocols/rpc-tunnel/constants.js'
 import { DEFAULT_MESSAGE_CAP_BYTES, messageCapFor, RPC_TUNNEL_PROTOCOL } from '../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type ModelFacts, type StagePlan } from '../scheduler/index.js'
-import { startTunnelNode, type TunnelNode } from '../tools/cluster-bench.js'
+import { startTunnelNode, type TunnelNode } from '../tools/tunnel-node.js'
 import { RpcCommand } from '../protocols/rpc-tunnel/ggml-rpc.js'
 import { rpcRequest } from '../protocols/rpc-tunnel/test-support/frames.js'
 import { trySendHello, watchStream } from './rpc-session.js'

@@ -1,20 +1,16 @@
-import '../node/polyfill.js'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { noise } from '@chainsafe/libp2p-noise'
-import { tcp } from '@libp2p/tcp'
-import { createLibp2p, type Libp2p } from 'libp2p'
 import { measureDecode, median, WARMUP_TOKENS, type DecodeRun } from '../engine/benchmark.js'
 import type { Engine } from '../engine/engine.js'
 import { startLlamaServer } from '../engine/llama-server.js'
 import { loadLocalEngine } from '../engine/local-engine.js'
 import { readModelFacts } from '../engine/model-facts.js'
 import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
-import { meshStreamMuxer } from '../node/stream-muxer.js'
-import { messageCapFor, rpcTunnel, type RpcTunnel, type RpcTunnelInit } from '../protocols/rpc-tunnel/index.js'
+import { messageCapFor } from '../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type Stage, type StagePlan } from '../scheduler/index.js'
+import { startTunnelNode, type TunnelNode } from './tunnel-node.js'
 import type { PeerId } from '@libp2p/interface'
 
 /** One side of the comparison: decode and prompt-reading speed. */
@@ -45,20 +41,6 @@ const PROMPT = 'The quick brown fox jumps over the lazy dog.'
 const THREADS = 1
 const CONTEXT_SIZE = 1024
 const PREFILL_PROMPT_REPEATS = 16
-
-export type TunnelNode = Libp2p<{ rpcTunnel: RpcTunnel }>
-
-/** A bare libp2p peer (TCP, Noise, yamux on 127.0.0.1) carrying only the RPC tunnel service. */
-export async function startTunnelNode (init: RpcTunnelInit = {}): Promise<TunnelNode> {
-  return await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [meshStreamMuxer()],
-    connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] },
-    services: { rpcTunnel: rpcTunnel(init) }
-  })
-}
 
 // Prompt reading: the time to the first token of a long prompt given as token ids.
 async function measurePrefill (engine: Engine, promptTokens: readonly number[], bannedTokens: readonly number[]): Promise<number> {

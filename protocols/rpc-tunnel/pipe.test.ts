@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { setImmediate as nextTurn } from 'node:timers/promises'
-import { startTunnelNode, type TunnelNode } from '../../tools/cluster-bench.js'
+import { startTunnelNode, type TunnelNode } from '../../tools/tunnel-node.js'
 import { pipeSocketAndStream } from './pipe.js'
 import type { Stream } from '@libp2p/interface'
 
