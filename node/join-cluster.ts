@@ -1,5 +1,4 @@
 import './polyfill.js'
-import { noise } from '@chainsafe/libp2p-noise'
 import { quic } from '@chainsafe/libp2p-quic'
 import { identify } from '@libp2p/identify'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
@@ -12,6 +11,7 @@ import { bundledLlamaCppSource } from '../engine/llama-cpp/source.js'
 import { requestAdmission } from '../protocols/auth/auth-handshake.js'
 import { verifyCertificate, type Certificate, type TrustAnchor } from './certificate.js'
 import { checkCompatible } from './compatibility.js'
+import { meshNoise } from './connection-encrypter.js'
 import { isAnswering } from './control-socket.js'
 import { ensureDataDir, exists, loadOrCreateNodeKey, openDatastore, readClusterConfig, writeClusterConfig, type DataDir } from './data-dir.js'
 import { AuthRefusedError, ClusterExistsError, DataDirError, InviteError } from './errors.js'
@@ -74,7 +74,7 @@ async function redeem (invite: Invite, privateKey: PrivateKey, trust: TrustAncho
   const node = await createLibp2p({
     privateKey,
     transports: invite.addrs.some(a => a.includes('/quic')) ? [tcp(), quic()] : [tcp()],
-    connectionEncrypters: [noise(), tls()],
+    connectionEncrypters: [meshNoise(), tls()],
     streamMuxers: [meshStreamMuxer()],
     services: { identify: identify() }
   })

@@ -1,5 +1,4 @@
 import './polyfill.js'
-import { noise } from '@chainsafe/libp2p-noise'
 import { quic } from '@chainsafe/libp2p-quic'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, identifyPush } from '@libp2p/identify'
@@ -11,6 +10,7 @@ import { tls } from '@libp2p/tls'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../protocols/auth/constants.js'
 import { rpcTunnel, type RpcTunnel, type RpcTunnelBridgeInit } from '../protocols/rpc-tunnel/index.js'
+import { meshNoise } from './connection-encrypter.js'
 import { memberGate, type MemberGate } from './member-gate.js'
 import { PROBE_MS } from './probe.js'
 import { meshStreamMuxer } from './stream-muxer.js'
@@ -64,7 +64,7 @@ export async function createLibp2pNode (init: Libp2pNodeInit): Promise<Libp2p<Me
     if (refused) metrics.refusedPeer('gater')
     return refused
   }
-  const encrypters = init.encryption === 'tls' ? [tls(), noise()] : [noise(), tls()]
+  const encrypters = init.encryption === 'tls' ? [tls(), meshNoise()] : [meshNoise(), tls()]
   return createLibp2p({
     privateKey: init.privateKey,
     datastore: init.datastore,
