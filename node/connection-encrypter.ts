@@ -6,7 +6,7 @@ import type { ConnectionEncrypter, MessageStream } from '@libp2p/interface'
  * Noise hands the connection every frame as a list (length prefix, ciphertext, tag), and
  * @libp2p/tcp writes each piece with a call of its own: with Nagle off every piece is a TCP
  * segment, and the receiving process may wake up for each. A tunnel-sized round trip (10.9 KB
- * out, 4.1 KB back, between two processes, after 10 ms idle) took a median 1.6-2.0 ms that way
+ * out, 4.1 KB back, between two processes, after 10 ms idle) took a median 1.6-2.2 ms that way
  * and 1.25-1.55 ms with one write per frame.
  */
 export function meshNoise (): (components: NoiseComponents) => ConnectionEncrypter<NoiseExtensions> {
