@@ -109,9 +109,11 @@ export class TunnelListener {
         traffic?.request(chunk)
         return dedup?.push(chunk) ?? [chunk]
       },
-      // One-way commands (set_tensor, graph_compute, ...) wait for the request llama-server then
-      // waits on, and all cross as one frame: a decoded token costs each worker one frame each way.
-      holdSocketBytes: () => watchdog.midRequest || !watchdog.awaitingResponse,
+      // One-way commands (set_tensor, ...) wait for the graph computation they prepare, or for a
+      // request llama-server then waits on, and cross with it as one frame. The worker starts
+      // computing as soon as llama-server asks; the GET_TENSOR that llama-server sends a moment
+      // later crosses while it computes.
+      holdSocketBytes: () => watchdog.midRequest || (!watchdog.awaitingResponse && !watchdog.lastRequestComputes),
       fromStream: chunk => {
         watchdog.response(chunk)
         traffic?.response(chunk)

@@ -7,8 +7,6 @@ import { rpcRequest, rpcResponse } from './test-support/frames.js'
 
 const TIMEOUT_MS = 100
 
-
-
 /** A watchdog that records when it fired. */
 function watch (): { dog: ResponseWatchdog, stalls: () => number } {
   let stalls = 0
@@ -58,6 +56,25 @@ describe('tunnel response watchdog', () => {
     dog.request(rpcRequest(RpcCommand.SET_TENSOR, 1000).subarray(0, 500))
     await delay(TIMEOUT_MS * 3)
     assert.equal(stalls(), 1)
+  })
+
+  it('tells when the last whole request has the worker compute its graph', () => {
+    const { dog } = watch()
+    dog.request(rpcRequest(RpcCommand.HELLO, 24))
+    dog.response(rpcResponse(3))
+    dog.request(rpcRequest(RpcCommand.SET_TENSOR, 1000))
+    assert.equal(dog.lastRequestComputes, false)
+    const recompute = rpcRequest(RpcCommand.GRAPH_RECOMPUTE, 4)
+    dog.request(recompute.subarray(0, 5))
+    assert.equal(dog.lastRequestComputes, false, 'not before the request is whole')
+    dog.request(recompute.subarray(5))
+    assert.equal(dog.lastRequestComputes, true)
+    dog.request(rpcRequest(RpcCommand.GET_TENSOR, 312))
+    assert.equal(dog.lastRequestComputes, false)
+    dog.response(rpcResponse(40))
+    dog.request(rpcRequest(RpcCommand.GRAPH_COMPUTE, 64))
+    assert.equal(dog.lastRequestComputes, true)
+    dog.stop()
   })
 
   it('never fires after stop', async () => {

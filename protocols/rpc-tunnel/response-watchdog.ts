@@ -1,4 +1,4 @@
-import { COMMANDS_WITH_RESPONSE } from './ggml-rpc.js'
+import { COMMANDS_WITH_RESPONSE, RpcCommand } from './ggml-rpc.js'
 import { RpcRequestValidator } from './request-validator.js'
 import { RpcResponseReader } from './response-reader.js'
 
@@ -14,6 +14,7 @@ export class ResponseWatchdog {
   readonly #requests: RpcRequestValidator
   readonly #responses: RpcResponseReader
   #awaiting = 0
+  #lastCommand: number | undefined
   #timer: NodeJS.Timeout | undefined
   #done = false
 
@@ -23,7 +24,10 @@ export class ResponseWatchdog {
     // llama-server is local and trusted: the parser only frames its requests, it caps nothing.
     this.#requests = new RpcRequestValidator(Number.MAX_SAFE_INTEGER, {
       requestStart: () => {},
-      requestEnd: command => { if (COMMANDS_WITH_RESPONSE.has(command)) this.#awaiting++ }
+      requestEnd: command => {
+        this.#lastCommand = command
+        if (COMMANDS_WITH_RESPONSE.has(command)) this.#awaiting++
+      }
     })
     this.#responses = new RpcResponseReader(() => { this.#awaiting = Math.max(0, this.#awaiting - 1) })
     this.#rearm()
@@ -49,6 +53,11 @@ export class ResponseWatchdog {
   /** True while llama-server waits for a response to a request it sent. */
   get awaitingResponse (): boolean {
     return this.#awaiting > 0
+  }
+
+  /** True when the last whole request llama-server sent has the worker compute its graph. */
+  get lastRequestComputes (): boolean {
+    return this.#lastCommand === RpcCommand.GRAPH_COMPUTE || this.#lastCommand === RpcCommand.GRAPH_RECOMPUTE
   }
 
   /** Stops watching (the session ended). */
