@@ -86,7 +86,7 @@ describe('the ggml-rpc tunnel between real mesh nodes', { timeout: 600_000 }, ()
         const answer = await serving.api.complete('The quick brown fox', 8)
         const engine = (await status(serving.coordinator.home)).engine
         return answer.status === 200 && engine?.plan?.stages.some(s => s.nodeId === idA && s.layerCount > 0) === true ? true : undefined
-      }, 180_000)
+      }, 180_000).catch((err: Error) => { throw new Error(`${err.message}; the coordinator's log:\n${serving.coordinator.lines.slice(-25).join('\n')}`) })
     } finally {
       await nodeB.stop()
     }
