@@ -154,7 +154,8 @@ describe('the openai client\'s retries against a busy or loading API', () => {
       assert.equal(attempts.count, 3, 'maxRetries 2 means three attempts')
       assert.ok(Date.now() - started >= 2000, 'the client waited Retry-After (1 s) before each retry')
       release()
-      const completion = await clientFor(api, 0).completions.create({ model: api.modelName, prompt: 'x', max_tokens: 2 })
+      // Greedy and with the end tokens banned, so that the reply runs to max_tokens.
+      const completion = await clientFor(api, 0).completions.create({ model: api.modelName, prompt: 'x', max_tokens: 2, temperature: 0, logit_bias: await noEndBias(local.engine) })
       assert.equal(completion.usage?.completion_tokens, 2, 'once the slot is free the same request is served')
     } finally {
       await api.close()
