@@ -32,6 +32,7 @@ function writingWholeFrames (connection: MessageStream): MessageStream {
       // Own properties (its logger is a function with properties of its own) stay as they are.
       return typeof value === 'function' && !Object.hasOwn(target, property) ? value.bind(target) : value
     },
+    // Set on the connection too, so that its setters also run on the connection itself.
     set (target, property, value) {
       return Reflect.set(target, property, value)
     }
