@@ -14,7 +14,7 @@ const never = new AbortController().signal
 
 describe('AdmissionQueue', () => {
   it('admits up to its slots at once, queues the rest in arrival order and refuses past the queue depth', async () => {
-    const queue = new AdmissionQueue({ slots: 2, maxQueue: 2, retryAfterSeconds: 1 })
+    const queue = new AdmissionQueue({ slots: () => 2, maxQueue: 2, retryAfterSeconds: 1 })
     const first = await queue.acquire(never)
     await queue.acquire(never)
     assert.deepEqual([queue.active, queue.depth], [2, 0])
@@ -34,7 +34,7 @@ describe('AdmissionQueue', () => {
   })
 
   it('drops a waiter whose client left, and tells when it is idle', async () => {
-    const queue = new AdmissionQueue({ slots: 1, maxQueue: 4, retryAfterSeconds: 1 })
+    const queue = new AdmissionQueue({ slots: () => 1, maxQueue: 4, retryAfterSeconds: 1 })
     const release = await queue.acquire(never)
     const leaving = new AbortController()
     const waiting = queue.acquire(leaving.signal)
@@ -51,6 +51,27 @@ describe('AdmissionQueue', () => {
     await whenIdle
     assert.deepEqual([queue.active, queue.depth], [0, 0])
   })
+
+  it('follows the slots of the engine serving now, when a replaced engine has fewer or more', async () => {
+    let slots = 2
+    const queue = new AdmissionQueue({ slots: () => slots, maxQueue: 4, retryAfterSeconds: 1 })
+    const running = [await queue.acquire(never), await queue.acquire(never)]
+    const admitted: number[] = []
+    const waiting = [3, 4, 5].map(async n => await queue.acquire(never).then(release => { admitted.push(n); return release }))
+
+    slots = 1 // a one-slot engine took over: both running requests must end before the next starts
+    running[0]()
+    await sleep(10)
+    assert.deepEqual([queue.active, queue.depth, admitted], [1, 3, []])
+    running[1]()
+    const third = await waiting[0]
+    assert.deepEqual([queue.active, queue.depth, admitted], [1, 2, [3]])
+
+    slots = 3 // an engine with more slots: the next release lets every waiter in
+    third()
+    await Promise.all(waiting)
+    assert.deepEqual([queue.active, queue.depth, admitted], [2, 0, [3, 4, 5]])
+  })
 })
 
 describe('a client that disconnects', () => {
@@ -63,7 +84,7 @@ describe('a client that disconnects', () => {
     model = await writeTestModel()
     engine = await loadLocalEngine({ modelPath: model.path, contextSize: 8192 })
     noEnd = await noEndBias(engine)
-    api = await startTestApi(engine, { slots: 1, maxQueue: 4 })
+    api = await startTestApi(engine, { maxQueue: 4 })
   })
 
   after(async () => {
@@ -102,7 +123,7 @@ describe('a client that disconnects', () => {
 
   it('is counted as 499 (client closed request), whether it left while queued or mid-stream', async () => {
     const registry = new Registry()
-    const counted = await startTestApi(engine, { slots: 1, maxQueue: 4, metrics: { metrics: new ApiMetrics(registry), registry, public: true } })
+    const counted = await startTestApi(engine, { maxQueue: 4, metrics: { metrics: new ApiMetrics(registry), registry, public: true } })
     try {
       const { port } = new URL(counted.url)
       const send = (body: object): ClientRequest => {

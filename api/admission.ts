@@ -11,8 +11,11 @@ export interface AdmissionGauge {
 }
 
 export interface AdmissionOptions {
-  /** requests the engine generates at once: its parallel slots */
-  slots: number
+  /**
+   * requests the engine generates at once: its parallel slots, asked at every admission since
+   * a replaced engine may have other slots (a cluster plan's several, the local engine's one)
+   */
+  slots: () => number
   /** requests that may wait for a slot; one more is answered 429 */
   maxQueue: number
   /** the Retry-After a refused request gets, in seconds */
@@ -41,7 +44,6 @@ export class AdmissionQueue implements AdmissionGauge {
   readonly #idle: Array<() => void> = []
 
   constructor (options: AdmissionOptions) {
-    if (options.slots < 1) throw new RangeError(`an engine has at least one slot, got ${options.slots}`)
     this.#options = options
   }
 
@@ -54,7 +56,7 @@ export class AdmissionQueue implements AdmissionGauge {
    */
   async acquire (signal: AbortSignal): Promise<() => void> {
     signal.throwIfAborted()
-    if (this.#active < this.#options.slots && this.#waiting.length === 0) return this.#take()
+    if (this.#active < this.#slots() && this.#waiting.length === 0) return this.#take()
     if (this.#waiting.length >= this.#options.maxQueue) {
       throw new QueueFullError(`the server is busy: ${this.#active} requests are generating and ${this.#waiting.length} are waiting; retry after ${this.#options.retryAfterSeconds} s`, this.#options.retryAfterSeconds)
     }
@@ -80,6 +82,11 @@ export class AdmissionQueue implements AdmissionGauge {
     await new Promise<void>(resolve => { this.#idle.push(resolve) })
   }
 
+  // An engine has at least one slot, whatever a replaced one reports.
+  #slots (): number {
+    return Math.max(1, this.#options.slots())
+  }
+
   #take (): () => void {
     this.#active++
     let released = false
@@ -87,10 +94,11 @@ export class AdmissionQueue implements AdmissionGauge {
       if (released) return
       released = true
       this.#active--
-      // The slot passes straight to the longest waiter, so a newcomer cannot jump the queue.
-      const next = this.#waiting.shift()
-      if (next !== undefined) next.admit(this.#take())
-      else if (this.#active === 0) this.#idle.splice(0).forEach(resolve => { resolve() })
+      // Freed slots pass straight to the longest waiters, so a newcomer cannot jump the queue. An
+      // engine with fewer slots than requests running (swapped in meanwhile) admits none until
+      // enough have ended; one with more admits several at once.
+      while (this.#waiting.length > 0 && this.#active < this.#slots()) this.#waiting.shift()?.admit(this.#take())
+      if (this.#active === 0 && this.#waiting.length === 0) this.#idle.splice(0).forEach(resolve => { resolve() })
     }
   }
 }

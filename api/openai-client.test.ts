@@ -137,7 +137,7 @@ describe('the openai client\'s retries against a busy or loading API', () => {
   const local = useLocalEngine()
 
   it('retries a 429 for a full queue after Retry-After, as often as maxRetries allows', async () => {
-    const api = await startTestApi(local.engine, { slots: 1, maxQueue: 0 })
+    const api = await startTestApi(local.engine, { maxQueue: 0 })
     try {
       // The test takes the only slot itself, as a request would: no reply of the tiny model lasts
       // the seconds the retries take.

@@ -21,6 +21,7 @@ class RecordingEngine implements Engine {
   get modelPath (): string { return this.inner.modelPath }
   get threads (): number { return this.inner.threads }
   get contextSize (): number { return this.inner.contextSize }
+  get slots (): number { return this.inner.slots }
   tokenize (text: string, options?: TokenizeOptions): number[] { return this.inner.tokenize(text, options) }
   async dispose (): Promise<void> { await this.inner.dispose() }
 

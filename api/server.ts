@@ -34,8 +34,6 @@ export interface ApiServerOptions {
   logger?: FastifyServerOptions['logger']
   /** whether the engine can serve now, for GET /health (default: always ready) */
   readiness?: ServedModel['readiness']
-  /** requests the engine generates at once: its parallel slots (default 1, the local engine's) */
-  slots?: number
   /** requests that may wait for a slot before the API answers 429 (default DEFAULT_MAX_QUEUE) */
   maxQueue?: number
   /** per-key and per-IP request limits (default DEFAULT_RATE_LIMITS) */
@@ -76,7 +74,7 @@ export async function createApiServer (options: ApiServerOptions): Promise<Fasti
   app.setErrorHandler(openAiErrorHandler)
   app.setNotFoundHandler(openAiNotFoundHandler)
   await app.register(requestFacts)
-  await app.register(admission, { slots: options.slots ?? 1, maxQueue: options.maxQueue ?? DEFAULT_MAX_QUEUE, retryAfterSeconds: QUEUE_RETRY_AFTER_S })
+  await app.register(admission, { slots: () => options.engine.slots, maxQueue: options.maxQueue ?? DEFAULT_MAX_QUEUE, retryAfterSeconds: QUEUE_RETRY_AFTER_S })
   // Before any route: hooks apply to the routes registered after them.
   if (options.metrics !== undefined) await app.register(requestMetrics, options.metrics)
   if (options.audit !== undefined) await app.register(requestAudit, options.audit)

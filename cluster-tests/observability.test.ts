@@ -1,7 +1,7 @@
 // A real coordinator with two workers, debug logging on: a canary sent in prompts must reach no
 // log line, no metric, no audit record and no file in any data dir; /metrics, the audit ledger
 // and the full `mesh status` show what the cluster did; a SIGKILL under load leaves a ledger
-// that verifies.
+// that verifies. The coordinator runs two parallel slots, and generates two requests at once.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -14,6 +14,7 @@ import { MESH_BIN } from '../tools/test-support/run-mesh.js'
 import { loopbackListen, mesh, meshOk, status, TestCluster, waitFor, type MeshProcess } from './mesh-harness.js'
 import type { AuditRecord } from '../node/audit-ledger.js'
 import { freePort } from '../engine/free-port.js'
+import { bannedTokenBias } from '../tools/failover-bench.js'
 
 const READY_TIMEOUT_MS = 240_000
 const CANARY = `canary-${randomUUID()}`
@@ -54,7 +55,7 @@ describe('observability of a real cluster', () => {
     apiUrl = `http://127.0.0.1:${apiPort}`
     coordinator = cluster.start(coordinatorHome, ['--role', 'coordinator', ...listen, '--model', model.path, '--engine', 'cluster', '--api-port', String(apiPort),
       // A fixed plan: measured speeds on a loaded machine could leave a worker without layers.
-      '--stages', '0-0,1-2,3-3'])
+      '--stages', '0-0,1-2,3-3', '--parallel', '2'])
     await coordinator.listenAddr()
     workers = []
     homes = [coordinatorHome]
@@ -148,7 +149,7 @@ describe('observability of a real cluster', () => {
     assert.match(human.stdout, /^STAGE +NODE +LAYERS/m)
     // Both workers' stage rows end with their compute and transfer time per token.
     assert.equal(human.stdout.match(/^[12] .* [\d.]+ ms +[\d.]+ ms$/gm)?.length, 2, human.stdout)
-    assert.match(human.stdout, /^load +[\d.]+ tokens\/s, \d+ queued, \d+ generating$/m)
+    assert.match(human.stdout, /^load +[\d.]+ tokens\/s, \d+ queued, \d+ generating in 2 slots$/m)
     assert.match(human.stdout, /^privacy +on: the coordinator keeps layers? 0/m)
     // A worker shows its rpc-server and its view of the members, in 100 columns too.
     const worker = await mesh(homes[1], ['status'])
@@ -157,7 +158,9 @@ describe('observability of a real cluster', () => {
     assert.match(worker.stdout, /^rpc-server running \(0 restarts\)$/m)
     const json = JSON.parse((await meshOk(coordinatorHome, ['status', '--json']))) as Record<string, unknown> & { engine: Record<string, unknown>, members: Array<Record<string, unknown>> }
     for (const field of ['self', 'members', 'engine', 'warnings']) assert.ok(field in json, field)
-    for (const field of ['state', 'kind', 'model', 'reason', 'plan', 'planTable', 'apiUrl', 'load']) assert.ok(field in json.engine, field)
+    for (const field of ['state', 'kind', 'model', 'reason', 'plan', 'planTable', 'slots', 'apiUrl', 'load']) assert.ok(field in json.engine, field)
+    assert.equal(json.engine.slots, 2)
+    assert.equal((json.engine.plan as { parallel: number }).parallel, 2)
     for (const member of json.members) {
       const time = member.timePerToken as { computeMs: number, transferMs: number } | null
       assert.ok(time !== null && time.computeMs >= 0 && time.transferMs >= 0, `no time per token for worker ${String(member.peerId)}`)
@@ -196,6 +199,32 @@ describe('observability of a real cluster', () => {
       }
     }
     assert.ok(searched > 10, `only ${searched} files searched`)
+  })
+
+  it('generates as many requests at once as --parallel gives it slots', async () => {
+    // Long enough replies that one slot would finish the first before the second began.
+    const body = { model: 'model', prompt: 'Count with me:', max_tokens: 24, temperature: 0, logit_bias: await bannedTokenBias(model.path), stream: true }
+    const timed = async (): Promise<{ firstText: number, end: number }> => {
+      const response = await post('/v1/completions', body)
+      assert.equal(response.status, 200)
+      let firstText = -1
+      let pending = ''
+      for await (const chunk of response.body ?? []) {
+        pending += Buffer.from(chunk as Uint8Array).toString('utf8')
+        const events = pending.split('\n\n')
+        pending = events.pop() ?? ''
+        for (const event of events) {
+          if (firstText >= 0 || !event.startsWith('data: {')) continue
+          const data = JSON.parse(event.slice('data: '.length)) as { choices: Array<{ text: string }> }
+          if (data.choices[0]?.text !== '') firstText = performance.now()
+        }
+      }
+      assert.ok(firstText >= 0, 'no text streamed')
+      return { firstText, end: performance.now() }
+    }
+    const [a, b] = await Promise.all([timed(), timed()])
+    // With one slot the second request's first text would come after the first one's end.
+    assert.ok(Math.max(a.firstText, b.firstText) < Math.min(a.end, b.end), `first texts at ${a.firstText.toFixed(0)} and ${b.firstText.toFixed(0)} ms, ends at ${a.end.toFixed(0)} and ${b.end.toFixed(0)} ms`)
   })
 
   it('a coordinator killed with SIGKILL under request load leaves a ledger that verifies', async () => {

@@ -66,6 +66,8 @@ export interface Engine {
   readonly threads: number
   /** tokens one generation can hold: its prompt plus everything it generates */
   readonly contextSize: number
+  /** generations the engine runs at once (its parallel slots); the API admits no more than this */
+  readonly slots: number
   /** Token ids of `text` as the engine feeds it to the model, BOS first when the model asks for it. */
   tokenize: (text: string, options?: TokenizeOptions) => number[] | Promise<number[]>
   /** Streams the continuation of `input`; the generator's return value says why it ended. */

@@ -69,7 +69,7 @@ export async function startLlamaServer (options: LlamaServerOptions): Promise<Ll
       : { host: new URL(address).hostname, port: Number(new URL(address).port) }
     // llama-server divides its context evenly between the slots.
     const slotContext = Math.floor(contextSize / parallel)
-    const server = new LlamaServer(child, target, options.modelPath, threads, 'socketPath' in listen ? listen.socketPath : undefined, slotContext)
+    const server = new LlamaServer(child, target, options.modelPath, threads, 'socketPath' in listen ? listen.socketPath : undefined, slotContext, parallel)
     // A /health request on the local socket costs well under a millisecond; a short interval
     // keeps a reload after a failure from waiting on the poll.
     await child.waitUntil(async () => await server.isHealthy(), { ...wait, intervalMs: HEALTH_POLL_INTERVAL_MS })
@@ -101,7 +101,9 @@ export class LlamaServer implements Engine {
     readonly threads: number,
     private readonly socketPath: string | undefined,
     /** tokens one request can hold: llama-server's context divided by its slots */
-    readonly contextSize: number
+    readonly contextSize: number,
+    /** llama-server's `--parallel` */
+    readonly slots: number
   ) {}
 
   /** Process id of the llama-server child. */

@@ -77,6 +77,8 @@ class TokenTextDecoder {
 /** node-llama-cpp running a GGUF model in this process. One generation runs at a time; others wait. */
 export class LocalEngine implements Engine {
   readonly name = 'local'
+  /** its context has a single sequence */
+  readonly slots = 1
   #queue: Promise<void> = Promise.resolve()
   #disposed = false
 

@@ -26,6 +26,7 @@ export class ObservedEngine implements Engine {
   get modelPath (): string { return this.#inner.modelPath }
   get threads (): number { return this.#inner.threads }
   get contextSize (): number { return this.#inner.contextSize }
+  get slots (): number { return this.#inner.slots }
 
   async tokenize (text: string, options?: TokenizeOptions): Promise<number[]> {
     return await this.#inner.tokenize(text, options)

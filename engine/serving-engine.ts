@@ -47,11 +47,23 @@ export class ServingEngine extends EventEmitter<ServingEngineEvents> implements 
   #active = 0
   #idleWaiters: Array<() => void> = []
   #changeWaiters = new Set<() => void>()
+  readonly #contextSize: number
 
   /** `contextSize` is what every engine this one swaps in is started with */
-  constructor (readonly modelPath: string, readonly contextSize: number, options: ServingEngineOptions = {}) {
+  constructor (readonly modelPath: string, contextSize: number, options: ServingEngineOptions = {}) {
     super()
+    this.#contextSize = contextSize
     this.#recoveryTimeoutMs = options.recoveryTimeoutMs ?? DEFAULT_RECOVERY_TIMEOUT_MS
+  }
+
+  /** What one generation can hold on the engine serving now: an engine with several slots divides its context between them. */
+  get contextSize (): number {
+    return this.#current?.contextSize ?? this.#contextSize
+  }
+
+  /** The slots of the engine serving now; one while none is (requests are refused then anyway). */
+  get slots (): number {
+    return this.#current?.slots ?? 1
   }
 
   get state (): ServingState {

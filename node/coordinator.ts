@@ -13,7 +13,7 @@ import { defaultContextSize, inspectModelFile } from '../engine/model-file.js'
 import { RestartPolicy } from '../engine/restart-policy.js'
 import { ServingEngine, type ServingState } from '../engine/serving-engine.js'
 import { messageCapFor, RpcSessionEndedByWorkerError } from '../protocols/rpc-tunnel/index.js'
-import { largestStageTensorBytes, renderPlanTable, renderLlamaServerArgs, type ModelFacts, type NodeOffer, type PrivacyMode, type StagePlan, type StageRange } from '../scheduler/index.js'
+import { checkSlots, largestStageTensorBytes, renderPlanTable, renderLlamaServerArgs, type ModelFacts, type NodeOffer, type PrivacyMode, type StagePlan, type StageRange } from '../scheduler/index.js'
 import { quietMoment } from './quiet-moment.js'
 import { shortPeerId } from './short-peer-id.js'
 import { chooseServingPlan, samePlacement, type EngineChoice, type ServingPlan } from './serving-plan.js'
@@ -56,6 +56,11 @@ export interface CoordinatorInit {
   stages?: readonly StageRange[]
   /** total context of the engine, in tokens (default: the model's, at most 4096) */
   contextSize?: number
+  /**
+   * requests the cluster engine generates at once: llama-server's parallel slots, which share
+   * the context evenly (default 1; the local engine generates one at a time)
+   */
+  parallel?: number
   apiHost: string
   apiPort: number
   /** serve GET /metrics without an API key (default false) */
@@ -77,6 +82,8 @@ export interface EngineStatus {
   reason: string | null
   plan: StagePlan | null
   planTable: string | null
+  /** requests the engine serving now generates at once (null while none serves) */
+  slots: number | null
   apiUrl: string
   /** tokens per second, queue depth and active streams now */
   load: ServingLoad
@@ -120,6 +127,7 @@ export class Coordinator {
   static async start (init: CoordinatorInit): Promise<Coordinator> {
     const model = await readModelFacts(init.modelPath)
     const contextSize = init.contextSize ?? defaultContextSize(await inspectModelFile(init.modelPath))
+    checkSlots(contextSize, init.parallel ?? 1)
     const apiKey = (await readFile(init.dir.apiKey, 'utf8')).trim()
     const serving = new ServingEngine(init.modelPath, contextSize)
     const metrics = new ApiMetrics(init.node.metrics.registry)
@@ -159,6 +167,7 @@ export class Coordinator {
       reason: this.#serving.reason === '' ? null : this.#serving.reason,
       plan,
       planTable: plan != null ? renderPlanTable(plan) : this.#plan?.kind === 'local' ? 'all layers on this node (local engine)' : null,
+      slots: this.#serving.state === 'ready' ? this.#serving.slots : null,
       apiUrl: `http://${this.#init.apiHost}:${this.#init.apiPort}/v1`,
       load: this.#metrics.load()
     }
@@ -237,6 +246,7 @@ export class Coordinator {
         coordinator: { id: node.libp2p.peerId.toString(), offeredBytes: node.capabilities.memoryBytes, speed: node.capabilities.computeGflops },
         workers: await this.#liveWorkers(),
         contextSize: this.#contextSize,
+        parallel: this.#init.parallel ?? 1,
         privacy: this.#init.privacy,
         stages: this.#init.stages
       }

@@ -23,6 +23,7 @@ describe('serving plan choice', () => {
       coordinator: { id: 'coordinator', offeredBytes: coordinatorBytes, speed: 1 },
       workers: Array.from({ length: workers }, (_, n) => ({ id: `worker-${n}`, offeredBytes: GiB, speed: 1 })),
       contextSize: 512,
+      parallel: 1,
       privacy: 'on'
     }
   }

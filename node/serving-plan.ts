@@ -17,6 +17,8 @@ export interface ServingPlanInput {
   /** the live workers, in a stable order (it becomes the pipeline order) */
   workers: readonly NodeOffer[]
   contextSize: number
+  /** the cluster engine's parallel slots (the local engine has one) */
+  parallel: number
   privacy: PrivacyMode
   /** a manual `--stages` override, coordinator first */
   stages?: readonly StageRange[]
@@ -40,6 +42,7 @@ export function chooseServingPlan (input: ServingPlanInput): ServingPlan {
     coordinator: input.coordinator,
     workers: input.workers,
     contextSize: input.contextSize,
+    parallel: input.parallel,
     privacy: input.privacy
   }
   if (input.choice === 'auto' && input.workers.length === 0 && input.stages == null) {

@@ -1,6 +1,7 @@
 // Public surface of the scheduler: pure planning, GGUF facts + member offers -> stage plan.
 export type { KvCacheType, ModelFacts, NodeOffer, PlanInput, PrivacyMode, Stage, StageMemory, StagePlan, StageRange } from './types.js'
 export * from './errors.js'
+export { checkSlots } from './plan-input.js'
 export { planStages } from './plan-stages.js'
 export { planRecovery } from './plan-recovery.js'
 export { parseStages, planFromStages } from './stages-override.js'

@@ -26,12 +26,8 @@ export function checkPlanInput (input: PlanInput): CheckedPlanInput {
   for (const key of ['embeddingBytes', 'outputHeadBytes', 'embeddingLength', 'vocabSize', 'largestTensorBytes'] as const) {
     requireCount(model[key], `the model's ${key}`, 0)
   }
-  requireCount(input.contextSize, 'the context size', 1)
   const parallel = input.parallel ?? 1
-  requireCount(parallel, 'the number of parallel slots', 1)
-  if (parallel > input.contextSize) {
-    throw new InvalidPlanInputError(`${parallel} parallel slots cannot share a context of ${input.contextSize} tokens; use a context of at least one token per slot`)
-  }
+  checkSlots(input.contextSize, parallel)
   const kvCacheType = input.kvCacheType ?? 'f16'
   if (!KV_CACHE_TYPES.includes(kvCacheType)) throw new InvalidPlanInputError(`KV-cache type "${kvCacheType}" is not supported; use one of ${KV_CACHE_TYPES.join(', ')}`)
   const privacy = input.privacy ?? 'on'
@@ -47,6 +43,15 @@ export function checkPlanInput (input: PlanInput): CheckedPlanInput {
     if (!Number.isFinite(node.speed) || node.speed <= 0) throw new InvalidPlanInputError(`member ${node.id} has speed ${node.speed}; a measured speed must be a number above 0`)
   }
   return { model, nodes, contextSize: input.contextSize, parallel, kvCacheType, privacy, minCoordinatorLayers: privacy === 'on' ? 1 : 0 }
+}
+
+/** Checks that `parallel` slots can share a context of `contextSize` tokens; throws InvalidPlanInputError if not. */
+export function checkSlots (contextSize: number, parallel: number): void {
+  requireCount(contextSize, 'the context size', 1)
+  requireCount(parallel, 'the number of parallel slots', 1)
+  if (parallel > contextSize) {
+    throw new InvalidPlanInputError(`${parallel} parallel slots cannot share a context of ${contextSize} tokens; use a context of at least one token per slot`)
+  }
 }
 
 function requireCount (value: number, what: string, min: number): void {

@@ -79,7 +79,6 @@ export async function benchApi (options: ApiBenchOptions): Promise<ApiBenchResul
       engine: server,
       apiKey,
       modelName: 'bench',
-      slots: options.concurrency,
       maxQueue: options.requests,
       rateLimits: { perKey: 0, perIp: 0, windowMs: 60_000 }
     })

@@ -19,6 +19,7 @@ const REPORT: StatusReport = {
       stages: [0, 1].map(i => ({ nodeId: i === 0 ? LONG_PEER : `${LONG_PEER}x`, role: i === 0 ? 'coordinator' as const : 'worker' as const, firstLayer: i * 40, layerCount: 40, memory: { weightBytes: 1023.9 * 1024 ** 3, kvCacheBytes: 1, embeddingAndHeadBytes: 1, computeBytes: 1, totalBytes: 1023.9 * 1024 ** 3 }, offeredBytes: 1023.9 * 1024 ** 3 }))
     },
     planTable: 'x',
+    slots: 16,
     apiUrl: 'http://[fd00:1234:5678:9abc:def0:1234:5678:9abc]:65535/v1',
     load: { tokensPerSecond: 12345.6, queueDepth: 1000, activeStreams: 1000 }
   },
@@ -35,7 +36,7 @@ describe('mesh status rendering', () => {
     assert.match(text, /^STAGE +NODE +LAYERS +WEIGHTS +TOTAL +OFFERED +COMPUTE\/TOK +XFER\/TOK$/m)
     assert.match(text, /^1 +12D3KooW…oDQqwx +40-79 .* 1234\.5 ms +999\.9 ms$/m)
     assert.match(text, /^privacy +on: the coordinator keeps layers 0-39, the embedding and the output head$/m)
-    assert.match(text, /^load +12345\.6 tokens\/s, 1000 queued, 1000 generating$/m)
+    assert.match(text, /^load +12345\.6 tokens\/s, 1000 queued, 1000 generating in 16 slots$/m)
     assert.match(text, /^ {2}! x+…$/m)
     assert.match(text, /^engine +unavailable: no plan fits .* for the\n {9}embedding, output head and layer 0 \(privacy on\)$/m, 'a long reason is wrapped, not cut')
     assert.match(text, /^12D3KooW…\S+ +worker +suspect +\[fd00:/m)

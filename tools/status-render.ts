@@ -93,13 +93,17 @@ function privacyLine (plan: StagePlan): string {
   return `${plan.privacy}: the coordinator keeps ${own}, the embedding and the output head`
 }
 
+function slotsText (slots: number | null): string {
+  return slots === null ? '' : ` in ${slots} slot${slots === 1 ? '' : 's'}`
+}
+
 function engineLines (engine: EngineStatus, members: ReadonlyMap<string, MemberStatus>): string[] {
   const serving = engine.kind != null ? `${engine.state} (${engine.kind})` : engine.state
   const lines = [
     ...wrap('engine   ', `${serving}${engine.reason != null ? `: ${engine.reason}` : ''}`, STATUS_WIDTH),
     `model    ${fit(engine.model, STATUS_WIDTH - 9, true)}`,
     fit(`api      ${engine.apiUrl}`, STATUS_WIDTH),
-    `load     ${engine.load.tokensPerSecond.toFixed(1)} tokens/s, ${engine.load.queueDepth} queued, ${engine.load.activeStreams} generating`
+    `load     ${engine.load.tokensPerSecond.toFixed(1)} tokens/s, ${engine.load.queueDepth} queued, ${engine.load.activeStreams} generating${slotsText(engine.slots)}`
   ]
   if (engine.plan !== null) {
     const plan = engine.plan

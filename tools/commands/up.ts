@@ -18,6 +18,7 @@ interface UpOptions {
   workers: number
   model?: string
   apiPort: number
+  parallel: number
   drainTimeout: number
 }
 
@@ -68,6 +69,7 @@ export function upCommand (): Command {
     .addOption(new Option('--workers <n>', 'worker processes to start').argParser(parseNonNegativeInt).default(2))
     .option('--model <path>', 'GGUF model to serve (default: the synthetic demo model)')
     .addOption(new Option('--api-port <n>', 'port of the API on 127.0.0.1').argParser(parsePositiveInt).default(8080))
+    .addOption(new Option('--parallel <n>', 'requests the cluster engine generates at once; they share the context evenly').argParser(parsePositiveInt).default(1))
     .addOption(new Option('--drain-timeout <duration>', 'on Ctrl-C or SIGTERM, how long requests in flight may take to finish while new ones get 503, e.g. 30s').argParser(parseDuration).default(DEFAULT_DRAIN_TIMEOUT_MS, '30s'))
     .action(async (options: UpOptions) => {
       await ensureLlamaCppToolsWithProgress()
@@ -82,7 +84,7 @@ export function upCommand (): Command {
       const cluster = new LocalCluster({
         layout: upLayout(dataDir().root),
         workers: options.workers,
-        coordinatorArgs: ['--model', modelPath, '--engine', 'auto', '--api-host', '127.0.0.1', '--api-port', String(options.apiPort), '--drain-timeout', `${options.drainTimeout}ms`],
+        coordinatorArgs: ['--model', modelPath, '--engine', 'auto', '--api-host', '127.0.0.1', '--api-port', String(options.apiPort), '--parallel', String(options.parallel), '--drain-timeout', `${options.drainTimeout}ms`],
         progress,
         signal: stop.signal,
         // The drain, then the engine and the node shutting down.
