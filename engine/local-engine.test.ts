@@ -94,6 +94,29 @@ describe('local engine', () => {
     assert.deepEqual(b.pieces, alone.pieces)
   })
 
+  it('with two slots, runs two generations at once, each in half the context, and queues a third', async () => {
+    const twoSlots = await loadLocalEngine({ modelPath: local.model.path, contextSize: 1024, slots: 2 })
+    try {
+      assert.deepEqual([twoSlots.slots, twoSlots.contextSize], [2, 512])
+      const firstPieces: number[] = []
+      const ends: number[] = []
+      const timed = async (): Promise<void> => {
+        const generator = twoSlots.generate(PROMPT, { maxTokens: 24, ignoreEos: true })
+        let pieces = 0
+        while ((await generator.next()).done !== true) if (++pieces === 1) firstPieces.push(performance.now())
+        assert.equal(pieces, 24)
+        ends.push(performance.now())
+      }
+      await Promise.all([timed(), timed(), timed()])
+      // With one slot each generation's first piece would come after the previous one's end.
+      assert.ok(firstPieces[1] < ends[0], 'the second generation waited for the first')
+      assert.ok(firstPieces[2] > ends[0], 'the third generation ran before a slot was free')
+    } finally {
+      await twoSlots.dispose()
+    }
+    await assert.rejects(loadLocalEngine({ modelPath: local.model.path, contextSize: 4, slots: 8 }), /slots must be a whole number from 1 to the context size \(4\), got 8/)
+  })
+
   it('refuses to generate after dispose', async () => {
     const other = await loadLocalEngine({ modelPath: local.model.path, threads: 1 })
     await other.dispose()

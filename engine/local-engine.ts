@@ -11,8 +11,10 @@ export interface LocalEngineOptions {
   modelPath: string
   /** compute threads (default: what the CPU budget allows, see cpu-budget.ts) */
   threads?: number
-  /** context length in tokens (default: the model's training context, at most 4096) */
+  /** context length in tokens, shared evenly by the slots (default: the model's training context, at most 4096) */
   contextSize?: number
+  /** generations run at once, each in a sequence of its own, evaluated in shared batches (default 1) */
+  slots?: number
   /** tokens evaluated per batch while reading the prompt (default 512) */
   batchSize?: number
 }
@@ -23,6 +25,10 @@ export async function loadLocalEngine (options: LocalEngineOptions): Promise<Loc
   const contextSize = options.contextSize ?? defaultContextSize(facts)
   const threads = options.threads ?? (await readCpuBudget()).threads
   if (!Number.isSafeInteger(threads) || threads < 1) throw new EngineOptionsError(`threads must be a whole number of at least 1, got ${threads}`)
+  const slots = options.slots ?? 1
+  if (!Number.isSafeInteger(slots) || slots < 1 || slots > contextSize) {
+    throw new EngineOptionsError(`slots must be a whole number from 1 to the context size (${contextSize}), got ${slots}`)
+  }
 
   // 'never': take the native build `mesh setup` made (see node-binding.ts), else the prebuilt
   // binary; never compile or download while loading a model. maxThreads caps node-llama-cpp's own
@@ -37,12 +43,13 @@ export async function loadLocalEngine (options: LocalEngineOptions): Promise<Loc
       throw new ModelFileError(`llama.cpp could not load the model ${options.modelPath} (${(err as Error).message}); check that it is a llama.cpp-compatible GGUF model`, { cause: err })
     }
     const context = await model.createContext({
-      contextSize,
+      // node-llama-cpp's context size is each sequence's; llama-server's (and ours) is the slots' together.
+      contextSize: Math.floor(contextSize / slots),
       batchSize: options.batchSize ?? Math.min(512, contextSize),
       threads: { ideal: threads, min: threads },
-      sequences: 1
+      sequences: slots
     })
-    return new LocalEngine(options.modelPath, threads, llama.buildType, facts.vocabularySize ?? 0, llama, model, context)
+    return new LocalEngine(options.modelPath, threads, slots, llama.buildType, facts.vocabularySize ?? 0, llama, model, context)
   } catch (err) {
     await model?.dispose()
     await llama.dispose()
@@ -74,17 +81,23 @@ class TokenTextDecoder {
   }
 }
 
-/** node-llama-cpp running a GGUF model in this process. One generation runs at a time; others wait. */
+/**
+ * node-llama-cpp running a GGUF model in this process. As many generations as it has slots run
+ * at once, one per sequence of its context; others wait their turn.
+ */
 export class LocalEngine implements Engine {
   readonly name = 'local'
-  /** its context has a single sequence */
-  readonly slots = 1
-  #queue: Promise<void> = Promise.resolve()
+  // One sequence per slot, made once and reused: node-llama-cpp frees a disposed sequence's id
+  // only some time later, so a generation could not count on getting a new one.
+  readonly #free: LlamaContextSequence[]
+  readonly #waiting: Array<(sequence: LlamaContextSequence) => void> = []
+  readonly #idle: Array<() => void> = []
   #disposed = false
 
   constructor (
     readonly modelPath: string,
     readonly threads: number,
+    readonly slots: number,
     /** which node-llama-cpp binary runs the model: `mesh setup`'s native build or the slower prebuilt one */
     readonly binding: NodeBindingKind,
     /** tokens in the model's vocabulary */
@@ -92,9 +105,11 @@ export class LocalEngine implements Engine {
     private readonly llama: Llama,
     private readonly model: LlamaModel,
     private readonly context: LlamaContext
-  ) {}
+  ) {
+    this.#free = Array.from({ length: slots }, () => context.getSequence())
+  }
 
-  /** Tokens one generation can hold (the context has a single sequence). */
+  /** Tokens one generation can hold: its sequence's share of the context. */
   get contextSize (): number {
     return this.context.contextSize
   }
@@ -132,16 +147,13 @@ export class LocalEngine implements Engine {
     if (prompt.length === 0) throw new EngineOptionsError('the prompt is empty; give at least one token')
     options.signal?.throwIfAborted()
 
-    const release = await this.#acquire()
+    const sequence = await this.#takeSequence()
     try {
-      const sequence = this.context.getSequence()
-      try {
-        return yield * this.#run(sequence, prompt as Token[], options)
-      } finally {
-        sequence.dispose()
-      }
+      // A sequence keeps what it evaluated: each generation starts from nothing, so none sees another's tokens.
+      await sequence.clearHistory()
+      return yield * this.#run(sequence, prompt as Token[], options)
     } finally {
-      release()
+      this.#giveBack(sequence)
     }
   }
 
@@ -181,19 +193,25 @@ export class LocalEngine implements Engine {
     return 'length'
   }
 
-  // Chains generations: the context has one sequence, so they must not interleave.
-  async #acquire (): Promise<() => void> {
-    let release!: () => void
-    const previous = this.#queue
-    this.#queue = new Promise(resolve => { release = resolve })
-    await previous
-    return release
+  // One generation per sequence: the others wait for one, first come first served.
+  async #takeSequence (): Promise<LlamaContextSequence> {
+    return this.#free.pop() ?? await new Promise(resolve => { this.#waiting.push(resolve) })
+  }
+
+  #giveBack (sequence: LlamaContextSequence): void {
+    const next = this.#waiting.shift()
+    if (next !== undefined) {
+      next(sequence)
+      return
+    }
+    this.#free.push(sequence)
+    if (this.#free.length === this.slots) this.#idle.splice(0).forEach(resolve => { resolve() })
   }
 
   async dispose (): Promise<void> {
     if (this.#disposed) return
     this.#disposed = true
-    await this.#queue
+    if (this.#free.length < this.slots) await new Promise<void>(resolve => { this.#idle.push(resolve) })
     await this.context.dispose()
     await this.model.dispose()
     await this.llama.dispose()

@@ -57,8 +57,8 @@ export interface CoordinatorInit {
   /** total context of the engine, in tokens (default: the model's, at most 4096) */
   contextSize?: number
   /**
-   * requests the cluster engine generates at once: llama-server's parallel slots, which share
-   * the context evenly (default 1; the local engine generates one at a time)
+   * requests the engine generates at once: llama-server's parallel slots or the local engine's
+   * sequences, which share the context evenly (default 1)
    */
   parallel?: number
   apiHost: string
@@ -287,7 +287,7 @@ export class Coordinator {
   async #load (plan: ServingPlan): Promise<Engine> {
     const { modelPath } = this.#init
     await this.#init.node.libp2p.services.rpcTunnel.closeListeners()
-    if (plan.kind === 'local') return await loadLocalEngine({ modelPath, contextSize: plan.contextSize })
+    if (plan.kind === 'local') return await loadLocalEngine({ modelPath, contextSize: plan.contextSize, slots: this.#init.parallel })
     const endpoints: Record<string, string> = {}
     for (const stage of plan.plan.stages.slice(1)) {
       endpoints[stage.nodeId] = await this.#init.node.libp2p.services.rpcTunnel.openListener(peerIdFromString(stage.nodeId), {

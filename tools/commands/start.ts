@@ -83,7 +83,7 @@ export function startCommand (): Command {
     .addOption(new Option('--rate-limit-ip <n>', 'coordinator: requests per minute one client address may send (0: no limit)').argParser(parseNonNegativeInt).default(DEFAULT_RATE_LIMITS.perIp))
     .addOption(new Option('--cors-origin <origin>', 'coordinator: a web page origin allowed to call the API, e.g. https://chat.example.lan; repeat for more').argParser(collectOrigin).default([], 'none, browsers are refused'))
     .addOption(new Option('--ctx <n>', 'coordinator: context size in tokens (default: the model\'s, at most 4096)').argParser(parsePositiveInt))
-    .addOption(new Option('--parallel <n>', 'coordinator: requests the cluster engine generates at once; they share the context evenly (the local engine generates one at a time)').argParser(parsePositiveInt).default(1))
+    .addOption(new Option('--parallel <n>', 'coordinator: requests the engine generates at once; they share the context evenly').argParser(parsePositiveInt).default(1))
     .action(async (options: StartOptions) => {
       if (options.model != null && options.role !== 'coordinator') {
         throw new InvalidArgumentError('--model is for the coordinator; workers lend memory to the coordinator\'s model')

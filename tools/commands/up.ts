@@ -69,7 +69,7 @@ export function upCommand (): Command {
     .addOption(new Option('--workers <n>', 'worker processes to start').argParser(parseNonNegativeInt).default(2))
     .option('--model <path>', 'GGUF model to serve (default: the synthetic demo model)')
     .addOption(new Option('--api-port <n>', 'port of the API on 127.0.0.1').argParser(parsePositiveInt).default(8080))
-    .addOption(new Option('--parallel <n>', 'requests the cluster engine generates at once; they share the context evenly').argParser(parsePositiveInt).default(1))
+    .addOption(new Option('--parallel <n>', 'requests the engine generates at once; they share the context evenly').argParser(parsePositiveInt).default(1))
     .addOption(new Option('--drain-timeout <duration>', 'on Ctrl-C or SIGTERM, how long requests in flight may take to finish while new ones get 503, e.g. 30s').argParser(parseDuration).default(DEFAULT_DRAIN_TIMEOUT_MS, '30s'))
     .action(async (options: UpOptions) => {
       await ensureLlamaCppToolsWithProgress()
