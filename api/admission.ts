@@ -8,6 +8,8 @@ export interface AdmissionGauge {
   readonly depth: number
   /** requests holding a slot: generating or streaming */
   readonly active: number
+  /** requests the engine serving now generates at once */
+  readonly slots: number
 }
 
 export interface AdmissionOptions {
@@ -49,6 +51,7 @@ export class AdmissionQueue implements AdmissionGauge {
 
   get depth (): number { return this.#waiting.length }
   get active (): number { return this.#active }
+  get slots (): number { return this.#slots() }
 
   /**
    * Waits for a slot and resolves with the function that frees it (idempotent). Throws

@@ -108,6 +108,8 @@ describe('API metrics and audit', () => {
     assert.match(text, /llmesh_decode_tokens_per_second [\d.]+\n/)
     assert.match(text, /llmesh_queue_depth 0\n/)
     assert.match(text, /llmesh_active_streams 0\n/)
+    // The local engine has one slot.
+    assert.match(text, /llmesh_engine_slots 1\n/)
 
     // Records are appended once the response has gone out: wait for the last one.
     const records = await waitFor('three audit records', async () => { const r = await ledger.tail(10); return r.length === 3 ? r : undefined }, 5000)

@@ -79,9 +79,11 @@ export class ApiMetrics implements GenerationObserver {
     new Gauge({ name: 'llmesh_decode_tokens_per_second', help: `Tokens generated per second over the last ${RATE_WINDOW_S} s, all requests together`, registers, collect () { this.set(load().tokensPerSecond) } })
     new Gauge({ name: 'llmesh_queue_depth', help: 'Requests waiting for an engine slot', registers, collect () { this.set(load().queueDepth) } })
     new Gauge({ name: 'llmesh_active_streams', help: 'Requests generating now', registers, collect () { this.set(load().activeStreams) } })
+    const slots = (): number => this.#admission?.slots ?? 0
+    new Gauge({ name: 'llmesh_engine_slots', help: 'Requests the engine serving now generates at once: its parallel slots', registers, collect () { this.set(slots()) } })
   }
 
-  /** Reads queue depth and active requests from the API's admission queue from now on. */
+  /** Reads queue depth, active requests and slots from the API's admission queue from now on. */
   watchAdmission (admission: AdmissionGauge): void {
     this.#admission = admission
   }

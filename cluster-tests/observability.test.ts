@@ -110,9 +110,10 @@ describe('observability of a real cluster', () => {
     assert.match(text, /llmesh_inter_token_latency_seconds_count [1-9]/)
     assert.match(text, /llmesh_completion_tokens_total [1-9]/)
     assert.match(text, /llmesh_prompt_tokens_total [1-9]/)
-    for (const name of ['llmesh_decode_tokens_per_second', 'llmesh_queue_depth', 'llmesh_active_streams', 'llmesh_engine_restarts_total', 'llmesh_member_state', 'llmesh_peer_rtt_seconds']) {
+    for (const name of ['llmesh_decode_tokens_per_second', 'llmesh_queue_depth', 'llmesh_active_streams', 'llmesh_engine_slots', 'llmesh_engine_restarts_total', 'llmesh_member_state', 'llmesh_peer_rtt_seconds']) {
       assert.match(text, new RegExp(`^# TYPE ${name} `, 'm'))
     }
+    assert.match(text, /^llmesh_engine_slots 2$/m)
     // The coordinator's view of each worker's tunnel: bytes both ways, per-command time, time per token.
     const workerIds = (await status(coordinatorHome)).members.map(m => m.peerId)
     for (const worker of workerIds) {
