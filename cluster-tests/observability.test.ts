@@ -14,7 +14,7 @@ import { MESH_BIN } from '../tools/test-support/run-mesh.js'
 import { loopbackListen, mesh, meshOk, status, TestCluster, waitFor, type MeshProcess } from './mesh-harness.js'
 import type { AuditRecord } from '../node/audit-ledger.js'
 import { freePort } from '../engine/free-port.js'
-import { bannedTokenBias } from '../tools/failover-bench.js'
+import { bannedTokenBias, streamCompletion } from '../tools/failover-bench.js'
 
 const READY_TIMEOUT_MS = 240_000
 const CANARY = `canary-${randomUUID()}`
@@ -205,27 +205,9 @@ describe('observability of a real cluster', () => {
   it('generates as many requests at once as --parallel gives it slots', async () => {
     // Long enough replies that one slot would finish the first before the second began.
     const body = { model: 'model', prompt: 'Count with me:', max_tokens: 24, temperature: 0, logit_bias: await bannedTokenBias(model.path), stream: true }
-    const timed = async (): Promise<{ firstText: number, end: number }> => {
-      const response = await post('/v1/completions', body)
-      assert.equal(response.status, 200)
-      let firstText = -1
-      let pending = ''
-      for await (const chunk of response.body ?? []) {
-        pending += Buffer.from(chunk as Uint8Array).toString('utf8')
-        const events = pending.split('\n\n')
-        pending = events.pop() ?? ''
-        for (const event of events) {
-          if (firstText >= 0 || !event.startsWith('data: {')) continue
-          const data = JSON.parse(event.slice('data: '.length)) as { choices: Array<{ text: string }> }
-          if (data.choices[0]?.text !== '') firstText = performance.now()
-        }
-      }
-      assert.ok(firstText >= 0, 'no text streamed')
-      return { firstText, end: performance.now() }
-    }
-    const [a, b] = await Promise.all([timed(), timed()])
-    // With one slot the second request's first text would come after the first one's end.
-    assert.ok(Math.max(a.firstText, b.firstText) < Math.min(a.end, b.end), `first texts at ${a.firstText.toFixed(0)} and ${b.firstText.toFixed(0)} ms, ends at ${a.end.toFixed(0)} and ${b.end.toFixed(0)} ms`)
+    const [a, b] = (await Promise.all([streamCompletion(apiUrl, apiKey, body), streamCompletion(apiUrl, apiKey, body)])).map(({ arrivals }) => ({ firstText: arrivals[0], end: arrivals[arrivals.length - 1] }))
+    // With one slot the second request's first text would come after the first one's last.
+    assert.ok(Math.max(a.firstText, b.firstText) < Math.min(a.end, b.end), `first texts at ${a.firstText} and ${b.firstText}, last texts at ${a.end} and ${b.end} (ms)`)
   })
 
   it('a coordinator killed with SIGKILL under request load leaves a ledger that verifies', async () => {

@@ -85,7 +85,8 @@ interface SurvivorAfterReload { layers: LayerRange, upload: TensorUpload }
 interface LogLine { at: number, text: string }
 
 /** One streamed completion: its text and when each token event arrived. */
-interface StreamedCompletion { text: string, arrivals: number[] }
+/** A streamed completion's text and the time (Date.now()) each token with text arrived. */
+export interface StreamedCompletion { text: string, arrivals: number[] }
 
 /**
  * Starts a coordinator and two workers (`mesh start` processes on 127.0.0.1), streams a greedy
@@ -209,7 +210,7 @@ function layersOf (stages: ReadonlyArray<{ nodeId: string, firstLayer: number, l
 }
 
 /** Streams a completion; `onToken` is told the count of tokens (events with text) received so far. */
-async function streamCompletion (apiBase: string, apiKey: string, body: object, onToken?: (received: number) => void): Promise<StreamedCompletion> {
+export async function streamCompletion (apiBase: string, apiKey: string, body: object, onToken?: (received: number) => void): Promise<StreamedCompletion> {
   const response = await fetch(`${apiBase}/v1/completions`, {
     method: 'POST',
     headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' },
