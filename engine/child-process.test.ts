@@ -23,9 +23,11 @@ function isRunning (pid: number): boolean {
 
 describe('supervised child process', () => {
   it('does not outlive a parent killed with SIGKILL', { skip: process.platform !== 'linux' && 'the parent-death signal is Linux-only' }, async () => {
-    // A parent that supervises a long-running child and prints the child's pid.
-    const script = `import('${new URL('./child-process.js', import.meta.url).href}').then(({ SupervisedProcess }) => {
-      const child = SupervisedProcess.spawn({ name: 'grandchild', command: process.execPath, args: ['-e', 'setInterval(() => {}, 1000)'] })
+    // A parent that supervises a long-running child and prints the child's pid once the child
+    // runs: before that, setpriv may not have set the parent-death signal yet.
+    const script = `import('${new URL('./child-process.js', import.meta.url).href}').then(async ({ SupervisedProcess }) => {
+      const child = SupervisedProcess.spawn({ name: 'grandchild', command: process.execPath, args: ['-e', 'console.log("running"); setInterval(() => {}, 1000)'] })
+      await child.waitForLine(/running/, { timeoutMs: 10000 })
       console.log(child.pid)
       setInterval(() => {}, 1000)
     })`
