@@ -84,7 +84,6 @@ interface SurvivorAfterReload { layers: LayerRange, upload: TensorUpload }
 /** One log line of a node: when and what. */
 interface LogLine { at: number, text: string }
 
-/** One streamed completion: its text and when each token event arrived. */
 /** A streamed completion's text and the time (Date.now()) each token with text arrived. */
 export interface StreamedCompletion { text: string, arrivals: number[] }
 
