@@ -1,10 +1,22 @@
+import './polyfill.js'
 import assert from 'node:assert/strict'
-import { describe, it } from 'node:test'
+import { createServer, type Server, type Socket } from 'node:net'
+import { after, describe, it } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
+import { identify } from '@libp2p/identify'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { capabilityKey, capabilitySelectors, CAPABILITY_NAMESPACE, signCapabilityRecord, verifyCapabilityRecord, type CapabilityRecordBody } from './capability-records.js'
+import { ping } from '@libp2p/ping'
+import { startLoopbackPeer } from '../tools/tunnel-node.js'
+import { waitFor } from '../tools/wait-for.js'
+import {
+  CAPABILITY_LOOKUP_MS, capabilityKey, capabilitySelectors, capabilityValidators, CAPABILITY_NAMESPACE, findCapabilityRecord,
+  publishCapabilityRecord, signCapabilityRecord, verifyCapabilityRecord, type CapabilityRecordBody
+} from './capability-records.js'
 import { issueCertificate, type TrustAnchor } from './certificate.js'
 import { CertificateError } from './errors.js'
+import { privateDht } from './private-dht.js'
+import type { KadDHT } from '@libp2p/kad-dht'
+import type { Libp2p } from 'libp2p'
 
 const ca = await generateKeyPair('Ed25519')
 const nodeKey = await generateKeyPair('Ed25519')
@@ -40,5 +52,54 @@ describe('capability records', () => {
   it('select the record with the highest sequence number', async () => {
     const records = await Promise.all([3, 9, 5].map(async seq => signCapabilityRecord(body(seq), nodeKey)))
     assert.equal(await capabilitySelectors()[CAPABILITY_NAMESPACE](capabilityKey(peerId), records), 1)
+  })
+})
+
+async function startDhtNode (): Promise<Libp2p<{ dht: KadDHT }>> {
+  return await startLoopbackPeer({
+    identify: identify(),
+    ping: ping(),
+    dht: privateDht({ validators: capabilityValidators(trust), selectors: capabilitySelectors() })
+  })
+}
+
+/** A listener that accepts connections on `port` and never answers: a peer whose dial hangs. */
+async function silentListener (port: number): Promise<{ server: Server, sockets: Set<Socket> }> {
+  const sockets = new Set<Socket>()
+  const server = createServer(socket => { sockets.add(socket) })
+  await new Promise<void>((resolve, reject) => { server.once('error', reject).listen(port, '127.0.0.1', resolve) })
+  return { server, sockets }
+}
+
+describe('capability lookup in the private DHT', () => {
+  const cleanups: Array<() => Promise<void>> = []
+  after(async () => { for (const cleanup of cleanups.reverse()) await cleanup() })
+
+  it('returns the record this node holds when a peer it asks never answers before the deadline', async () => {
+    const holder = await startDhtNode()
+    cleanups.push(async () => { await holder.stop() })
+    const peer = await startDhtNode()
+    const peerStopped = { done: false }
+    cleanups.push(async () => { if (!peerStopped.done) await peer.stop() })
+    const peerAddress = peer.getMultiaddrs()[0]
+    await holder.dial(peerAddress)
+    const record = await signCapabilityRecord(body(1), nodeKey)
+    // The put stores the record here and, once the peer is in the routing table, there too.
+    await waitFor('the peer to accept the record', async () => await publishCapabilityRecord(holder.services.dht, peerId, record) > 0 ? true : undefined, 10_000)
+
+    // The peer goes away and something else takes its port: dials to it now hang, as dials to
+    // a stopped peer over QUIC do, instead of being refused at once.
+    await peer.stop()
+    peerStopped.done = true
+    await waitFor('the holder to see the peer leave', async () => holder.getConnections(peer.peerId).length === 0 ? true : undefined)
+    const silent = await silentListener(Number(/\/tcp\/(\d+)/.exec(peerAddress.toString())?.[1]))
+    cleanups.push(async () => {
+      for (const socket of silent.sockets) socket.destroy()
+      await new Promise(resolve => silent.server.close(resolve))
+    })
+
+    const found = await findCapabilityRecord(holder.services.dht, peerId, trust, AbortSignal.timeout(CAPABILITY_LOOKUP_MS))
+    assert.deepEqual(found?.capabilities, capabilities)
+    assert.ok(silent.sockets.size > 0, 'the lookup did not ask the silent peer, so the test proves nothing')
   })
 })

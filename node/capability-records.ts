@@ -94,6 +94,12 @@ export async function publishCapabilityRecord (dht: KadDHT, peerId: string, valu
   return accepted
 }
 
+/**
+ * How long a capability lookup may take, in ms: a few of the DHT's per-peer request timeouts
+ * (private-dht.ts), so that a member that stopped answering costs a lookup time, not its result.
+ */
+export const CAPABILITY_LOOKUP_MS = 5000
+
 /** Reads a member's best capability record from the DHT (local store first, then peers). */
 export async function findCapabilityRecord (dht: KadDHT, peerId: string, trust: TrustAnchor, signal?: AbortSignal): Promise<CapabilityRecordBody | undefined> {
   let best: CapabilityRecordBody | undefined

@@ -2,7 +2,6 @@ import './polyfill.js'
 import { quic } from '@chainsafe/libp2p-quic'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { identify, identifyPush } from '@libp2p/identify'
-import { kadDHT, passthroughMapper, type KadDHT } from '@libp2p/kad-dht'
 import { mdns } from '@libp2p/mdns'
 import { ping, type Ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
@@ -12,16 +11,14 @@ import { AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../protocols/auth/constants.js'
 import { rpcTunnel, type RpcTunnel, type RpcTunnelBridgeInit } from '../protocols/rpc-tunnel/index.js'
 import { meshNoise } from './connection-encrypter.js'
 import { memberGate, type MemberGate } from './member-gate.js'
+import { privateDht } from './private-dht.js'
 import { PROBE_MS } from './probe.js'
 import { meshStreamMuxer } from './stream-muxer.js'
 import type { Membership } from './membership.js'
 import type { NodeMetrics } from './metrics.js'
 import type { Datastore } from 'interface-datastore'
 import type { PrivateKey } from '@libp2p/interface'
-import type { ValidateFn, SelectFn } from '@libp2p/kad-dht'
-
-/** Protocol id of the cluster's private DHT: its own prefix keeps it apart from the IPFS DHT. */
-export const DHT_PROTOCOL = '/llmesh/kad/1.0.0'
+import type { KadDHT, SelectFn, ValidateFn } from '@libp2p/kad-dht'
 
 /** Transport encryption; Noise by default, TLS 1.3 opt-in. */
 export type Encryption = 'noise' | 'tls'
@@ -93,14 +90,7 @@ export async function createLibp2pNode (init: Libp2pNodeInit): Promise<Libp2p<Me
       identifyPush: identifyPush(),
       // A probe that outlives the next one would otherwise hit ping's one-stream limit.
       ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
-      dht: kadDHT({
-        protocol: DHT_PROTOCOL,
-        clientMode: false,
-        peerInfoMapper: passthroughMapper,
-        validators: init.dhtValidators,
-        selectors: init.dhtSelectors,
-        allowQueryWithZeroPeers: true
-      }),
+      dht: privateDht({ validators: init.dhtValidators, selectors: init.dhtSelectors }),
       pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
       rpcTunnel: rpcTunnel({ bridge: init.rpcBridge, registry: metrics.registry }),
       gate: memberGate({

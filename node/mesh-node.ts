@@ -9,7 +9,7 @@ import { messageCapFor } from '../protocols/rpc-tunnel/index.js'
 import { authStreamHandler, requestAdmission } from '../protocols/auth/auth-handshake.js'
 import { AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../protocols/auth/constants.js'
 import { localCapabilities, type Capabilities } from './capabilities.js'
-import { capabilitySelectors, capabilityValidators, findCapabilityRecord, publishCapabilityRecord, signCapabilityRecord } from './capability-records.js'
+import { CAPABILITY_LOOKUP_MS, capabilitySelectors, capabilityValidators, findCapabilityRecord, publishCapabilityRecord, signCapabilityRecord } from './capability-records.js'
 import type { Role } from './certificate.js'
 import { LOCAL_FEATURES } from './features.js'
 import { listenControlSocket, type ControlRequest } from './control-socket.js'
@@ -338,7 +338,7 @@ export class MeshNode {
     const out: Record<string, Capabilities> = { [this.libp2p.peerId.toString()]: this.capabilities }
     const peers = (await this.membership.knownMembers()).map(c => c.body.peerId)
     await Promise.all(peers.map(async peer => {
-      const record = await findCapabilityRecord(this.libp2p.services.dht, peer, this.membership.trust, AbortSignal.timeout(5000)).catch(() => undefined)
+      const record = await findCapabilityRecord(this.libp2p.services.dht, peer, this.membership.trust, AbortSignal.timeout(CAPABILITY_LOOKUP_MS)).catch(() => undefined)
       if (record !== undefined) out[peer] = record.capabilities
     }))
     return out
