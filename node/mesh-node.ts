@@ -58,6 +58,8 @@ const DIAL_MS = 2000
 /** How often a connected static peer is checked for a lost connection. */
 const STATIC_PEER_CHECK_MS = 1000
 const CAPABILITY_REPUBLISH_MS = 30_000
+/** How long after a member arrives this node republishes its capability record there. */
+const REPUBLISH_AFTER_ARRIVAL_MS = 1000
 
 export { shortPeerId }
 
@@ -228,11 +230,16 @@ export class MeshNode {
     events.start()
     this.timers.push(setInterval(() => { this.readRtt() }, PROBE_MS))
     this.timers.push(setInterval(() => { void this.publishCapabilities() }, CAPABILITY_REPUBLISH_MS))
-    // Each new member is a new place for the record to live: republish (debounced).
+    // Each new member is a new place for the record to live: republish a moment after the first
+    // of a burst of arrivals, once the DHT has them in its routing table. Not a moment after
+    // the last: members joining one after another would keep pushing the record back, and a
+    // node stopped meanwhile would have published it nowhere.
     let pending: NodeJS.Timeout | undefined
     membership.on('authenticated', () => {
-      clearTimeout(pending)
-      pending = setTimeout(() => { void this.publishCapabilities() }, 1000).unref()
+      pending ??= setTimeout(() => {
+        pending = undefined
+        void this.publishCapabilities()
+      }, REPUBLISH_AFTER_ARRIVAL_MS).unref()
     })
     for (const target of this.options.peers) void this.keepDialing(target)
     const cert = membership.selfCertificate.body
