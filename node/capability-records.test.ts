@@ -77,10 +77,8 @@ describe('capability lookup in the private DHT', () => {
 
   it('returns the record this node holds when a peer it asks never answers before the deadline', async () => {
     const holder = await startDhtNode()
-    cleanups.push(async () => { await holder.stop() })
     const peer = await startDhtNode()
-    const peerStopped = { done: false }
-    cleanups.push(async () => { if (!peerStopped.done) await peer.stop() })
+    cleanups.push(async () => { await Promise.all([holder.stop(), peer.stop()]) })
     const peerAddress = peer.getMultiaddrs()[0]
     await holder.dial(peerAddress)
     const record = await signCapabilityRecord(body(1), nodeKey)
@@ -90,9 +88,8 @@ describe('capability lookup in the private DHT', () => {
     // The peer goes away and something else takes its port: dials to it now hang, as dials to
     // a stopped peer over QUIC do, instead of being refused at once.
     await peer.stop()
-    peerStopped.done = true
     await waitFor('the holder to see the peer leave', async () => holder.getConnections(peer.peerId).length === 0 ? true : undefined)
-    const silent = await silentListener(Number(/\/tcp\/(\d+)/.exec(peerAddress.toString())?.[1]))
+    const silent = await silentListener(Number(peerAddress.getComponents().find(component => component.name === 'tcp')?.value))
     cleanups.push(async () => {
       for (const socket of silent.sockets) socket.destroy()
       await new Promise(resolve => silent.server.close(resolve))
