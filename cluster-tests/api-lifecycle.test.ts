@@ -23,6 +23,12 @@ async function contentsUnder (root: string): Promise<string> {
   return texts.join('\n')
 }
 
+// Tokens per drain-test request. The four requests must still be running when SIGTERM lands,
+// about 0.6 s after the first: with 150 tokens (0.25-0.32 s each at ~500 tokens/s here) the
+// last ones could finish first; the server then closes, and the request meant to get 503 finds
+// no server. 600 tokens keep them busy for seconds after SIGTERM.
+const DRAIN_TEST_TOKENS = 600
+
 describe('the API of a running `mesh start` coordinator', () => {
   const cluster = new TestCluster()
   let model: TestModel
@@ -33,7 +39,8 @@ describe('the API of a running `mesh start` coordinator', () => {
   let noEnd: Record<string, number>
 
   before(async () => {
-    model = await writeTestModel()
+    // Room for DRAIN_TEST_TOKENS after the prompt.
+    model = await writeTestModel({ ctx: 1024 })
     const engine = await loadLocalEngine({ modelPath: model.path })
     noEnd = await noEndBias(engine)
     await engine.dispose()
@@ -84,7 +91,7 @@ describe('the API of a running `mesh start` coordinator', () => {
     const request = async (stream: boolean): Promise<Response> => await fetch(`${base}/v1/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${offlineKey}` },
-      body: JSON.stringify({ model: 'model', prompt: 'Drain me', max_tokens: 150, temperature: 0, logit_bias: noEnd, stream })
+      body: JSON.stringify({ model: 'model', prompt: 'Drain me', max_tokens: DRAIN_TEST_TOKENS, temperature: 0, logit_bias: noEnd, stream })
     })
     // One slot: the stream generates, the others wait in the admission queue; all are in flight.
     const streaming = await request(true)
