@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import { mkdir } from 'node:fs/promises'
+import { rm } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -11,7 +11,11 @@ import { findLlamaCppTools, llamaCppToolEnv } from './llama-cpp/tools.js'
 import { RestartPolicy, type RestartPolicyOptions } from './restart-policy.js'
 
 export interface RpcServerOptions {
-  /** the node's data dir: rpc-server's tensor cache (`-c`) lives in its `rpc-cache` folder */
+  /**
+   * the node's data dir. rpc-server keeps nothing there: its `--cache` saves every SET_TENSOR over
+   * 10 MiB, a prompt's hidden states included, so it runs without one (the tunnel's tensor cache
+   * keeps the weights). The `rpc-cache` folder that versions before kept there is removed at start.
+   */
   dataDir: string
   /** ggml-rpc-server executable (default: the one `mesh setup` built) */
   rpcServerPath?: string
@@ -38,6 +42,8 @@ export interface RpcServerEvents {
 }
 
 const HOST = '127.0.0.1'
+/** where rpc-server's own cache lived in a node's data dir before it was turned off */
+const LEGACY_CACHE_FOLDER = 'rpc-cache'
 const START_ATTEMPTS = 3
 
 async function accepts (port: number): Promise<boolean> {
@@ -80,11 +86,9 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   static async start (options: RpcServerOptions): Promise<RpcServer> {
     const command = options.rpcServerPath ?? (await findLlamaCppTools()).rpcServer
     const threads = options.threads ?? (await readCpuBudget()).threads
-    const cacheDir = join(options.dataDir, 'rpc-cache')
-    await mkdir(cacheDir, { recursive: true, mode: 0o700 })
-    // rpc-server takes its cache folder from LLAMA_CACHE (it adds "rpc/").
-    const env = llamaCppToolEnv({ LLAMA_CACHE: cacheDir })
-    const server = new RpcServer(command, port => ['--host', HOST, '--port', String(port), '--threads', String(threads), '--cache'], env, options)
+    // It may hold prompt activations that rpc-server's cache saved: never leave them at rest.
+    await rm(join(options.dataDir, LEGACY_CACHE_FOLDER), { recursive: true, force: true })
+    const server = new RpcServer(command, port => ['--host', HOST, '--port', String(port), '--threads', String(threads)], llamaCppToolEnv(), options)
     await server.#spawn()
     server.#supervising = server.#supervise()
     return server
@@ -182,7 +186,7 @@ export class RpcServer extends EventEmitter<RpcServerEvents> {
   }
 }
 
-/** Starts a supervised rpc-server on 127.0.0.1 and a free port, with its cache in the data dir. */
+/** Starts a supervised rpc-server on 127.0.0.1 and a free port, without a cache of its own. */
 export async function startRpcServer (options: RpcServerOptions): Promise<RpcServer> {
   return await RpcServer.start(options)
 }

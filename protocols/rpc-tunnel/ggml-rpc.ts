@@ -58,9 +58,10 @@ export const TENSOR_KEY_BYTES = 32
 export const SET_TENSOR_CACHED_BYTES = SET_TENSOR_DATA_OFFSET + 8 + TENSOR_KEY_BYTES
 
 /**
- * llama.cpp's RPC client asks rpc-server for tensors larger than this by hash
- * (SET_TENSOR_HASH) and rpc-server keeps them in its own cache (`-c`); smaller ones always
- * travel whole, which is what the tunnel's tensor cache is for (HASH_THRESHOLD in ggml-rpc.cpp).
+ * llama.cpp's RPC client asks rpc-server for tensors larger than this by hash (SET_TENSOR_HASH)
+ * before it sends them (HASH_THRESHOLD in ggml-rpc.cpp). llmesh runs rpc-server without its
+ * cache, which would save every such SET_TENSOR, prompt activations included: the answer is
+ * always "not held", the whole SET_TENSOR follows, and the tunnel's tensor cache takes over.
  */
 export const LLAMA_RPC_HASH_THRESHOLD_BYTES = 10 * 1024 * 1024
 /** GGML_MAX_SRC */

@@ -57,7 +57,7 @@ export interface RpcTunnelBridgeInit {
    */
   messageCapCeiling: () => number
   /**
-   * where to keep the data of tensors that pass whole (those llama.cpp's own cache leaves out),
+   * where to keep the data of the weights that pass whole (rpc-server keeps none: it runs without `--cache`),
    * so that a reload of the plan does not send them again; `maxBytes` is asked before each
    * engine start, when files beyond it are removed. Left out, every load sends every tensor.
    */

@@ -67,20 +67,22 @@ describe('tunnel tensor cache', () => {
 
   it('never keeps or looks up what is set after the first graph computation: a prompt\'s hidden states', async () => {
     const hiddenState = randomBytes(MIN_CACHED_TENSOR_BYTES * 2)
-    const computing = concat([hello, rpcRequest(RpcCommand.GRAPH_COMPUTE, 100), setTensor(hiddenState), setTensor(weights)])
+    // A 6144-wide model's batch of 512 tokens: above llama.cpp's hash threshold.
+    const largeHiddenState = randomBytes(LLAMA_RPC_HASH_THRESHOLD_BYTES + 4096)
+    const computing = concat([hello, rpcRequest(RpcCommand.GRAPH_COMPUTE, 100), setTensor(hiddenState), setTensor(largeHiddenState), setTensor(weights)])
     const validator = workerSession()
     assert.deepEqual(feed(chunk => validator.push(chunk), computing), computing)
     const inventory = await cache.inventory()
-    assert.ok(!inventory.some(tensor => tensor.key === tensorKey(hiddenState)), 'a hidden state was written to disk')
+    assert.ok(!inventory.some(tensor => tensor.key === tensorKey(hiddenState) || tensor.key === tensorKey(largeHiddenState)), 'a hidden state was written to disk')
     const dedup = new SetTensorDeduplicator(new TensorInventory(inventory))
     assert.deepEqual(feed(chunk => dedup.push(chunk), computing), computing, 'after a graph, even a cached tensor goes whole')
   })
 
-  it('leaves tensors above llama.cpp\'s hash threshold to rpc-server\'s own cache', async () => {
+  it('keeps tensors above llama.cpp\'s hash threshold too: rpc-server keeps none', async () => {
     const large = new Uint8Array(LLAMA_RPC_HASH_THRESHOLD_BYTES + 1).fill(7)
     const validator = workerSession()
-    feed(chunk => validator.push(chunk), concat([hello, setTensor(large)]))
-    assert.ok(!(await cache.inventory()).some(tensor => tensor.key === tensorKey(large)))
+    feed(chunk => validator.push(chunk), concat([hello, setTensor(large), rpcRequest(RpcCommand.GRAPH_COMPUTE, 100)]))
+    assert.ok((await cache.inventory()).some(tensor => tensor.key === tensorKey(large)))
   })
 
   it('sends a cached tensor as SET_TENSOR_CACHED, which the worker expands into the very same request', async () => {

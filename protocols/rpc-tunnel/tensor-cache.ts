@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
-import { encodeRequestHeader, LLAMA_RPC_HASH_THRESHOLD_BYTES, RpcCommand, SET_TENSOR_DATA_OFFSET, TENSOR_KEY_BYTES } from './ggml-rpc.js'
+import { encodeRequestHeader, RpcCommand, SET_TENSOR_DATA_OFFSET, TENSOR_KEY_BYTES } from './ggml-rpc.js'
 import { RpcTensorCacheMissError } from './errors.js'
 import type { RpcTunnelMetrics } from './metrics.js'
 import type { CachedTensorSource, RequestObserver } from './request-validator.js'
@@ -54,9 +54,13 @@ function dataParts (payload: readonly Uint8Array[]): Uint8Array[] {
   return data
 }
 
-/** True for tensor data of a size the tunnel's tensor cache keeps (llama.cpp's own cache takes larger ones). */
+/**
+ * True for tensor data of a size the tunnel's tensor cache keeps: every size worth a file. It
+ * also takes the tensors above llama.cpp's hash threshold, because rpc-server runs without its
+ * own cache (`--cache` saves every large SET_TENSOR, a prompt's hidden states included).
+ */
 export function isCacheableTensor (dataBytes: number): boolean {
-  return dataBytes >= MIN_CACHED_TENSOR_BYTES && dataBytes <= LLAMA_RPC_HASH_THRESHOLD_BYTES
+  return dataBytes >= MIN_CACHED_TENSOR_BYTES
 }
 
 /**
@@ -79,8 +83,8 @@ export class WeightLoading {
 }
 
 /**
- * Worker: keeps the data of the SET_TENSOR requests that llama.cpp's own cache leaves out
- * (tensors up to its hash threshold), one file per tensor named by the sha256 of its data.
+ * Worker: keeps the data of the weights' SET_TENSOR requests, one file per tensor named by the
+ * sha256 of its data: the only tensor cache on a worker (rpc-server runs without `--cache`).
  * A coordinator that loads a plan again (after a failure, say) learns from the cap exchange
  * what is cached and sends SET_TENSOR_CACHED instead of the data; the bridge expands it back
  * into the SET_TENSOR it stands for, so rpc-server sees ordinary requests.
