@@ -37,3 +37,8 @@ export class PlanDoesNotFitError extends SchedulerError {
     super(message)
   }
 }
+
+/** `--placement` or `--replicas` is malformed, or contradicts another override (`--stages`). */
+export class InvalidPlacementError extends SchedulerError {
+  override name = 'InvalidPlacementError'
+}

@@ -1,6 +1,6 @@
 import { formatBytes } from './format-bytes.js'
 import { formatLayerRange } from './layer-range.js'
-import type { StagePlan } from './types.js'
+import type { ServingLayout, StagePlan } from './types.js'
 
 const HEADERS = ['stage', 'node', 'role', 'layers', 'weights', 'KV cache', 'embd+head', 'compute', 'total', 'offered']
 
@@ -25,4 +25,12 @@ export function renderPlanTable (plan: StagePlan): string {
   ]
   if (plan.unusedWorkers.length > 0) notes.push(`unused workers (no layers): ${plan.unusedWorkers.join(', ')}`)
   return [line(HEADERS), ...rows.map(line), ...notes].join('\n')
+}
+
+/** A layout as tables for people: the plan table itself for one group, else one titled table per group. */
+export function renderLayoutTable (layout: ServingLayout): string {
+  if (layout.groups.length === 1) return renderPlanTable(layout.groups[0].plan)
+  const groups = layout.groups.map((group, index) => `group ${index + 1} of ${layout.groups.length} (own llama-server):\n${renderPlanTable(group.plan)}`)
+  if (layout.unusedWorkers.length > 0) groups.push(`workers in no group: ${layout.unusedWorkers.join(', ')}`)
+  return groups.join('\n\n')
 }

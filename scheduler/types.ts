@@ -96,3 +96,35 @@ export interface StagePlan {
 
 /** A layer range as written in `--stages`, inclusive; null stands for `none`. */
 export type StageRange = { first: number, last: number } | null
+
+/**
+ * `--placement`: `pipeline` serves the model as one pipeline over every worker, `replicas` as
+ * two or more replica groups, `auto` as whichever layout is predicted to decode fastest.
+ */
+export type Placement = 'auto' | 'pipeline' | 'replicas'
+
+/** Everything a layout depends on: a plan's input plus the placement overrides. */
+export interface LayoutInput extends PlanInput {
+  /** default `auto` */
+  placement?: Placement
+  /** `--replicas N`: exactly this many groups */
+  replicas?: number
+  /** a manual `--stages` override; the layout is then that one pipeline */
+  stages?: readonly StageRange[]
+}
+
+/** One replica group: a complete pipeline (the coordinator's part, then its worker stages) served by its own llama-server. */
+export interface LayoutGroup {
+  plan: StagePlan
+  /** predicted decode speed of the group alone, in the members' speed unit per layer (1 / the sum of its stage times) */
+  speed: number
+}
+
+/** The scheduler's output: one or more replica groups that each hold the whole model. */
+export interface ServingLayout {
+  groups: LayoutGroup[]
+  /** workers in no group, or in a group without layers */
+  unusedWorkers: string[]
+  /** predicted aggregate decode speed: the groups' speeds added up */
+  speed: number
+}
