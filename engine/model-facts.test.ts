@@ -33,6 +33,7 @@ describe('readModelFacts', () => {
     assert.equal(facts.embeddingBytes, 2 * embd * vocab)
     assert.equal(facts.outputHeadBytes, 2 * embd * vocab + 4 * embd)
     assert.equal(facts.tiedEmbeddings, false)
+    assert.deepEqual(facts.outsideLayerTensors, ['token_embd.weight', 'output_norm.weight', 'output.weight'])
     // K and V: kvHeads heads of embd / heads values each.
     assert.deepEqual(facts.kvValuesPerTokenPerLayer, [2 * kvDim, 2 * kvDim, 2 * kvDim])
     assert.equal(facts.embeddingLength, embd)
@@ -51,6 +52,7 @@ describe('readModelFacts', () => {
     const facts = await readModelFacts(path)
     assert.equal(facts.tiedEmbeddings, true)
     assert.equal(facts.outputHeadBytes, 4 * options.embd)
+    assert.deepEqual(facts.outsideLayerTensors, ['token_embd.weight', 'output_norm.weight'])
     // value_length defaults to embd / heads = 16, key_length is 32.
     assert.deepEqual(facts.kvValuesPerTokenPerLayer, [1 * 48, 2 * 48, 4 * 48])
   })

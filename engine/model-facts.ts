@@ -39,15 +39,16 @@ export function modelFactsFromGguf (info: GgufInfo, path: string): ModelFacts {
   }
   const embedding = byName.get('token_embd.weight')
   if (embedding == null) throw new ModelFileError(`${path} has no token_embd.weight tensor, so llmesh cannot split it by layers; use a decoder-only transformer model`)
-  const output = byName.get('output.weight')
-  const outputNorm = byName.get('output_norm.weight')
+  const outsideLayers = info.tensors.filter(tensor => !LAYER_TENSOR.test(tensor.name))
   return {
     layerCount,
     layerWeightBytes,
     layerLargestTensorBytes,
     embeddingBytes: embedding.byteSize,
-    outputHeadBytes: (output?.byteSize ?? 0) + (outputNorm?.byteSize ?? 0),
-    tiedEmbeddings: output == null,
+    // Everything outside the layers but the embedding: the head and its norms and biases, which the coordinator keeps.
+    outputHeadBytes: outsideLayers.reduce((sum, tensor) => sum + (tensor === embedding ? 0 : tensor.byteSize), 0),
+    tiedEmbeddings: !byName.has('output.weight'),
+    outsideLayerTensors: outsideLayers.map(tensor => tensor.name),
     kvValuesPerTokenPerLayer: kvHeadCounts.map(heads => heads * (keyLength + valueLength)),
     embeddingLength,
     // ne1 of the embedding matrix is the vocabulary: more reliable than the token list, which some files omit.

@@ -19,7 +19,7 @@ function plan (stages: Array<{ nodeId: string, layers: number, totalMiB?: number
     parallel: 1,
     kvCacheType: 'f16',
     privacy: 'on',
-    tiedEmbeddings: false,
+    coordinatorTensors: ['token_embd.weight', 'output_norm.weight', 'output.weight'],
     unusedWorkers: [],
     stages: stages.map((s, i) => {
       const stage = {

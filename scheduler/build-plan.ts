@@ -41,7 +41,7 @@ export function buildPlan (input: CheckedPlanInput, layerCounts: readonly number
     parallel: input.parallel,
     kvCacheType,
     privacy: input.privacy,
-    tiedEmbeddings: model.tiedEmbeddings,
+    coordinatorTensors: model.outsideLayerTensors,
     stages,
     unusedWorkers
   }

@@ -12,6 +12,7 @@ const model: ModelFacts = {
   embeddingBytes: 1 << 20,
   outputHeadBytes: 1 << 20,
   tiedEmbeddings: false,
+  outsideLayerTensors: ['token_embd.weight', 'output_norm.weight', 'output.weight'],
   kvValuesPerTokenPerLayer: new Array<number>(16).fill(512),
   embeddingLength: 512,
   vocabSize: 1000,
@@ -42,7 +43,7 @@ describe('renderLlamaServerArgs', () => {
     assert.equal(flag(args, '--n-gpu-layers'), '14')
     // 7 layers on RPC0; 6 layers plus the output head's slot on RPC1.
     assert.equal(flag(args, '--tensor-split'), '7,7')
-    assert.equal(flag(args, '--override-tensor'), '^output\\.weight$=CPU,^output_norm\\.weight$=CPU')
+    assert.equal(flag(args, '--override-tensor'), '^token_embd\\.weight$=CPU,^output_norm\\.weight$=CPU,^output\\.weight$=CPU')
     assert.equal(flag(args, '--ctx-size'), '2048')
     assert.equal(flag(args, '--parallel'), '2')
     assert.ok(args.includes('--kv-unified'))
@@ -96,9 +97,27 @@ describe('renderLlamaServerArgs', () => {
   })
 
   it('keeps the tied head (a copy of token_embd) on the coordinator', () => {
-    const tied = { ...input, model: { ...model, tiedEmbeddings: true } }
+    const tied = { ...input, model: { ...model, tiedEmbeddings: true, outsideLayerTensors: ['token_embd.weight', 'output_norm.weight'] } }
     const args = renderLlamaServerArgs(planFromStages(tied, parseStages('0-2,3-9,10-15')), endpoints)
     assert.equal(flag(args, '--override-tensor'), '^token_embd\\.weight$=CPU,^output_norm\\.weight$=CPU')
+  })
+
+  it('keeps every tensor the model holds outside the layers on the coordinator, and only those', () => {
+    // phi2's head: weights and biases of the output and its norm.
+    const names = ['token_embd.weight', 'output_norm.weight', 'output_norm.bias', 'output.weight', 'output.bias', 'odd+name,with=separators']
+    const args = renderLlamaServerArgs(planFromStages({ ...input, model: { ...model, outsideLayerTensors: names } }, parseStages('0-2,3-9,10-15')), endpoints)
+    const entries = (flag(args, '--override-tensor') ?? '').split(',')
+    assert.equal(entries.length, names.length, 'a name\'s separators must not split the list')
+    // Read as llama.cpp does: split at the first '=', then an ECMAScript regex search.
+    const patterns = entries.map(entry => {
+      const [pattern, device] = [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]
+      assert.equal(device, 'CPU')
+      return new RegExp(pattern)
+    })
+    for (const name of names) assert.ok(patterns.some(pattern => pattern.test(name)), `${name} stays on the coordinator`)
+    for (const name of ['blk.3.attn_output.weight', 'blk.3.attn_output.bias', 'output.weight.extra', 'xoutput.bias']) {
+      assert.ok(!patterns.some(pattern => pattern.test(name)), `${name} is placed with its layer`)
+    }
   })
 
   it('runs everything locally for a single-node plan', () => {

@@ -2,12 +2,14 @@ import { InvalidPlanInputError } from './errors.js'
 import { MICRO_BATCH_TOKENS } from './memory.js'
 import type { StagePlan } from './types.js'
 
-// Anchored: unanchored, `output\.weight` also matches every `blk.N.attn_output.weight`.
-const OUTPUT_NORM_ON_CPU = '^output_norm\\.weight$=CPU'
-const OUTPUT_ON_CPU = '^output\\.weight$=CPU'
-// With tied embeddings llama.cpp loads the head as a second copy of `token_embd.weight`,
-// placed like the output layer; this override keeps that copy on the coordinator.
-const TIED_OUTPUT_ON_CPU = '^token_embd\\.weight$=CPU'
+/**
+ * The `--override-tensor` entry that keeps exactly the tensor `name` on the coordinator's CPU.
+ * Anchored: unanchored, `output\.weight` also matches every `blk.N.attn_output.weight`. llama.cpp
+ * splits the list at ',' and each entry at its first '=', so those match as any character.
+ */
+function keptOnCpu (name: string): string {
+  return `^${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/[,=]/g, '.')}$=CPU`
+}
 
 /**
  * The llama-server arguments that realise a plan (all but the model, threads and listening
@@ -15,7 +17,9 @@ const TIED_OUTPUT_ON_CPU = '^token_embd\\.weight$=CPU'
  * workers' endpoints (the tunnel listeners, keyed by node id) in pipeline order, `--device`
  * pinning the RPC devices, `-ngl` leaving the coordinator's layers on its CPU together with
  * their KV cache, `--tensor-split` in whole layers (exact, no float boundary rounding) and
- * `--override-tensor` keeping the output head on the coordinator. Assumes each rpc-server
+ * `--override-tensor` keeping every tensor outside the layers on the coordinator: the output head
+ * whatever it holds (weights, norms, biases; with tied embeddings, the copy of `token_embd.weight`
+ * llama.cpp places like the output layer), so no worker computes or sees logits. Assumes each rpc-server
  * exposes one device (the CPU rpc-server llmesh starts), so the i-th worker is device RPCi.
  */
 export function renderLlamaServerArgs (plan: StagePlan, rpcEndpoints: Readonly<Record<string, string>>): string[] {
@@ -40,13 +44,12 @@ export function renderLlamaServerArgs (plan: StagePlan, rpcEndpoints: Readonly<R
   // puts every boundary exactly where the plan has it.
   const split = workers.map(stage => stage.layerCount)
   split[split.length - 1] += 1
-  const outputOverrides = [plan.tiedEmbeddings ? TIED_OUTPUT_ON_CPU : OUTPUT_ON_CPU, OUTPUT_NORM_ON_CPU]
-  return [
+  const placement = [
     ...args,
     '--rpc', endpoints.join(','),
     '--device', workers.map((_, index) => `RPC${index}`).join(','),
     '--n-gpu-layers', String(plan.layerCount + 1 - coordinator.layerCount),
-    '--tensor-split', split.join(','),
-    '--override-tensor', outputOverrides.join(',')
+    '--tensor-split', split.join(',')
   ]
+  return plan.coordinatorTensors.length > 0 ? [...placement, '--override-tensor', plan.coordinatorTensors.map(keptOnCpu).join(',')] : placement
 }

@@ -13,6 +13,7 @@ function model (embeddingLength: number): ModelFacts {
     embeddingBytes: 0,
     outputHeadBytes: 0,
     tiedEmbeddings: false,
+    outsideLayerTensors: ['token_embd.weight', 'output_norm.weight', 'output.weight'],
     kvValuesPerTokenPerLayer: [0, 0, 0, 0],
     embeddingLength,
     vocabSize: 1000,

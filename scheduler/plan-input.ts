@@ -26,6 +26,9 @@ export function checkPlanInput (input: PlanInput): CheckedPlanInput {
   for (const key of ['embeddingBytes', 'outputHeadBytes', 'embeddingLength', 'vocabSize', 'largestTensorBytes'] as const) {
     requireCount(model[key], `the model's ${key}`, 0)
   }
+  if (!Array.isArray(model.outsideLayerTensors) || model.outsideLayerTensors.some(name => typeof name !== 'string' || name === '')) {
+    throw new InvalidPlanInputError('the model facts must list the names of the tensors outside the layers (outsideLayerTensors), each a non-empty string')
+  }
   const parallel = input.parallel ?? 1
   checkSlots(input.contextSize, parallel)
   const kvCacheType = input.kvCacheType ?? 'f16'

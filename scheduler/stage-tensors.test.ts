@@ -14,6 +14,7 @@ const model: ModelFacts = {
   embeddingBytes: 4 * MiB,
   outputHeadBytes: 4 * MiB,
   tiedEmbeddings: false,
+  outsideLayerTensors: ['token_embd.weight', 'output_norm.weight', 'output.weight'],
   kvValuesPerTokenPerLayer: new Array<number>(8).fill(512),
   embeddingLength: 512,
   vocabSize: 1000,

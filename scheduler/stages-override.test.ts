@@ -13,6 +13,7 @@ const model: ModelFacts = {
   embeddingBytes: 250 * MiB,
   outputHeadBytes: 250 * MiB,
   tiedEmbeddings: false,
+  outsideLayerTensors: ['token_embd.weight', 'output_norm.weight', 'output.weight'],
   kvValuesPerTokenPerLayer: new Array<number>(28).fill(1024),
   embeddingLength: 2048,
   vocabSize: 32000,

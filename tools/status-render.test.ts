@@ -15,7 +15,7 @@ const REPORT: StatusReport = {
   engine: {
     state: 'unavailable', kind: null, model: `/very/deep/${'folder/'.repeat(20)}model-with-a-long-name.gguf`, reason: 'no plan fits the live members: the coordinator needs 12.5 GiB more for the embedding, output head and layer 0 (privacy on)',
     plan: {
-      layerCount: 80, contextSize: 131072, parallel: 16, kvCacheType: 'f16', privacy: 'on', tiedEmbeddings: false, unusedWorkers: [LONG_PEER, LONG_PEER],
+      layerCount: 80, contextSize: 131072, parallel: 16, kvCacheType: 'f16', privacy: 'on', coordinatorTensors: ['token_embd.weight', 'output.weight'], unusedWorkers: [LONG_PEER, LONG_PEER],
       stages: [0, 1].map(i => ({ nodeId: i === 0 ? LONG_PEER : `${LONG_PEER}x`, role: i === 0 ? 'coordinator' as const : 'worker' as const, firstLayer: i * 40, layerCount: 40, memory: { weightBytes: 1023.9 * 1024 ** 3, kvCacheBytes: 1, embeddingAndHeadBytes: 1, computeBytes: 1, totalBytes: 1023.9 * 1024 ** 3 }, offeredBytes: 1023.9 * 1024 ** 3 }))
     },
     planTable: 'x',

@@ -14,6 +14,7 @@ export function model (overrides: Partial<ModelFacts> = {}): ModelFacts {
     embeddingBytes: 250 * MiB,
     outputHeadBytes: 250 * MiB,
     tiedEmbeddings: false,
+    outsideLayerTensors: ['token_embd.weight', 'output_norm.weight', 'output.weight'],
     kvValuesPerTokenPerLayer: new Array<number>(layerCount).fill(1024),
     embeddingLength: 2048,
     vocabSize: 32000,
