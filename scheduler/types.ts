@@ -8,10 +8,16 @@ export interface ModelFacts {
   layerLargestTensorBytes: readonly number[]
   /** bytes of `token_embd.weight`; llama.cpp always keeps it on the host running llama-server */
   embeddingBytes: number
-  /** bytes of the output head: `output.weight` (absent when tied) + `output_norm.weight` */
+  /** bytes of the output head: every tensor outside the layers but `token_embd.weight` (output, its norm, biases...) */
   outputHeadBytes: number
   /** true when the model has no `output.weight` and llama.cpp reuses `token_embd.weight` as the head */
   tiedEmbeddings: boolean
+  /**
+   * names of the tensors the file holds outside the repeating layers (`blk.N.*`): the embedding,
+   * the output head (weights, norms, biases) and whatever else the architecture adds. The
+   * coordinator keeps every one of them, so no worker computes or sees the logits.
+   */
+  outsideLayerTensors: readonly string[]
   /** K plus V values cached per token for each layer (n_embd_k_gqa + n_embd_v_gqa), index = layer */
   kvValuesPerTokenPerLayer: readonly number[]
   /** hidden size (`<arch>.embedding_length`), sizes the compute buffers */
@@ -88,7 +94,8 @@ export interface StagePlan {
   parallel: number
   kvCacheType: KvCacheType
   privacy: PrivacyMode
-  tiedEmbeddings: boolean
+  /** the model's tensors outside the layers (ModelFacts.outsideLayerTensors): llama-server keeps them on the coordinator */
+  coordinatorTensors: readonly string[]
   stages: Stage[]
   /** ids of workers that got no layers (too little memory, or too slow to be worth a hop) */
   unusedWorkers: string[]
