@@ -35,7 +35,7 @@ import type { Connection, PrivateKey } from '@libp2p/interface'
 import type { Libp2p } from 'libp2p'
 import type { LevelDatastore } from 'datastore-level'
 import type { Server } from 'node:net'
-import type { EngineStatus } from './coordinator.js'
+import type { EngineStatus } from './serving/engine-status.js'
 
 /** How `mesh start` runs a node. */
 export interface MeshNodeOptions {

@@ -1,6 +1,6 @@
 import type { Role } from './certificate.js'
 import type { MemberState } from './failure-detector.js'
-import type { EngineStatus } from './coordinator.js'
+import type { EngineStatus } from './serving/engine-status.js'
 import type { RpcServerState } from '../engine/rpc-server.js'
 
 /** This node, as `mesh status --json` shows it. */

@@ -1,7 +1,7 @@
 import { shortPeerId } from '../node/short-peer-id.js'
 import { formatBytes, type Stage, type StagePlan } from '../scheduler/index.js'
 import { formatLayerRange } from '../scheduler/layer-range.js'
-import type { EngineStatus } from '../node/coordinator.js'
+import type { EngineStatus } from '../node/serving/engine-status.js'
 import type { MemberStatus, StatusReport } from '../node/status-report.js'
 
 /** `mesh status` fits a terminal this wide. */

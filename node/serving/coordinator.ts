@@ -1,26 +1,27 @@
 import { readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { createApiServer, type ApiServerOptions } from '../api/server.js'
-import { ApiMetrics, type ServingLoad } from '../api/metrics.js'
-import { ObservedEngine } from '../engine/observed-engine.js'
+import { createApiServer, type ApiServerOptions } from '../../api/server.js'
+import { ApiMetrics } from '../../api/metrics.js'
+import { ObservedEngine } from '../../engine/observed-engine.js'
 import { WorkerTokenTimes } from './worker-token-time.js'
-import { describeExit } from '../engine/child-process.js'
-import { startLlamaServer, type LlamaServer } from '../engine/llama-server.js'
-import { loadLocalEngine } from '../engine/local-engine.js'
-import { readModelFacts } from '../engine/model-facts.js'
-import { defaultContextSize, inspectModelFile } from '../engine/model-file.js'
-import { RestartPolicy } from '../engine/restart-policy.js'
-import { ServingEngine, type ServingState } from '../engine/serving-engine.js'
-import { messageCapFor, RpcSessionEndedByWorkerError } from '../protocols/rpc-tunnel/index.js'
-import { checkSlots, largestStageTensorBytes, renderPlanTable, renderLlamaServerArgs, type ModelFacts, type NodeOffer, type PrivacyMode, type StagePlan, type StageRange } from '../scheduler/index.js'
+import { describeExit } from '../../engine/child-process.js'
+import { startLlamaServer, type LlamaServer } from '../../engine/llama-server.js'
+import { loadLocalEngine } from '../../engine/local-engine.js'
+import { readModelFacts } from '../../engine/model-facts.js'
+import { defaultContextSize, inspectModelFile } from '../../engine/model-file.js'
+import { RestartPolicy } from '../../engine/restart-policy.js'
+import { ServingEngine } from '../../engine/serving-engine.js'
+import { messageCapFor, RpcSessionEndedByWorkerError } from '../../protocols/rpc-tunnel/index.js'
+import { checkSlots, largestStageTensorBytes, renderPlanTable, renderLlamaServerArgs, type ModelFacts, type NodeOffer, type PrivacyMode, type StageRange } from '../../scheduler/index.js'
 import { quietMoment } from './quiet-moment.js'
-import { shortPeerId } from './short-peer-id.js'
+import { shortPeerId } from '../short-peer-id.js'
 import { chooseServingPlan, samePlacement, type EngineChoice, type ServingPlan } from './serving-plan.js'
-import type { MeshNode } from './mesh-node.js'
-import type { DataDir } from './data-dir.js'
-import type { Log } from './log.js'
-import type { Engine } from '../engine/engine.js'
+import type { MeshNode } from '../mesh-node.js'
+import type { DataDir } from '../data-dir.js'
+import type { Log } from '../log.js'
+import type { EngineStatus } from './engine-status.js'
+import type { Engine } from '../../engine/engine.js'
 import type { FastifyInstance } from 'fastify'
 
 /** How long after a member joins the coordinator re-plans: joins come in bursts. */
@@ -70,23 +71,6 @@ export interface CoordinatorInit {
   /** on stop, how long requests in flight may take to finish (default DEFAULT_DRAIN_TIMEOUT_MS) */
   drainTimeoutMs?: number
   log: Log
-}
-
-/** The engine part of `mesh status --json`. */
-export interface EngineStatus {
-  state: ServingState
-  /** "local" or "llama-server" while serving */
-  kind: string | null
-  model: string
-  /** why the engine cannot serve, when it cannot */
-  reason: string | null
-  plan: StagePlan | null
-  planTable: string | null
-  /** requests the engine serving now generates at once (null while none serves) */
-  slots: number | null
-  apiUrl: string
-  /** tokens per second, queue depth and active streams now */
-  load: ServingLoad
 }
 
 /**

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { loadLocalEngine } from '../engine/local-engine.js'
-import { ServingEngine } from '../engine/serving-engine.js'
-import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
+import { loadLocalEngine } from '../../engine/local-engine.js'
+import { ServingEngine } from '../../engine/serving-engine.js'
+import { writeTestModel, type TestModel } from '../../engine/test-support/write-test-model.js'
 import { quietMoment } from './quiet-moment.js'
 
 describe('quiet moment before folding a member in', () => {

@@ -1,5 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises'
-import type { ServingEngine } from '../engine/serving-engine.js'
+import type { ServingEngine } from '../../engine/serving-engine.js'
 
 /**
  * Resolves once `serving` runs no generation, so that rebuilding the engine (to fold a returning

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { readModelFacts } from '../engine/model-facts.js'
-import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
-import { PlanDoesNotFitError, type ModelFacts } from '../scheduler/index.js'
+import { readModelFacts } from '../../engine/model-facts.js'
+import { writeTestModel, type TestModel } from '../../engine/test-support/write-test-model.js'
+import { PlanDoesNotFitError, type ModelFacts } from '../../scheduler/index.js'
 import { chooseServingPlan, samePlacement, type ServingPlanInput } from './serving-plan.js'
 
 const GiB = 1024 ** 3

@@ -1,4 +1,4 @@
-import { planFromStages, planRecovery, planStages, type ModelFacts, type NodeOffer, type PrivacyMode, type StagePlan, type StageRange } from '../scheduler/index.js'
+import { planFromStages, planRecovery, planStages, type ModelFacts, type NodeOffer, type PrivacyMode, type StagePlan, type StageRange } from '../../scheduler/index.js'
 
 /** `--engine`: `local` runs node-llama-cpp in-process, `cluster` llama-server with RPC workers, `auto` picks by members. */
 export type EngineChoice = 'auto' | 'local' | 'cluster'

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict'
 import { setTimeout as delay } from 'node:timers/promises'
 import { describe, it } from 'node:test'
 import { Registry } from 'prom-client'
-import { FIXED_REQUEST_BYTES, RpcCommand } from '../protocols/rpc-tunnel/ggml-rpc.js'
+import { FIXED_REQUEST_BYTES, RpcCommand } from '../../protocols/rpc-tunnel/ggml-rpc.js'
 import { WorkerTokenTimes } from './worker-token-time.js'
-import { rpcRequest, rpcResponse } from '../protocols/rpc-tunnel/test-support/frames.js'
+import { rpcRequest, rpcResponse } from '../../protocols/rpc-tunnel/test-support/frames.js'
 
 
 

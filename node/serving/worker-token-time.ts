@@ -1,10 +1,10 @@
 import { performance } from 'node:perf_hooks'
 import { Counter, Gauge, type Registry } from 'prom-client'
-import { COMMAND_NAMES, COMMANDS_WITH_RESPONSE, RpcCommand } from '../protocols/rpc-tunnel/ggml-rpc.js'
-import { RpcRequestValidator } from '../protocols/rpc-tunnel/request-validator.js'
-import { RpcResponseReader } from '../protocols/rpc-tunnel/response-reader.js'
-import type { TunnelTraffic } from '../protocols/rpc-tunnel/index.js'
-import type { TokenTime } from './status-report.js'
+import { COMMAND_NAMES, COMMANDS_WITH_RESPONSE, RpcCommand } from '../../protocols/rpc-tunnel/ggml-rpc.js'
+import { RpcRequestValidator } from '../../protocols/rpc-tunnel/request-validator.js'
+import { RpcResponseReader } from '../../protocols/rpc-tunnel/response-reader.js'
+import type { TunnelTraffic } from '../../protocols/rpc-tunnel/index.js'
+import type { TokenTime } from '../status-report.js'
 
 // Weight of the newest graph in the moving averages: about the last ten tokens count.
 const SMOOTHING = 0.2

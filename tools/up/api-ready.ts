@@ -1,7 +1,7 @@
 import { requestStatus } from '../../node/status-request.js'
 import { waitFor } from '../wait-for.js'
 import { ApiCheckError } from './errors.js'
-import type { EngineStatus } from '../../node/coordinator.js'
+import type { EngineStatus } from '../../node/serving/engine-status.js'
 import type { DataDir } from '../../node/data-dir.js'
 import type { StagePlan } from '../../scheduler/index.js'
 
