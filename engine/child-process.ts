@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ChildProcessStartError } from './errors.js'
 import { findExecutable, isExecutable } from './llama-cpp/find-executable.js'
+import { hardeningLibrary, hardeningSupported } from './process-hardening.js'
 
 /** How a child process ended. */
 export interface ChildExit {
@@ -52,6 +53,7 @@ export function killOnExit (child: ChildProcess): () => void {
 }
 
 const setpriv = process.platform === 'linux' ? findExecutable('setpriv') : undefined
+const envCommand = process.platform === 'linux' ? findExecutable('env') : undefined
 
 /**
  * Spawns a child that the kernel kills when this process dies, however it dies: an exit hook
@@ -59,10 +61,15 @@ const setpriv = process.platform === 'linux' ? findExecutable('setpriv') : undef
  * port. On Linux, util-linux's setpriv sets the parent-death signal and then execs the command,
  * so the child keeps its pid; elsewhere, and for a command that cannot run (whose spawn error
  * then names it), the child is spawned plainly.
+ *
+ * On Linux the command also runs with core dumps off (RLIMIT_CORE 0 and not dumpable: see
+ * process-hardening.ts), its memory locked in RAM when `options.env` sets LLMESH_MLOCK=1.
+ * `env` execs it with the library preloaded, so that setpriv itself does not load it.
  */
 export function spawnTiedToParent (command: string, args: readonly string[], options: SpawnOptions): ChildProcess {
   if (setpriv === undefined || !isExecutable(command)) return spawn(command, args, options)
-  return spawn(setpriv, ['--pdeathsig', 'KILL', '--', command, ...args], options)
+  const hardened = hardeningSupported && envCommand !== undefined ? [envCommand, `LD_PRELOAD=${hardeningLibrary()}`] : []
+  return spawn(setpriv, ['--pdeathsig', 'KILL', '--', ...hardened, command, ...args], options)
 }
 
 /** Sends SIGTERM, then SIGKILL if `child` still runs after `graceMs`; resolves with how it exited. */

@@ -64,3 +64,10 @@ export class EngineLostError extends Error {
   readonly code = EngineLostError.code
   override readonly name = 'EngineLostError'
 }
+
+/** The library that turns core dumps off for llmesh's processes cannot be built or loaded. */
+export class ProcessHardeningError extends Error {
+  static readonly code = 'ERR_PROCESS_HARDENING'
+  readonly code = ProcessHardeningError.code
+  override readonly name = 'ProcessHardeningError'
+}

@@ -1,5 +1,6 @@
 // The `mesh` command line: one program, one subcommand per job (started by mesh.cts).
 import { Command } from 'commander'
+import { hardeningSupported, hardenThisProcess } from '../engine/process-hardening.js'
 import { reportFatal } from './report-fatal.js'
 
 /**
@@ -27,6 +28,8 @@ const program = new Command('mesh')
   .showHelpAfterError()
 
 try {
+  // Before anything of the cluster is loaded: a crash must not write keys, prompts or replies to disk.
+  if (hardeningSupported) hardenThisProcess()
   const requested = process.argv[2]
   // An unknown name or `mesh --help` needs every command, to list them or suggest one.
   const names = requested != null && requested in COMMANDS ? [requested] : Object.keys(COMMANDS)
