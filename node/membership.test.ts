@@ -13,6 +13,7 @@ import { decodeInvite } from './invite.js'
 import { Membership } from './membership.js'
 import { MembershipStore } from './membership-store.js'
 import { NodeMetrics } from './metrics.js'
+import { REDEMPTION_FAILURE_LIMIT } from './redemption-limiter.js'
 import type { PrivateKey } from '@libp2p/interface'
 
 const TAG = 'v-test'
@@ -27,6 +28,7 @@ describe('membership on the coordinator', () => {
   let datastore: LevelDatastore
   let membership: Membership
   let caKey: PrivateKey
+  const metrics = new NodeMetrics()
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'llmesh-membership-'))
@@ -38,7 +40,7 @@ describe('membership on the coordinator', () => {
     const config = { clusterId: 'c1', caPublicKey: Buffer.from(publicKeyToProtobuf(caKey.publicKey)).toString('base64'), coordinatorAddrs: [] }
     const now = Date.now()
     const selfCertificate = await issueCertificate({ peerId, role: 'coordinator', clusterId: 'c1', notBefore: now - 1000, notAfter: now + 3_600_000, serial: 1, features: LOCAL_FEATURES, llamaCppTag: TAG }, caKey)
-    membership = await Membership.load({ peerId, config, caPublicKey: caKey.publicKey, store: new MembershipStore(datastore), selfCertificate, build: { llamaCppTag: TAG, features: LOCAL_FEATURES }, metrics: new NodeMetrics(), caKey })
+    membership = await Membership.load({ peerId, config, caPublicKey: caKey.publicKey, store: new MembershipStore(datastore), selfCertificate, build: { llamaCppTag: TAG, features: LOCAL_FEATURES }, metrics, caKey })
   })
   after(async () => {
     await datastore.close()
@@ -47,7 +49,7 @@ describe('membership on the coordinator', () => {
 
   async function redeem (invite: string, peerId: string): Promise<unknown> {
     const { id, secret } = decodeInvite(invite)
-    return membership.accept(peerId, { clusterId: 'c1', llamaCppTag: TAG, features: LOCAL_FEATURES, invite: { id, secret } })
+    return membership.accept(peerId, { clusterId: 'c1', llamaCppTag: TAG, features: LOCAL_FEATURES, invite: { id, secret } }, '127.0.0.1')
   }
 
   it('issues a CA-signed certificate for an invite, exactly once even when redeemed concurrently', async () => {
@@ -70,17 +72,37 @@ describe('membership on the coordinator', () => {
     await new Promise(resolve => setTimeout(resolve, 10))
     await assert.rejects(redeem(invite, await newPeerId()), (err: Error) => err instanceof InviteError && err.reason === 'expired')
     const fresh = decodeInvite((await membership.createInvite('worker', 60_000, ADDRS)).invite)
-    await assert.rejects(membership.accept(await newPeerId(), { clusterId: 'c1', llamaCppTag: TAG, features: LOCAL_FEATURES, invite: { id: fresh.id, secret: 'guess' } }),
+    await assert.rejects(membership.accept(await newPeerId(), { clusterId: 'c1', llamaCppTag: TAG, features: LOCAL_FEATURES, invite: { id: fresh.id, secret: 'guess' } }, '127.0.0.1'),
       (err: Error) => err instanceof InviteError && err.reason === 'unknown')
   })
 
+  it('refuses invite guesses from one address unheard once they reach the limit, counts them and says so once', async () => {
+    const warnings: Array<[string, number]> = []
+    membership.on('redemption-failures', (source, failures) => warnings.push([source, failures]))
+    const failures = async (reason: string): Promise<number> => Number(new RegExp(`llmesh_failed_invite_redemptions_total\\{reason="${reason}"\\} (\\d+)`).exec(await metrics.text())?.[1] ?? 0)
+    const unknownBefore = await failures('unknown')
+    const guess = async (source: string, invite: { id: string, secret: string }): Promise<unknown> =>
+      membership.accept(await newPeerId(), { clusterId: 'c1', llamaCppTag: TAG, features: LOCAL_FEATURES, invite }, source)
+    for (let i = 0; i < REDEMPTION_FAILURE_LIMIT; i++) {
+      await assert.rejects(guess('10.0.0.9', { id: `guess${i}`, secret: 'guess' }), (err: Error) => err instanceof InviteError && err.reason === 'unknown')
+    }
+    // Now even a valid invite from that address is refused unheard (and stays unused) ...
+    const valid = decodeInvite((await membership.createInvite('worker', 60_000, ADDRS)).invite)
+    await assert.rejects(guess('10.0.0.9', valid), (err: Error) => err instanceof InviteError && err.reason === 'rate-limited')
+    // ... while another address redeems it.
+    assert.ok(((await guess('10.0.0.10', valid)) as { issued?: unknown }).issued !== undefined)
+    assert.deepEqual(warnings, [['10.0.0.9', REDEMPTION_FAILURE_LIMIT]])
+    assert.equal(await failures('unknown') - unknownBefore, REDEMPTION_FAILURE_LIMIT)
+    assert.equal(await failures('rate-limited'), 1)
+  })
+
   it('refuses a hello without certificate or invite, and one from another cluster', async () => {
-    await assert.rejects(membership.accept(await newPeerId(), { clusterId: 'c1', llamaCppTag: TAG, features: LOCAL_FEATURES }), (err: Error) => err instanceof CertificateError && err.reason === 'no-certificate')
-    await assert.rejects(membership.accept(await newPeerId(), { clusterId: 'c2', llamaCppTag: TAG, features: LOCAL_FEATURES }), (err: Error) => err instanceof CertificateError && err.reason === 'foreign-cluster')
+    await assert.rejects(membership.accept(await newPeerId(), { clusterId: 'c1', llamaCppTag: TAG, features: LOCAL_FEATURES }, '127.0.0.1'), (err: Error) => err instanceof CertificateError && err.reason === 'no-certificate')
+    await assert.rejects(membership.accept(await newPeerId(), { clusterId: 'c2', llamaCppTag: TAG, features: LOCAL_FEATURES }, '127.0.0.1'), (err: Error) => err instanceof CertificateError && err.reason === 'foreign-cluster')
   })
 
   it('refuses a node with another llama.cpp build, naming both versions', async () => {
-    await assert.rejects(membership.accept(await newPeerId(), { clusterId: 'c1', llamaCppTag: 'v-other', features: LOCAL_FEATURES }),
+    await assert.rejects(membership.accept(await newPeerId(), { clusterId: 'c1', llamaCppTag: 'v-other', features: LOCAL_FEATURES }, '127.0.0.1'),
       (err: Error) => err instanceof IncompatibleNodeError && /runs llama.cpp v-other but node .* runs llama.cpp v-test/.test(err.message))
   })
 
@@ -93,7 +115,7 @@ describe('membership on the coordinator', () => {
     const list = await membership.revoke(peerId)
     assert.deepEqual(events, [peerId])
     assert.equal(membership.isRefused(peerId), true)
-    await assert.rejects(membership.accept(peerId, { clusterId: 'c1', llamaCppTag: TAG, features: LOCAL_FEATURES, certificate: issued }), CertificateError)
+    await assert.rejects(membership.accept(peerId, { clusterId: 'c1', llamaCppTag: TAG, features: LOCAL_FEATURES, certificate: issued }, '127.0.0.1'), CertificateError)
     assert.deepEqual(await new MembershipStore(datastore).revocations(), list)
   })
 

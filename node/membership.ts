@@ -3,8 +3,9 @@ import { timingSafeEqual } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { issueCertificate, verifyCertificate, type Certificate, type Role, type TrustAnchor } from './certificate.js'
 import { checkCompatible, type BuildFacts } from './compatibility.js'
-import { CertificateError, InviteError } from './errors.js'
+import { AuthRefusedError, CertificateError, InviteError } from './errors.js'
 import { encodeInvite, hashInviteSecret, newInviteSecret } from './invite.js'
+import { RedemptionLimiter } from './redemption-limiter.js'
 import { signRevocationList, verifyRevocationList, type RevocationList } from './revocation-list.js'
 import type { ClusterConfig } from './data-dir.js'
 import type { MembershipStore } from './membership-store.js'
@@ -19,6 +20,8 @@ export interface MembershipEvents {
   authenticated: [peerId: string, certificate: Certificate]
   /** the CA revoked a member */
   revoked: [peerId: string]
+  /** (coordinator) `source` failed as many invite redemptions in a row as the limiter allows */
+  'redemption-failures': [source: string, failures: number]
 }
 
 /** What a Membership is built from. */
@@ -44,6 +47,22 @@ const REFUSAL_MS = 60_000
 const CLOSE_AFTER_REFUSAL_MS = 200
 
 /**
+ * Handshake failures that show the peer is no member of this cluster: a bad certificate, a
+ * refusal of ours, no llmesh auth protocol at all. Such a peer is refused at the gater for a
+ * while, whichever side dialled. A timeout may be load, not a stranger: it only disconnects.
+ */
+function showsNonMember (err: Error): boolean {
+  return err instanceof CertificateError || err instanceof AuthRefusedError || err.name === 'UnsupportedProtocolError'
+}
+
+function refusalReason (err: Error): string {
+  if (err instanceof CertificateError || err instanceof InviteError) return err.reason
+  if (err instanceof AuthRefusedError) return 'refused-by-peer'
+  if (err.name === 'UnsupportedProtocolError') return 'no-auth-protocol'
+  return err.name
+}
+
+/**
  * The "mTLS-style" identity layer at runtime: who is authenticated, who is revoked, and
  * (on the coordinator) issuing certificates for invites.
  */
@@ -56,6 +75,9 @@ export class Membership extends EventEmitter<MembershipEvents> implements AuthAu
   private readonly refusedUntil = new Map<string, number>()
   private readonly revoked = new Set<string>()
   private readonly stored = new Set<string>()
+  /** PeerId -> notAfter of every member whose verified certificate this node holds */
+  private readonly members = new Map<string, number>()
+  private readonly redemptions = new RedemptionLimiter()
   private revocationList: RevocationList | undefined
 
   private constructor (init: MembershipInit) {
@@ -71,6 +93,7 @@ export class Membership extends EventEmitter<MembershipEvents> implements AuthAu
     const membership = new Membership(init)
     const list = await init.store.revocations()
     if (list !== undefined) await membership.applyRevocations(list)
+    for (const cert of await init.store.members()) membership.members.set(cert.body.peerId, cert.body.notAfter)
     return membership
   }
 
@@ -117,6 +140,15 @@ export class Membership extends EventEmitter<MembershipEvents> implements AuthAu
     this.authenticated.delete(peerId)
   }
 
+  /**
+   * True when this node holds a verified, unexpired, unrevoked certificate of `peerId`: the
+   * only peers the DHT keeps in its routing table, names to others or dials.
+   */
+  isMember (peerId: string): boolean {
+    const notAfter = this.members.get(peerId)
+    return notAfter !== undefined && Date.now() <= notAfter && !this.revoked.has(peerId)
+  }
+
   /** True when the gater must refuse `peerId`: revoked, or recently failed the handshake. */
   isRefused (peerId: string): boolean {
     if (this.revoked.has(peerId)) return true
@@ -138,7 +170,7 @@ export class Membership extends EventEmitter<MembershipEvents> implements AuthAu
   }
 
   /** Listener side of the handshake: admits a member or a joiner with an invite. */
-  async accept (peerId: string, hello: Hello): Promise<Welcome> {
+  async accept (peerId: string, hello: Hello, source: string): Promise<Welcome> {
     if (hello.clusterId !== this.trust.clusterId) {
       throw new CertificateError(`this node belongs to cluster ${this.trust.clusterId}, not to cluster ${hello.clusterId}`, 'foreign-cluster')
     }
@@ -153,18 +185,20 @@ export class Membership extends EventEmitter<MembershipEvents> implements AuthAu
     } else if (hello.invite !== undefined) {
       // A joiner only fetches its certificate and hangs up; it authenticates again
       // with that certificate when it starts, so it does not count as a live member yet.
-      issued = await this.redeemInvite(peerId, hello)
+      issued = await this.redeemInvite(peerId, hello, source)
     } else {
       throw new CertificateError('no certificate was presented; join the cluster with "mesh join <invite>" first', 'no-certificate')
     }
     return { llamaCppTag: this.init.build.llamaCppTag, features: this.init.build.features, certificate: this.selfCertificate, issued, revocations: this.revocationList }
   }
 
-  /** Counts a refused handshake, refuses bad certificates at the gater for a while, and disconnects. */
+  /**
+   * Counts a refused or failed handshake, inbound or outbound, refuses a peer that showed it is
+   * no member at the gater for a while (no re-dial, no accepted connection), and disconnects.
+   */
   refused (connection: Connection, err: Error): void {
-    const reason = err instanceof CertificateError || err instanceof InviteError ? err.reason : err.name
-    this.init.metrics.refusedPeer(reason)
-    if (err instanceof CertificateError) this.refusedUntil.set(connection.remotePeer.toString(), Date.now() + REFUSAL_MS)
+    this.init.metrics.refusedPeer(refusalReason(err))
+    if (showsNonMember(err)) this.refusedUntil.set(connection.remotePeer.toString(), Date.now() + REFUSAL_MS)
     setTimeout(() => { connection.abort(err) }, CLOSE_AFTER_REFUSAL_MS).unref()
   }
 
@@ -179,8 +213,10 @@ export class Membership extends EventEmitter<MembershipEvents> implements AuthAu
 
   /** Stores a verified member certificate so the node knows the member after a restart. */
   async learn (cert: Certificate): Promise<void> {
+    if (cert.body.peerId === this.peerId) return
+    this.members.set(cert.body.peerId, Math.max(cert.body.notAfter, this.members.get(cert.body.peerId) ?? 0))
     // Heartbeats carry the certificate every second; write each one once.
-    if (cert.body.peerId === this.peerId || this.stored.has(cert.sig)) return
+    if (this.stored.has(cert.sig)) return
     await this.init.store.putMember(cert)
     this.stored.add(cert.sig)
   }
@@ -205,17 +241,32 @@ export class Membership extends EventEmitter<MembershipEvents> implements AuthAu
     return { invite, expiresAt }
   }
 
-  private async redeemInvite (peerId: string, hello: Hello): Promise<Certificate> {
+  // `source` is the joiner's host: a guesser can make new PeerIds at will, not new addresses.
+  private async redeemInvite (peerId: string, hello: Hello, source: string): Promise<Certificate> {
     const caKey = this.requireCa()
+    if (this.redemptions.blocked(source)) {
+      this.init.metrics.failedRedemption('rate-limited')
+      throw new InviteError('too many failed invite redemptions from this address; wait a minute, then use a fresh invite from "mesh token"', 'rate-limited')
+    }
     const { id, secret } = hello.invite as { id: string, secret: string }
     const hash = Buffer.from(hashInviteSecret(secret), 'hex')
-    const invite = await this.init.store.redeemInvite(id, peerId, stored => {
-      if (stored === undefined || !timingSafeEqual(Buffer.from(stored.secretHash, 'hex'), hash)) {
-        throw new InviteError('the invite is not known to this coordinator; ask for a new one with "mesh token"', 'unknown')
+    let invite
+    try {
+      invite = await this.init.store.redeemInvite(id, peerId, stored => {
+        if (stored === undefined || !timingSafeEqual(Buffer.from(stored.secretHash, 'hex'), hash)) {
+          throw new InviteError('the invite is not known to this coordinator; ask for a new one with "mesh token"', 'unknown')
+        }
+        if (stored.usedBy !== undefined) throw new InviteError('the invite has already been used; invites are single-use, ask for a new one with "mesh token"', 'used')
+        if (Date.now() > stored.expiresAt) throw new InviteError(`the invite expired at ${new Date(stored.expiresAt).toISOString()}; ask for a new one with "mesh token"`, 'expired')
+      })
+    } catch (err) {
+      if (err instanceof InviteError) {
+        this.init.metrics.failedRedemption(err.reason)
+        const failures = this.redemptions.failed(source)
+        if (this.redemptions.reachedLimit(failures)) this.emit('redemption-failures', source, failures)
       }
-      if (stored.usedBy !== undefined) throw new InviteError('the invite has already been used; invites are single-use, ask for a new one with "mesh token"', 'used')
-      if (Date.now() > stored.expiresAt) throw new InviteError(`the invite expired at ${new Date(stored.expiresAt).toISOString()}; ask for a new one with "mesh token"`, 'expired')
-    })
+      throw err
+    }
     const now = Date.now()
     const cert = await issueCertificate({
       peerId,

@@ -8,8 +8,11 @@ import type { Connection, Stream, StreamHandler } from '@libp2p/interface'
 
 /** The membership decisions the listener side of the handshake delegates. */
 export interface AuthAuthority {
-  /** Accepts a dialer's HELLO and returns the WELCOME; throws an Error whose message is the refusal reason. */
-  accept: (peerId: string, hello: Hello) => Promise<Welcome>
+  /**
+   * Accepts a dialer's HELLO and returns the WELCOME; throws an Error whose message is the
+   * refusal reason. `source` is the dialer's host, by which failed invites are rate-limited.
+   */
+  accept: (peerId: string, hello: Hello, source: string) => Promise<Welcome>
   /** Told about every refused or failed handshake, so the peer can be disconnected and counted. */
   refused: (connection: Connection, err: Error) => void
 }
@@ -28,6 +31,13 @@ function abortOnTimeout (stream: Stream, signal: AbortSignal): () => void {
   return () => { signal.removeEventListener('abort', onAbort) }
 }
 
+const HOST_PROTOCOLS = new Set(['ip4', 'ip6', 'dns', 'dns4', 'dns6'])
+
+// The remote host of a connection; the whole address where it names none (a relay, a socket).
+function remoteHost (connection: Connection): string {
+  return connection.remoteAddr.getComponents().find(c => HOST_PROTOCOLS.has(c.name))?.value ?? connection.remoteAddr.toString()
+}
+
 /** The listener side of /llmesh/auth/1.0.0: one HELLO in, one WELCOME or REFUSED out. */
 export function authStreamHandler (authority: AuthAuthority, counter: FrameRejectionCounter): StreamHandler {
   return async (stream, connection) => {
@@ -39,7 +49,7 @@ export function authStreamHandler (authority: AuthAuthority, counter: FrameRejec
       const hello = parseHello(decodeJsonObject(frame.payload))
       let welcome: Welcome
       try {
-        welcome = await authority.accept(connection.remotePeer.toString(), hello)
+        welcome = await authority.accept(connection.remotePeer.toString(), hello, remoteHost(connection))
       } catch (err) {
         await writeFrame(stream, AuthMessageType.refused, encodeJson({ reason: (err as Error).message }))
         await stream.close().catch(() => {})
