@@ -11,6 +11,7 @@ import { AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../protocols/auth/constants.js'
 import { rpcTunnel, type RpcTunnel, type RpcTunnelBridgeInit } from '../protocols/rpc-tunnel/index.js'
 import { meshNoise } from './connection-encrypter.js'
 import { memberGate, type MemberGate } from './member-gate.js'
+import { membersOnly } from './member-only-components.js'
 import { privateDht } from './private-dht.js'
 import { PROBE_MS } from './probe.js'
 import { meshStreamMuxer } from './stream-muxer.js'
@@ -61,6 +62,7 @@ export async function createLibp2pNode (init: Libp2pNodeInit): Promise<Libp2p<Me
     if (refused) metrics.refusedPeer('gater')
     return refused
   }
+  const memberOnly = { membership, metrics, timeoutMs: AUTH_TIMEOUT_MS + 1000 }
   const encrypters = init.encryption === 'tls' ? [tls(), meshNoise()] : [meshNoise(), tls()]
   return createLibp2p({
     privateKey: init.privateKey,
@@ -90,8 +92,9 @@ export async function createLibp2pNode (init: Libp2pNodeInit): Promise<Libp2p<Me
       identifyPush: identifyPush(),
       // A probe that outlives the next one would otherwise hit ping's one-stream limit.
       ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
-      dht: privateDht({ validators: init.dhtValidators, selectors: init.dhtSelectors }),
-      pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }),
+      // Neither the DHT nor gossipsub sends a byte to a peer that has not authenticated as a member.
+      dht: membersOnly(privateDht({ validators: init.dhtValidators, selectors: init.dhtSelectors, isMember: peer => membership.isMember(peer) }), memberOnly),
+      pubsub: membersOnly(gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }), memberOnly),
       rpcTunnel: rpcTunnel({ bridge: init.rpcBridge, registry: metrics.registry }),
       gate: memberGate({
         membership,

@@ -1,4 +1,4 @@
-import { kadDHT, passthroughMapper, type KadDHT, type KadDHTComponents, type SelectFn, type ValidateFn } from '@libp2p/kad-dht'
+import { kadDHT, type KadDHT, type KadDHTComponents, type PeerInfoMapper, type SelectFn, type ValidateFn } from '@libp2p/kad-dht'
 
 /** Protocol id of the cluster's private DHT: its own prefix keeps it apart from the IPFS DHT. */
 const DHT_PROTOCOL = '/llmesh/kad/1.0.0'
@@ -18,14 +18,27 @@ export interface PrivateDhtInit {
   validators: Record<string, ValidateFn>
   /** which of several records under a key wins, by key namespace */
   selectors: Record<string, SelectFn>
+  /** true for peers this node holds a valid member certificate of */
+  isMember: (peerId: string) => boolean
 }
 
-/** The cluster's private DHT: own protocol, server mode, private addresses kept, LAN timeouts. */
+/**
+ * Keeps every address of a member (private ones included: the DHT runs on a LAN) and none of
+ * anyone else. kad-dht adds a peer to its routing table, and names it to others as a closer
+ * peer, only with an address left: a stranger who advertised the DHT protocol, or whom a
+ * reply named, never enters the table, is never tagged keep-alive (which makes libp2p re-dial
+ * it) and is never queried.
+ */
+function membersOnlyMapper (isMember: (peerId: string) => boolean): PeerInfoMapper {
+  return (peer) => isMember(peer.id.toString()) ? peer : { ...peer, multiaddrs: [] }
+}
+
+/** The cluster's private DHT: own protocol, server mode, members only (with private addresses), LAN timeouts. */
 export function privateDht (init: PrivateDhtInit): (components: KadDHTComponents) => KadDHT {
   return kadDHT({
     protocol: DHT_PROTOCOL,
     clientMode: false,
-    peerInfoMapper: passthroughMapper,
+    peerInfoMapper: membersOnlyMapper(init.isMember),
     validators: init.validators,
     selectors: init.selectors,
     allowQueryWithZeroPeers: true,
