@@ -1,6 +1,9 @@
 import './polyfill.js'
 import assert from 'node:assert/strict'
 import { createServer, type Server, type Socket } from 'node:net'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { identify } from '@libp2p/identify'
@@ -14,7 +17,10 @@ import {
 } from './capability-records.js'
 import { issueCertificate, type TrustAnchor } from './certificate.js'
 import { CertificateError } from './errors.js'
+import { NodeMetrics } from './metrics.js'
 import { privateDht } from './private-dht.js'
+import { SequenceHighWater } from './sequence-high-water.js'
+import { LevelDatastore } from 'datastore-level'
 import type { KadDHT } from '@libp2p/kad-dht'
 import type { Libp2p } from 'libp2p'
 
@@ -28,6 +34,18 @@ const capabilities = { memoryBytes: 1 << 30, cpuCores: 2, gpu: null, llamaCppTag
 
 function body (seq: number): CapabilityRecordBody {
   return { peerId, seq, capabilities, certificate }
+}
+
+const dirs: string[] = []
+after(async () => { for (const dir of dirs) await rm(dir, { recursive: true, force: true }) })
+
+/** A datastore of its own in a temporary dir, as each node has. */
+async function datastore (): Promise<LevelDatastore> {
+  const dir = await mkdtemp(join(tmpdir(), 'llmesh-caps-'))
+  dirs.push(dir)
+  const store = new LevelDatastore(join(dir, 'datastore'))
+  await store.open()
+  return store
 }
 
 describe('capability records', () => {
@@ -49,6 +67,22 @@ describe('capability records', () => {
     await assert.rejects(verifyCapabilityRecord(capabilityKey(peerId), await signCapabilityRecord(body(1), nodeKey), { ...trust, isRevoked: () => true }), CertificateError)
   })
 
+  it('are refused when older than one already accepted, also after a restart, and counted', async () => {
+    const store = await datastore()
+    const metrics = new NodeMetrics()
+    const validate = capabilityValidators(trust, new SequenceHighWater(store, '/llmesh/seq/caps'), metrics)[CAPABILITY_NAMESPACE]
+    const [older, newer] = await Promise.all([5, 9].map(async seq => signCapabilityRecord(body(seq), nodeKey)))
+    await validate(capabilityKey(peerId), older)
+    await validate(capabilityKey(peerId), newer)
+    await validate(capabilityKey(peerId), newer)
+    await assert.rejects(async () => { await validate(capabilityKey(peerId), older) }, (err: Error) => err instanceof CertificateError && err.reason === 'stale')
+    // A fresh high-water mark on the same datastore: what a restarted node reads.
+    const restarted = capabilityValidators(trust, new SequenceHighWater(store, '/llmesh/seq/caps'), metrics)[CAPABILITY_NAMESPACE]
+    await assert.rejects(async () => { await restarted(capabilityKey(peerId), older) }, (err: Error) => err instanceof CertificateError && err.reason === 'stale')
+    assert.match(await metrics.text(), /llmesh_rejected_dht_records_total\{reason="stale"\} 2/)
+    await store.close()
+  })
+
   it('select the record with the highest sequence number', async () => {
     const records = await Promise.all([3, 9, 5].map(async seq => signCapabilityRecord(body(seq), nodeKey)))
     assert.equal(await capabilitySelectors()[CAPABILITY_NAMESPACE](capabilityKey(peerId), records), 1)
@@ -56,10 +90,11 @@ describe('capability records', () => {
 })
 
 async function startDhtNode (): Promise<Libp2p<{ dht: KadDHT }>> {
+  const validators = capabilityValidators(trust, new SequenceHighWater(await datastore(), '/llmesh/seq/caps'), new NodeMetrics())
   return await startLoopbackPeer({
     identify: identify(),
     ping: ping(),
-    dht: privateDht({ validators: capabilityValidators(trust), selectors: capabilitySelectors() })
+    dht: privateDht({ validators, selectors: capabilitySelectors(), isMember: () => true })
   })
 }
 

@@ -3,6 +3,7 @@ import { isCapabilities, type Capabilities } from './capabilities.js'
 import { parseCertificate, verifyCertificate, type Certificate, type TrustAnchor } from './certificate.js'
 import { CertificateError } from './errors.js'
 import { isSignedDocument, signDocument, verifyDocument, type SignedDocument } from './signed-document.js'
+import type { SequenceHighWater } from './sequence-high-water.js'
 import type { KadDHT, SelectFn, ValidateFn } from '@libp2p/kad-dht'
 import type { PrivateKey } from '@libp2p/interface'
 
@@ -58,9 +59,36 @@ export async function verifyCapabilityRecord (key: Uint8Array, value: Uint8Array
   return doc as unknown as CapabilityRecord
 }
 
-/** DHT validators: only records signed by a current member are stored or accepted. */
-export function capabilityValidators (trust: TrustAnchor): Record<string, ValidateFn> {
-  return { [CAPABILITY_NAMESPACE]: async (key, value) => { await verifyCapabilityRecord(key, value, trust) } }
+/** Where refused records are counted. */
+export interface RecordRejectionCounter {
+  rejectedRecord: (reason: string) => void
+}
+
+/**
+ * DHT validators: only records signed by a current member are stored or accepted, and none
+ * older than the newest this node has seen of that member. kad-dht runs the validator on
+ * every PUT it stores, every record it reads back and every value a lookup receives, but the
+ * selector only on lookups: this order check is what keeps an older record from replacing a
+ * newer one, here or in what this node serves.
+ */
+export function capabilityValidators (trust: TrustAnchor, newest: SequenceHighWater, counter: RecordRejectionCounter): Record<string, ValidateFn> {
+  return {
+    [CAPABILITY_NAMESPACE]: async (key, value) => {
+      let record: CapabilityRecord
+      try {
+        record = await verifyCapabilityRecord(key, value, trust)
+      } catch (err) {
+        counter.rejectedRecord(err instanceof CertificateError ? err.reason : 'invalid')
+        throw err
+      }
+      const { peerId, seq } = record.body
+      if (seq < await newest.get(peerId)) {
+        counter.rejectedRecord('stale')
+        throw new CertificateError(`the capability record of ${peerId} (sequence ${seq}) is older than one already seen`, 'stale')
+      }
+      await newest.raise(peerId, seq)
+    }
+  }
 }
 
 /** DHT selectors: the record with the highest sequence number wins. */
