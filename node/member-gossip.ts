@@ -11,20 +11,34 @@ export const HEARTBEAT_TOPIC = 'llmesh/heartbeat/1'
 /** Membership events: revocations and clean leaves. */
 export const MEMBERSHIP_TOPIC = 'llmesh/membership/1'
 
-/** Every gossip message names its sender and carries the sender's certificate. */
+/**
+ * Every gossip message names its sender, carries the sender's certificate and a sequence
+ * number: the sender's clock in ms, made strictly increasing, so that it keeps increasing
+ * across the sender's restarts too.
+ */
 interface Envelope {
   peerId: string
   certificate: Certificate
+  seq: number
   kind: 'heartbeat' | 'leave' | 'revocations'
   capabilities?: Capabilities
   revocations?: unknown
 }
 
+/**
+ * How far a message's sequence number (its sender's clock) may lie from this node's clock, in
+ * ms. Certificates already assume clocks within a minute of the coordinator's (they are
+ * issued valid from a minute before). A replay older than this is refused even by a node that
+ * never saw a newer message from that member.
+ */
+export const GOSSIP_MAX_SKEW_MS = 60_000
+
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
+/** `ignore`: a stale or repeated message, dropped without blaming the relay (it may be honest). */
 class GossipRejection extends Error {
-  constructor (readonly reason: string) {
+  constructor (readonly reason: string, readonly ignore = false) {
     super(reason)
   }
 }
@@ -48,7 +62,16 @@ export class MemberGossip {
   /** latest capabilities announced by each member */
   readonly capabilities = new Map<string, Capabilities>()
   private readonly init: MemberGossipInit
-  private readonly verified = new Set<string>()
+  /** `peerId sig` of certificates verified for that peer -> their notAfter */
+  private readonly verified = new Map<string, number>()
+  /** the highest sequence number accepted from each member */
+  private readonly lastSeq = new Map<string, number>()
+  /**
+   * Messages signed before this node started are refused: gossipsub's seen-cache, which drops
+   * a repeat for two minutes, starts empty, and so does lastSeq.
+   */
+  private readonly startedAt = Date.now()
+  private seq = 0
   private timer: NodeJS.Timeout | undefined
 
   constructor (init: MemberGossipInit) {
@@ -78,12 +101,16 @@ export class MemberGossip {
   }
 
   private async publish (topic: string, message: Pick<Envelope, 'kind' | 'capabilities' | 'revocations'>): Promise<void> {
-    const envelope = { peerId: this.init.membership.peerId, certificate: this.init.membership.selfCertificate, ...message }
+    this.seq = Math.max(Date.now(), this.seq + 1)
+    const envelope = { peerId: this.init.membership.peerId, certificate: this.init.membership.selfCertificate, seq: this.seq, ...message }
     // No subscribed peer yet is normal while the node starts alone.
     await this.init.pubsub.publish(topic, encoder.encode(JSON.stringify(envelope))).catch(() => {})
   }
 
-  /** The gossipsub topic validator: accepts only messages signed by a member about itself, relayed by a member. */
+  /**
+   * The gossipsub topic validator: accepts only messages signed by a member about itself with
+   * its own certificate, relayed by a member, newer than any accepted from that member.
+   */
   async validate (source: PeerId, msg: Message): Promise<TopicValidatorResult> {
     try {
       await this.check(source, msg)
@@ -91,7 +118,7 @@ export class MemberGossip {
     } catch (err) {
       const reason = err instanceof GossipRejection ? err.reason : 'not-a-member'
       this.init.metrics.rejectedGossip(msg.topic, reason)
-      return TopicValidatorResult.Reject
+      return err instanceof GossipRejection && err.ignore ? TopicValidatorResult.Ignore : TopicValidatorResult.Reject
     }
   }
 
@@ -99,14 +126,29 @@ export class MemberGossip {
     if (msg.type !== 'signed') throw new GossipRejection('unsigned')
     if (!this.init.membership.isAuthenticated(source.toString())) throw new GossipRejection('unauthenticated-relay')
     const envelope = decodeEnvelope(msg.data)
-    if (envelope.peerId !== msg.from.toString()) throw new GossipRejection('spoofed-sender')
-    if (this.init.membership.isRevoked(envelope.peerId)) throw new GossipRejection('revoked')
-    // Ed25519 verification per heartbeat is cheap, but a cache keeps it off the hot path.
-    if (!this.verified.has(envelope.certificate.sig)) {
-      await verifyCertificate(envelope.certificate, envelope.peerId, this.init.membership.trust)
-      this.verified.add(envelope.certificate.sig)
-    }
+    const sender = envelope.peerId
+    // gossipsub checked that the message is signed by msg.from's key.
+    if (sender !== msg.from.toString()) throw new GossipRejection('spoofed-sender')
+    if (envelope.certificate.body.peerId !== sender) throw new GossipRejection('wrong-peer')
+    if (this.init.membership.isRevoked(sender)) throw new GossipRejection('revoked')
+    await this.checkCertificate(sender, envelope.certificate)
+    const now = Date.now()
+    if (envelope.seq < Math.max(this.startedAt, now - GOSSIP_MAX_SKEW_MS)) throw new GossipRejection('stale', true)
+    if (envelope.seq > now + GOSSIP_MAX_SKEW_MS) throw new GossipRejection('from-the-future')
+    if (envelope.seq <= (this.lastSeq.get(sender) ?? -1)) throw new GossipRejection('replayed', true)
+    this.lastSeq.set(sender, envelope.seq)
     return envelope
+  }
+
+  // Ed25519 verification per heartbeat is cheap, but a cache keeps it off the hot path. It is
+  // keyed by the peer the certificate was verified for, so it never vouches for another.
+  private async checkCertificate (peerId: string, certificate: Certificate): Promise<void> {
+    const key = `${peerId} ${certificate.sig}`
+    const notAfter = this.verified.get(key)
+    if (notAfter !== undefined && Date.now() <= notAfter) return
+    this.verified.delete(key)
+    await verifyCertificate(certificate, peerId, this.init.membership.trust)
+    this.verified.set(key, certificate.body.notAfter)
   }
 
   private onMessage (msg: Message): void {
@@ -143,7 +185,7 @@ function decodeEnvelope (data: Uint8Array): Envelope {
   } catch {
     throw new GossipRejection('malformed')
   }
-  if (typeof value !== 'object' || value === null || typeof value.peerId !== 'string' ||
+  if (typeof value !== 'object' || value === null || typeof value.peerId !== 'string' || !Number.isSafeInteger(value.seq) ||
     !['heartbeat', 'leave', 'revocations'].includes(value.kind as string) ||
     (value.capabilities !== undefined && !isCapabilities(value.capabilities))) {
     throw new GossipRejection('malformed')
