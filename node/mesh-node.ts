@@ -4,6 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { bundledLlamaCppSource } from '../engine/llama-cpp/source.js'
 import { describeExit } from '../engine/child-process.js'
+import { memoryLockStatus } from '../engine/process-hardening.js'
 import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
 import { messageCapFor } from '../protocols/rpc-tunnel/index.js'
 import { authStreamHandler, requestAdmission } from '../protocols/auth/auth-handshake.js'
@@ -14,10 +15,11 @@ import type { Role } from './certificate.js'
 import { LOCAL_FEATURES } from './features.js'
 import { listenControlSocket, type ControlRequest } from './control-socket.js'
 import { caPublicKey, loadPrivateKey, openDatastore, readClusterConfig, type DataDir } from './data-dir.js'
-import { AuthRefusedError, CertificateError, ControlRequestError, DataDirError } from './errors.js'
+import { AuthRefusedError, ControlRequestError, DataDirError } from './errors.js'
 import { FailureDetector } from './failure-detector.js'
 import { createLibp2pNode, type Encryption, type MeshServices } from './libp2p-node.js'
 import { MemberGossip } from './member-gossip.js'
+import { forgetNonMembers } from './member-only-components.js'
 import { Membership } from './membership.js'
 import { MembershipStore } from './membership-store.js'
 import { ApiKeyStore, apiKeyControl } from './api-keys.js'
@@ -29,6 +31,7 @@ import { registerMemberMetrics } from './member-metrics.js'
 import { statusWarnings } from './status-warnings.js'
 import { shortPeerId } from './short-peer-id.js'
 import { RedialBackoff, resolvePeerAddress } from './static-peers.js'
+import { SequenceHighWater } from './sequence-high-water.js'
 import type { Log } from './log.js'
 import type { StatusReport, MemberStatus, TokenTime } from './status-report.js'
 import type { Connection, PrivateKey } from '@libp2p/interface'
@@ -148,7 +151,7 @@ export class MeshNode {
           mdns: options.mdns,
           membership,
           metrics,
-          dhtValidators: capabilityValidators(membership.trust),
+          dhtValidators: capabilityValidators(membership.trust, new SequenceHighWater(datastore, '/llmesh/seq/caps'), metrics),
           dhtSelectors: capabilitySelectors(),
           rpcBridge: rpcServer === undefined
             ? undefined
@@ -191,10 +194,16 @@ export class MeshNode {
       const peer = evt.detail.toString()
       membership.forget(peer)
       events.suspect(peer)
+      void forgetNonMembers(libp2p.peerStore, membership, evt.detail)
     })
     libp2p.addEventListener('peer:discovery', (evt) => {
-      // mDNS finds peers but does not dial them.
-      if (libp2p.getConnections(evt.detail.id).length === 0) libp2p.dial(evt.detail.id).catch(() => {})
+      // mDNS finds peers but does not dial them. Only members are dialled: anyone on the LAN
+      // can announce itself, and a dial sends it this node's certificate.
+      const id = evt.detail.id
+      if (membership.isMember(id.toString()) && libp2p.getConnections(id).length === 0) libp2p.dial(id).catch(() => {})
+    })
+    membership.on('redemption-failures', (source, failures) => {
+      log('warn', `${failures} failed invite redemptions from ${source} within a minute; further tries from there are refused unheard for a while`)
     })
     membership.on('authenticated', (peer, cert) => {
       if (events.state(peer) !== 'alive') log('info', `peer ${shortPeerId(peer)} authenticated as ${cert.body.role} (certificate serial ${cert.body.serial})`)
@@ -224,6 +233,7 @@ export class MeshNode {
     })
     events.on('revoked', peer => { log('warn', `member ${shortPeerId(peer)} revoked; its connections are closed`) })
 
+    await forgetNonMembers(libp2p.peerStore, membership)
     await libp2p.start()
     this.control = await listenControlSocket(this.options.dir.controlSocket, async (request) => this.handleControl(request))
     this.gossip.start()
@@ -284,8 +294,9 @@ export class MeshNode {
       if (this.stopping || connection.status !== 'open') return
       const reason = err instanceof AuthRefusedError ? `refused us: ${(err as Error).message}` : (err as Error).message
       this.log('warn', `peer ${shortPeerId(peer)} at ${connection.remoteAddr.toString()} ${reason}`)
-      if (err instanceof CertificateError) this.membership.refused(connection, err)
-      else connection.abort(err as Error)
+      // Refused as an inbound peer that fails is: counted, disconnected, and a peer that
+      // proved no member is not dialled again for a while.
+      this.membership.refused(connection, err as Error)
     }
   }
 
@@ -401,6 +412,7 @@ export class MeshNode {
       members,
       engine,
       rpcServer: this.rpcServer === undefined ? null : { state: this.rpcServer.state, reason: this.rpcServer.failure ?? null, restarts: this.rpcServer.restarts },
+      memoryLock: memoryLockStatus(),
       warnings: statusWarnings({ self: selfStatus, members, plan: engine?.plan ?? null, flaps: peer => this.flaps.count(peer), selfComputeGflops: this.capabilities.computeGflops })
     }
   }
