@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { ChildProcessStartError } from './errors.js'
 import { findExecutable, isExecutable } from './llama-cpp/find-executable.js'
-import { hardeningLibrary, hardeningSupported } from './process-hardening.js'
+import { childMemoryLocked, hardeningLibrary, hardeningSupported, MLOCK_ENV, MLOCK_LINE, noteMemoryLock } from './process-hardening.js'
 
 /** How a child process ended. */
 export interface ChildExit {
@@ -63,12 +63,14 @@ const envCommand = process.platform === 'linux' ? findExecutable('env') : undefi
  * then names it), the child is spawned plainly.
  *
  * On Linux the command also runs with core dumps off (RLIMIT_CORE 0 and not dumpable: see
- * process-hardening.ts), its memory locked in RAM when `options.env` sets LLMESH_MLOCK=1.
- * `env` execs it with the library preloaded, so that setpriv itself does not load it.
+ * process-hardening.ts), its memory locked in RAM after lockChildMemory() (`--mlock`). `env`
+ * execs it with the library preloaded, so that setpriv itself does not load it.
  */
 export function spawnTiedToParent (command: string, args: readonly string[], options: SpawnOptions): ChildProcess {
   if (setpriv === undefined || !isExecutable(command)) return spawn(command, args, options)
-  const hardened = hardeningSupported && envCommand !== undefined ? [envCommand, `LD_PRELOAD=${hardeningLibrary()}`] : []
+  const hardened = hardeningSupported && envCommand !== undefined
+    ? [envCommand, `LD_PRELOAD=${hardeningLibrary()}`, ...(childMemoryLocked() ? [`${MLOCK_ENV}=1`] : [])]
+    : []
   return spawn(setpriv, ['--pdeathsig', 'KILL', '--', ...hardened, command, ...args], options)
 }
 
@@ -150,6 +152,8 @@ export class SupervisedProcess {
   }
 
   #onLine (line: string): void {
+    const memoryLock = MLOCK_LINE.exec(line)
+    if (memoryLock !== null) noteMemoryLock(this.name, memoryLock[1])
     this.#lines.push(line)
     if (this.#lines.length > this.#keepLines) this.#lines.shift()
     this.#events.emit('line', line)

@@ -80,6 +80,45 @@ export const MLOCK_ENV = 'LLMESH_MLOCK'
 /** What a child prints on stderr about `--mlock`: `locked`, or `not allowed: <why>`. */
 export const MLOCK_LINE = /^llmesh-mlock: (locked|not allowed: .*)$/
 
+/** `--mlock` as `mesh status` shows it. */
+export interface MemoryLockStatus {
+  /** whether the node was started with --mlock */
+  requested: boolean
+  /** `off` without --mlock; `pending` until a child (llama-server, rpc-server) has started; `locked`; or `not allowed` by the machine */
+  state: 'off' | 'pending' | 'locked' | 'not allowed'
+  /** for `not allowed`: which child and why, e.g. "rpc-server: RLIMIT_MEMLOCK is 8388608 bytes, ..." */
+  reason: string | null
+}
+
+let lockChildren = false
+/** the last outcome each child (by name) reported */
+const lockOutcomes = new Map<string, string>()
+
+/** `--mlock`: the children this process starts from now on lock their memory (weights, KV cache) in RAM. */
+export function lockChildMemory (): void {
+  lockChildren = true
+}
+
+/** True once lockChildMemory() was called. */
+export function childMemoryLocked (): boolean {
+  return lockChildren
+}
+
+/** Records what a child said about locking its memory (see MLOCK_LINE). */
+export function noteMemoryLock (child: string, outcome: string): void {
+  lockOutcomes.set(child, outcome)
+}
+
+/** Where `--mlock` stands for this process's children: any child the machine refused makes it `not allowed`. */
+export function memoryLockStatus (): MemoryLockStatus {
+  if (!lockChildren) return { requested: false, state: 'off', reason: null }
+  const refused = [...lockOutcomes].filter(([, outcome]) => outcome !== 'locked')
+  if (refused.length > 0) {
+    return { requested: true, state: 'not allowed', reason: refused.map(([child, outcome]) => `${child}: ${outcome.replace(/^not allowed: /, '')}`).join('; ') }
+  }
+  return { requested: true, state: lockOutcomes.size > 0 ? 'locked' : 'pending', reason: null }
+}
+
 let library: string | undefined
 
 /**

@@ -4,6 +4,7 @@ import { setTimeout as delay } from 'node:timers/promises'
 import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { bundledLlamaCppSource } from '../engine/llama-cpp/source.js'
 import { describeExit } from '../engine/child-process.js'
+import { memoryLockStatus } from '../engine/process-hardening.js'
 import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
 import { messageCapFor } from '../protocols/rpc-tunnel/index.js'
 import { authStreamHandler, requestAdmission } from '../protocols/auth/auth-handshake.js'
@@ -411,6 +412,7 @@ export class MeshNode {
       members,
       engine,
       rpcServer: this.rpcServer === undefined ? null : { state: this.rpcServer.state, reason: this.rpcServer.failure ?? null, restarts: this.rpcServer.restarts },
+      memoryLock: memoryLockStatus(),
       warnings: statusWarnings({ self: selfStatus, members, plan: engine?.plan ?? null, flaps: peer => this.flaps.count(peer), selfComputeGflops: this.capabilities.computeGflops })
     }
   }

@@ -1,6 +1,7 @@
 import type { Role } from './certificate.js'
 import type { MemberState } from './failure-detector.js'
 import type { EngineStatus } from './serving/engine-status.js'
+import type { MemoryLockStatus } from '../engine/process-hardening.js'
 import type { RpcServerState } from '../engine/rpc-server.js'
 
 /** This node, as `mesh status --json` shows it. */
@@ -71,6 +72,8 @@ export interface StatusReport {
   engine: EngineStatus | null
   /** a worker's rpc-server; null on a coordinator */
   rpcServer: RpcServerStatus | null
+  /** `--mlock`: whether this node's llama-server or rpc-server memory is locked in RAM, or why the machine refused */
+  memoryLock: MemoryLockStatus
   /** bottleneck stage, member near its memory limit, version mismatch, flapping member */
   warnings: StatusWarning[]
 }

@@ -24,6 +24,7 @@ const REPORT: StatusReport = {
     load: { tokensPerSecond: 12345.6, queueDepth: 1000, activeStreams: 1000 }
   },
   rpcServer: null,
+  memoryLock: { requested: true, state: 'not allowed', reason: `llama-server: RLIMIT_MEMLOCK is 8388608 bytes, and this process may neither raise it nor lock beyond it (CAP_IPC_LOCK); ${'x'.repeat(100)}` },
   warnings: [{ kind: 'memory', peerId: LONG_PEER, message: 'x'.repeat(300) }]
 }
 
@@ -40,6 +41,7 @@ describe('mesh status rendering', () => {
     assert.match(text, /^ {2}! x+…$/m)
     assert.match(text, /^engine +unavailable: no plan fits .* for the\n {9}embedding, output head and layer 0 \(privacy on\)$/m, 'a long reason is wrapped, not cut')
     assert.match(text, /^12D3KooW…\S+ +worker +suspect +\[fd00:/m)
+    assert.match(text, /^mlock +requested but not allowed by this machine: llama-server: RLIMIT_MEMLOCK is 8388608 bytes/m, 'a refused --mlock says why')
   })
 
   it('cuts the named column, and only that one, when a table is too wide', () => {

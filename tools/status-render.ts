@@ -3,6 +3,7 @@ import { formatBytes, type Stage, type StagePlan } from '../scheduler/index.js'
 import { formatLayerRange } from '../scheduler/layer-range.js'
 import type { EngineStatus } from '../node/serving/engine-status.js'
 import type { MemberStatus, StatusReport } from '../node/status-report.js'
+import type { MemoryLockStatus } from '../engine/process-hardening.js'
 
 /** `mesh status` fits a terminal this wide. */
 export const STATUS_WIDTH = 100
@@ -121,12 +122,22 @@ function engineLines (engine: EngineStatus, members: ReadonlyMap<string, MemberS
   return lines
 }
 
+function memoryLockText (lock: MemoryLockStatus): string {
+  switch (lock.state) {
+    case 'off': return 'off: weights and KV cache may reach swap (start with --mlock to lock them)'
+    case 'pending': return 'requested; no llama-server or rpc-server has started yet'
+    case 'locked': return 'locked: llama-server and rpc-server memory stays in RAM'
+    case 'not allowed': return `requested but not allowed by this machine: ${lock.reason ?? 'no reason given'}`
+  }
+}
+
 /** The human form of `mesh status`: every line at most STATUS_WIDTH columns. */
 export function renderStatus (report: StatusReport): string[] {
   const { self } = report
   const lines = [
     fit(`node     ${self.role} ${self.peerId}`, STATUS_WIDTH),
     fit(`cluster  ${self.clusterId}, llama.cpp ${self.llamaCppTag}, offers ${formatBytes(self.memoryBytes)}`, STATUS_WIDTH),
+    ...wrap('mlock    ', memoryLockText(report.memoryLock), STATUS_WIDTH),
     ''
   ]
   // llama.cpp tags are left out to fit: a member whose tag differs is a warning below.

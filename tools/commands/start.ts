@@ -1,4 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander'
+import { lockChildMemory } from '../../engine/process-hardening.js'
 import { dataDir } from '../../node/data-dir.js'
 import { createLog } from '../../node/log.js'
 import { MeshNode } from '../../node/mesh-node.js'
@@ -28,6 +29,7 @@ interface StartOptions {
   stages?: StageRange[]
   ctx?: number
   parallel: number
+  mlock?: boolean
   metricsPublic?: boolean
   drainTimeout: number
   maxQueue: number
@@ -84,7 +86,9 @@ export function startCommand (): Command {
     .addOption(new Option('--cors-origin <origin>', 'coordinator: a web page origin allowed to call the API, e.g. https://chat.example.lan; repeat for more').argParser(collectOrigin).default([], 'none, browsers are refused'))
     .addOption(new Option('--ctx <n>', 'coordinator: context size in tokens (default: the model\'s, at most 4096)').argParser(parsePositiveInt))
     .addOption(new Option('--parallel <n>', 'coordinator: requests the engine generates at once; they share the context evenly').argParser(parsePositiveInt).default(1))
+    .option('--mlock', 'lock llama-server\'s and rpc-server\'s memory (weights, KV cache) in RAM so that none of it reaches swap, where the machine allows it (mesh status says whether it did)')
     .action(async (options: StartOptions) => {
+      if (options.mlock === true) lockChildMemory()
       if (options.model != null && options.role !== 'coordinator') {
         throw new InvalidArgumentError('--model is for the coordinator; workers lend memory to the coordinator\'s model')
       }

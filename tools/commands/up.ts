@@ -19,6 +19,7 @@ interface UpOptions {
   model?: string
   apiPort: number
   parallel: number
+  mlock?: boolean
   drainTimeout: number
 }
 
@@ -70,6 +71,7 @@ export function upCommand (): Command {
     .option('--model <path>', 'GGUF model to serve (default: the synthetic demo model)')
     .addOption(new Option('--api-port <n>', 'port of the API on 127.0.0.1').argParser(parsePositiveInt).default(8080))
     .addOption(new Option('--parallel <n>', 'requests the engine generates at once; they share the context evenly').argParser(parsePositiveInt).default(1))
+    .option('--mlock', 'lock every node\'s llama-server and rpc-server memory (weights, KV cache) in RAM, where the machine allows it (mesh status says whether it did)')
     .addOption(new Option('--drain-timeout <duration>', 'on Ctrl-C or SIGTERM, how long requests in flight may take to finish while new ones get 503, e.g. 30s').argParser(parseDuration).default(DEFAULT_DRAIN_TIMEOUT_MS, '30s'))
     .action(async (options: UpOptions) => {
       await ensureLlamaCppToolsWithProgress()
@@ -84,6 +86,7 @@ export function upCommand (): Command {
       const cluster = new LocalCluster({
         layout: upLayout(dataDir().root),
         workers: options.workers,
+        nodeArgs: options.mlock === true ? ['--mlock'] : [],
         coordinatorArgs: ['--model', modelPath, '--engine', 'auto', '--api-host', '127.0.0.1', '--api-port', String(options.apiPort), '--parallel', String(options.parallel), '--drain-timeout', `${options.drainTimeout}ms`],
         progress,
         signal: stop.signal,

@@ -29,6 +29,8 @@ export interface LocalClusterOptions {
   workers: number
   /** arguments of the coordinator's `mesh start` besides role, listen and mdns */
   coordinatorArgs: readonly string[]
+  /** arguments of every node's `mesh start`, the coordinator's and the workers' (e.g. `--mlock`) */
+  nodeArgs?: readonly string[]
   /** told each step, for the user to read */
   progress: (line: string) => void
   /** aborting it abandons the start-up (the caller then calls stop()) */
@@ -83,13 +85,13 @@ export class LocalCluster {
     }
     // All nodes share this machine's memory: each offers its part, so that no plan counts it twice.
     const memory = ['--memory', String(Math.floor(freemem() / (workers + 1)))]
-    await this.#startNode('coordinator', coordinator.root, ['--role', 'coordinator', ...NODE_ARGS, ...memory, ...this.#options.coordinatorArgs])
+    await this.#startNode('coordinator', coordinator.root, ['--role', 'coordinator', ...NODE_ARGS, ...memory, ...this.#options.nodeArgs ?? [], ...this.#options.coordinatorArgs])
     const self = await waitFor('the coordinator to answer on its control socket', async () => (await requestStatus(coordinator)).self, COORDINATOR_START_MS, this.#signal)
     for (let n = 1; n <= workers; n++) {
       this.#signal.throwIfAborted()
       const worker = dataDir(layout.worker(n))
       await this.#prepareWorker(worker, n, self.clusterId, self.addresses)
-      await this.#startNode(`worker-${n}`, worker.root, ['--role', 'worker', ...NODE_ARGS, ...memory])
+      await this.#startNode(`worker-${n}`, worker.root, ['--role', 'worker', ...NODE_ARGS, ...memory, ...this.#options.nodeArgs ?? []])
     }
     await waitFor(`${workers} workers to become alive members`, async () => {
       const report = await requestStatus(coordinator)
