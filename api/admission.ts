@@ -6,7 +6,7 @@ import { QueueFullError } from './errors.js'
 export interface AdmissionGauge {
   /** requests waiting for a slot */
   readonly depth: number
-  /** requests holding a slot: generating or streaming */
+  /** slots held by requests generating or streaming (a request for n choices holds n) */
   readonly active: number
   /** requests the engine serving now generates at once */
   readonly slots: number
@@ -32,6 +32,8 @@ declare module 'fastify' {
 }
 
 interface Waiter {
+  /** slots it needs at once */
+  count: number
   admit: (release: () => void) => void
 }
 
@@ -54,17 +56,19 @@ export class AdmissionQueue implements AdmissionGauge {
   get slots (): number { return this.#slots() }
 
   /**
-   * Waits for a slot and resolves with the function that frees it (idempotent). Throws
+   * Waits for `count` slots (all at once, so that two requests for several cannot each hold part
+   * and wait for the other) and resolves with the function that frees them (idempotent). Throws
    * QueueFullError when the queue is full, and the signal's reason when it aborts while waiting.
    */
-  async acquire (signal: AbortSignal): Promise<() => void> {
+  async acquire (signal: AbortSignal, count = 1): Promise<() => void> {
     signal.throwIfAborted()
-    if (this.#active < this.#slots() && this.#waiting.length === 0) return this.#take()
+    if (this.#fits(count) && this.#waiting.length === 0) return this.#take(count)
     if (this.#waiting.length >= this.#options.maxQueue) {
       throw new QueueFullError(`the server is busy: ${this.#active} requests are generating and ${this.#waiting.length} are waiting; retry after ${this.#options.retryAfterSeconds} s`, this.#options.retryAfterSeconds)
     }
     return await new Promise((resolve, reject) => {
       const waiter: Waiter = {
+        count,
         admit: release => {
           signal.removeEventListener('abort', onAbort)
           resolve(release)
@@ -90,17 +94,25 @@ export class AdmissionQueue implements AdmissionGauge {
     return Math.max(1, this.#options.slots())
   }
 
-  #take (): () => void {
-    this.#active++
+  // A request for more slots than a swapped-in engine has runs alone rather than never.
+  #fits (count: number): boolean {
+    return this.#active + count <= this.#slots() || this.#active === 0
+  }
+
+  #take (count: number): () => void {
+    this.#active += count
     let released = false
     return () => {
       if (released) return
       released = true
-      this.#active--
+      this.#active -= count
       // Freed slots pass straight to the longest waiters, so a newcomer cannot jump the queue. An
       // engine with fewer slots than requests running (swapped in meanwhile) admits none until
       // enough have ended; one with more admits several at once.
-      while (this.#waiting.length > 0 && this.#active < this.#slots()) this.#waiting.shift()?.admit(this.#take())
+      for (let next = this.#waiting[0]; next !== undefined && this.#fits(next.count); next = this.#waiting[0]) {
+        this.#waiting.shift()
+        next.admit(this.#take(next.count))
+      }
       if (this.#active === 0 && this.#waiting.length === 0) this.#idle.splice(0).forEach(resolve => { resolve() })
     }
   }

@@ -12,3 +12,6 @@ export const DEFAULT_MAX_QUEUE = 64
 
 /** The Retry-After of a 429 for a full queue: a slot frees as soon as one reply ends. */
 export const QUEUE_RETRY_AFTER_S = 1
+
+/** The most alternatives a request may ask log probabilities for (OpenAI's top_logprobs limit). */
+export const MAX_TOP_LOGPROBS = 20

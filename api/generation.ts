@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto'
 import type { Engine, FinishReason, GeneratedPiece, GenerateOptions } from '../engine/engine.js'
 import { InvalidRequestError, UnsupportedRequestError } from './errors.js'
 
@@ -27,28 +28,33 @@ export interface Usage {
 // OpenAI's sampling default: without `temperature` the reply is sampled, not greedy.
 const DEFAULT_TEMPERATURE = 1
 
-/** Turns OpenAI request fields into engine options; throws UnsupportedRequestError (422) for what the engines cannot do. */
-export function generateOptions (params: SamplingParams, maxTokens: number): Omit<GenerateOptions, 'signal'> {
-  if (params.n != null && params.n !== 1) throw new UnsupportedRequestError(`n must be 1: llmesh returns one choice per request, got ${params.n}`, 'n', 'unsupported_value')
-  for (const field of ['presence_penalty', 'frequency_penalty'] as const) {
-    const value = params[field]
-    if (value != null && value !== 0) throw new UnsupportedRequestError(`${field} is not supported; leave it out or send 0, got ${value}`, field, 'unsupported_value')
+/**
+ * Refuses (422) each request field that asks for something llmesh does not do yet: `unsupported`
+ * maps a field to a test of its value (true: the value asks for it) and the reason. A client that
+ * asks for a feature must get it or hear that it did not, never have it silently dropped.
+ */
+export function refuseUnsupported (body: object, unsupported: Record<string, [asks: (value: unknown) => boolean, reason: string]>): void {
+  for (const [field, [asks, reason]] of Object.entries(unsupported)) {
+    const value = (body as Record<string, unknown>)[field]
+    if (value !== undefined && value !== null && asks(value)) throw new UnsupportedRequestError(`${field} is not supported: ${reason}`, field, 'unsupported_feature')
   }
+}
+
+/** Turns OpenAI request fields into engine options (n, the number of choices, is the caller's). */
+export function generateOptions (params: SamplingParams, maxTokens: number): Omit<GenerateOptions, 'signal'> {
   const temperature = params.temperature ?? DEFAULT_TEMPERATURE
+  const frequency = params.frequency_penalty ?? 0
+  const presence = params.presence_penalty ?? 0
+  const bias = Object.entries(params.logit_bias ?? {}).map(([token, value]): [number, number] => [Number(token), value])
   return {
     maxTokens,
     sampling: temperature === 0 ? undefined : { temperature, topP: params.top_p ?? undefined, seed: params.seed ?? undefined },
     stop: typeof params.stop === 'string' ? [params.stop] : params.stop ?? [],
-    bannedTokens: bannedTokens(params.logit_bias ?? {})
+    // OpenAI's -100 means never; the engines ban such tokens outright.
+    bannedTokens: bias.filter(([, value]) => value <= -100).map(([token]) => token),
+    logitBias: new Map(bias.filter(([, value]) => value > -100 && value !== 0)),
+    ...(frequency !== 0 || presence !== 0 ? { penalties: { frequency, presence } } : {})
   }
-}
-
-// The engines can only forbid tokens, which is what OpenAI's bias of -100 does.
-function bannedTokens (logitBias: Record<string, number>): number[] {
-  return Object.entries(logitBias).map(([token, bias]) => {
-    if (bias !== -100) throw new UnsupportedRequestError(`logit_bias supports only -100 (never generate the token), got ${bias} for token ${token}`, 'logit_bias', 'unsupported_value')
-    return Number(token)
-  })
 }
 
 /** Maps the engine's finish reason onto OpenAI's. */
@@ -67,14 +73,17 @@ export class Generation implements AsyncIterable<GeneratedPiece> {
   #finishReason: FinishReason | undefined
   #closed: Promise<void> | undefined
 
-  /** `onEnd` runs once, when the engine's generation is over: finished, failed or closed */
+  /**
+   * `usage` is counted into as the pieces come (the choices of one request share one);
+   * `onEnd` runs once, when the engine's generation is over: finished, failed or closed
+   */
   constructor (
     private readonly first: IteratorResult<GeneratedPiece, FinishReason>,
     private readonly rest: AsyncIterator<GeneratedPiece, FinishReason, undefined>,
-    promptTokens: number,
+    usage: Usage,
     private readonly onEnd: () => void = () => {}
   ) {
-    this.usage = { prompt_tokens: promptTokens, completion_tokens: 0, total_tokens: promptTokens }
+    this.usage = usage
   }
 
   async * [Symbol.asyncIterator] (): AsyncGenerator<GeneratedPiece, void, undefined> {
@@ -116,17 +125,37 @@ export class Generation implements AsyncIterable<GeneratedPiece> {
 
 /**
  * Tokenizes `prompt` (control-token texts read as control tokens, as llama-server reads prompts) and
- * starts generating from those token ids, so that every engine gets identical input. The reply is
+ * starts `choices` generations from those token ids, so that every engine gets identical input;
+ * sampled choices get seeds of their own (the request's seed plus the choice's index). The reply is
  * cut where the context is full, the same way for every engine; `promptField` names the request
- * field to blame for a prompt that does not fit; `onEnd` runs once the engine is done with it.
+ * field to blame for a prompt that does not fit; `onEnd` runs once the engine is done with all.
  */
-export async function startGeneration (engine: Engine, prompt: string | readonly number[], options: GenerateOptions, promptField: string, onEnd?: () => void): Promise<Generation> {
+export async function startGenerations (engine: Engine, prompt: string | readonly number[], options: GenerateOptions, promptField: string, choices: number, onEnd: () => void = () => {}): Promise<Generation[]> {
   const tokens = typeof prompt === 'string' ? await engine.tokenize(prompt, { special: true }) : prompt
   const room = engine.contextSize - tokens.length
   if (room < 1) {
     throw new InvalidRequestError(`the prompt is ${tokens.length} tokens, but the model's context holds ${engine.contextSize} including the reply; shorten the prompt`, promptField, 'context_length_exceeded')
   }
-  const generator = engine.generate({ tokens }, { ...options, maxTokens: Math.min(options.maxTokens, room) })
-  const first = await generator.next()
-  return new Generation(first, generator, tokens.length, onEnd)
+  const usage: Usage = { prompt_tokens: tokens.length, completion_tokens: 0, total_tokens: tokens.length }
+  let running = choices
+  const ended = (): void => { if (--running === 0) onEnd() }
+  const baseSeed = options.sampling?.seed ?? (choices > 1 ? randomInt(2 ** 31) : undefined)
+  const starts = Array.from({ length: choices }, async (_, index) => {
+    const sampling = options.sampling === undefined ? undefined : { ...options.sampling, seed: baseSeed === undefined ? undefined : (baseSeed + index) % 2 ** 32 }
+    const generator = engine.generate({ tokens }, { ...options, sampling, maxTokens: Math.min(options.maxTokens, room) })
+    try {
+      return new Generation(await generator.next(), generator, usage, ended)
+    } catch (err) {
+      ended()
+      throw err
+    }
+  })
+  const started = await Promise.allSettled(starts)
+  const failed = started.find((result): result is PromiseRejectedResult => result.status === 'rejected')
+  const generations = started.flatMap(result => result.status === 'fulfilled' ? [result.value] : [])
+  if (failed !== undefined) {
+    await Promise.all(generations.map(async generation => { await generation.close() }))
+    throw failed.reason
+  }
+  return generations
 }

@@ -117,9 +117,14 @@ describe('OpenAI-compatible API over the local engine', () => {
       ['/v1/chat/completions', { model: api.modelName, messages: chat, tools: Array.from({ length: 129 }, () => ({ type: 'function', function: { name: 'f' } })) }, 'tools', 400],
       ['/v1/chat/completions', { model: api.modelName, messages: chat, n: 2 }, 'n', 422],
       ['/v1/chat/completions', { model: api.modelName, messages: chat, tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools', 422],
-      ['/v1/completions', { model: api.modelName, prompt: PROMPT, logit_bias: { 5: 3 } }, 'logit_bias', 422],
-      ['/v1/completions', { model: api.modelName, prompt: PROMPT, presence_penalty: 0.5 }, 'presence_penalty', 422],
-      ['/v1/chat/completions', { model: api.modelName, messages: [{ role: 'user', content: [{ type: 'image_url' }] }] }, 'messages[0].content', 422]
+      ['/v1/completions', { model: api.modelName, prompt: PROMPT, logit_bias: { 5: 101 } }, 'logit_bias.5', 400],
+      ['/v1/completions', { model: api.modelName, prompt: PROMPT, presence_penalty: 2.5 }, 'presence_penalty', 400],
+      ['/v1/chat/completions', { model: api.modelName, messages: [{ role: 'user', content: [{ type: 'image_url' }] }] }, 'messages[0].content', 422],
+      // Features not served yet are refused, never silently dropped.
+      ['/v1/chat/completions', { model: api.modelName, messages: chat, response_format: { type: 'json_object' } }, 'response_format', 422],
+      ['/v1/chat/completions', { model: api.modelName, messages: chat, top_logprobs: 21, logprobs: true }, 'top_logprobs', 400],
+      ['/v1/chat/completions', { model: api.modelName, messages: chat, top_logprobs: 2 }, 'top_logprobs', 400],
+      ['/v1/completions', { model: api.modelName, prompt: PROMPT, echo: true }, 'echo', 422]
     ]
     for (const [path, body, param, status] of cases) {
       const error = await expectError(await api.post(path, body), status, 'invalid_request_error')

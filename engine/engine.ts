@@ -26,6 +26,15 @@ export interface SamplingOptions {
   seed?: number
 }
 
+/**
+ * OpenAI's repetition penalties, over every token of the prompt and the reply so far: each
+ * token's logit is lowered by `presence` once it occurs, and by `frequency` times its count.
+ */
+export interface RepetitionPenalties {
+  frequency: number
+  presence: number
+}
+
 export interface GenerateOptions {
   /** generate at most this many tokens */
   maxTokens: number
@@ -35,6 +44,17 @@ export interface GenerateOptions {
   stop?: readonly string[]
   /** token ids never to generate (OpenAI's logit_bias of -100) */
   bannedTokens?: readonly number[]
+  /** added to the logits of these token ids (OpenAI's logit_bias, -100 to 100; a ban is better sent as bannedTokens) */
+  logitBias?: ReadonlyMap<number, number>
+  /** presence and frequency penalties (default: none) */
+  penalties?: RepetitionPenalties
+  /**
+   * give each piece its token's log probability and the `logprobs` most likely tokens' (0-20), from
+   * the model's distribution before sampling (default: none)
+   */
+  logprobs?: number
+  /** a GBNF grammar (llama.cpp's) that the output must follow; the reply ends once it is complete */
+  grammar?: string
   /** keep going past end-of-generation tokens (benchmarks need an exact token count) */
   ignoreEos?: boolean
   /**
@@ -47,10 +67,36 @@ export interface GenerateOptions {
   signal?: AbortSignal
 }
 
-/** One generated token and the text it adds (empty while a multi-byte character is incomplete). */
-export interface GeneratedPiece {
+/** One token and its log probability (natural log), with its own text and bytes (a byte token's text may be U+FFFD). */
+export interface TokenLogprob {
   token: number
   text: string
+  bytes: number[]
+  logprob: number
+}
+
+/** The log probability of a generated token and of the most likely tokens at its place. */
+export interface PieceLogprobs extends TokenLogprob {
+  /** the most likely tokens, most likely first, as many as GenerateOptions.logprobs asked for */
+  top: TokenLogprob[]
+}
+
+/**
+ * The token id of a piece whose token the engine could not name: llama-server does not report the
+ * tokens of an incomplete character, only the one that completes it. The piece still counts.
+ */
+export const UNREPORTED_TOKEN = -1
+
+/**
+ * One generated token and the text it adds: empty while a multi-byte character is incomplete,
+ * U+FFFD for bytes that never form a character.
+ */
+export interface GeneratedPiece {
+  /** the token id, or UNREPORTED_TOKEN */
+  token: number
+  text: string
+  /** when GenerateOptions.logprobs was given */
+  logprobs?: PieceLogprobs
 }
 
 /** Why a generation ended: `maxTokens` reached, a stop text found, or an end-of-generation token. */

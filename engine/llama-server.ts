@@ -4,7 +4,7 @@ import { connect } from 'node:net'
 import { createInterface } from 'node:readline'
 import { readCpuBudget } from './cpu-budget.js'
 import { SupervisedProcess } from './child-process.js'
-import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions, TokenizeOptions } from './engine.js'
+import { UNREPORTED_TOKEN, type Engine, type FinishReason, type GeneratedPiece, type GenerateInput, type GenerateOptions, type PieceLogprobs, type TokenizeOptions, type TokenLogprob } from './engine.js'
 import { EngineDisposedError, EngineLostError, EngineOptionsError, LlamaServerRequestError } from './errors.js'
 import { findLlamaCppTools, llamaCppToolEnv } from './llama-cpp/tools.js'
 import { defaultContextSize, inspectModelFile } from './model-file.js'
@@ -80,13 +80,39 @@ export async function startLlamaServer (options: LlamaServerOptions): Promise<Ll
   }
 }
 
+/**
+ * A chat-output parser (a serialized PEG arena) that accepts any text. llama-server parses every
+ * completion's text as a chat message, and its default parser fails on invalid UTF-8 (a lone byte
+ * of a multi-byte character, normal model output), failing the request; /completion's raw text
+ * does not need that parse, so it is given a parser that matches without reading anything.
+ */
+const ACCEPT_ANY_OUTPUT = JSON.stringify({ parsers: [{ type: 'epsilon' }], rules: {}, root: 0 })
+
+/** A token's probability as llama-server reports it (n_probs, before sampling). */
+interface ServerTokenProbability {
+  id: number
+  token: string
+  bytes: number[]
+  logprob: number
+}
+
 /** One event of llama-server's streamed /completion answer. */
 interface CompletionChunk {
   content?: string
   tokens?: number[]
   stop?: boolean
   stop_type?: 'none' | 'eos' | 'limit' | 'word'
+  /** tokens generated so far, also those it held back (an incomplete character) */
+  tokens_predicted?: number
+  completion_probabilities?: Array<ServerTokenProbability & { top_logprobs: ServerTokenProbability[] }>
   error?: { message?: string }
+}
+
+// llama-server's log probabilities of one token, in the engine's shape; `count` top tokens.
+function pieceLogprobs (reported: (ServerTokenProbability & { top_logprobs: ServerTokenProbability[] }) | undefined, count: number): PieceLogprobs | undefined {
+  if (reported === undefined) return undefined
+  const entry = (p: ServerTokenProbability): TokenLogprob => ({ token: p.id, text: p.token, bytes: p.bytes, logprob: p.logprob })
+  return { ...entry(reported), top: reported.top_logprobs.slice(0, count).map(entry) }
 }
 
 /** A running llama-server child; generates through its /completion endpoint. */
@@ -105,6 +131,11 @@ export class LlamaServer implements Engine {
     /** llama-server's `--parallel` */
     readonly slots: number
   ) {}
+
+  /** http://127.0.0.1:PORT when it listens on TCP (its own API, e.g. to compare answers with), else undefined. */
+  get httpUrl (): string | undefined {
+    return this.target.port === undefined ? undefined : `http://${this.target.host as string}:${this.target.port}`
+  }
 
   /** Process id of the llama-server child. */
   get pid (): number | undefined {
@@ -145,7 +176,10 @@ export class LlamaServer implements Engine {
     }
     const { sampling } = options
     const resumeAfter = typeof input === 'string' ? 0 : options.resumeAfter ?? 0
-    const logitBias = (options.bannedTokens ?? []).map((token): [number, false] => [token, false])
+    const logitBias: Array<[number, number | false]> = [
+      ...options.logitBias ?? [],
+      ...(options.bannedTokens ?? []).map((token): [number, false] => [token, false])
+    ]
     if (resumeAfter > 0) await this.#replay((input as { tokens: readonly number[] }).tokens, resumeAfter, logitBias, options.signal)
     const body = {
       prompt: typeof input === 'string' ? input : [...input.tokens],
@@ -158,7 +192,13 @@ export class LlamaServer implements Engine {
       ...(sampling?.seed !== undefined ? { seed: sampling.seed } : {}),
       stop: options.stop ?? [],
       logit_bias: logitBias,
+      // OpenAI's penalties count every token so far, as the local engine does: the whole context.
+      ...(options.penalties !== undefined ? { frequency_penalty: options.penalties.frequency, presence_penalty: options.penalties.presence, repeat_penalty: 1, repeat_last_n: this.contextSize } : {}),
+      // The chosen token's probability comes with the top ones: ask for at least one.
+      ...(options.logprobs !== undefined ? { n_probs: Math.max(1, options.logprobs), post_sampling_probs: false } : {}),
+      ...(options.grammar !== undefined ? { grammar: options.grammar } : {}),
       ignore_eos: options.ignoreEos === true,
+      chat_parser: ACCEPT_ANY_OUTPUT,
       stream: true,
       return_tokens: true,
       // After a replay the slot holds all but the last input token, evaluated as generating did.
@@ -170,15 +210,28 @@ export class LlamaServer implements Engine {
       throw new LlamaServerRequestError(`llama-server refused the completion (HTTP ${response.statusCode}): ${text.slice(0, 300)}`, response.statusCode)
     }
     try {
+      // Tokens llama-server reported so far, also those it held back without saying which.
+      let reported = 0
       for await (const chunk of serverSentEvents(response)) {
         if (chunk.error != null) throw new LlamaServerRequestError(`llama-server failed during a completion: ${chunk.error.message ?? 'no reason given'}`)
         const tokens = chunk.tokens ?? []
-        // A multi-byte character can arrive as several tokens with the text on the last one.
+        // llama-server keeps the tokens of an incomplete character to itself and reports only the
+        // one that completes it (their text comes with it); tokens_predicted still counts them.
+        // A reply that ends mid-character never reports them at all: their bytes become U+FFFD.
+        const hidden = Math.max(0, (chunk.tokens_predicted ?? 0) - reported - tokens.length)
+        const unfinished = chunk.stop === true && hidden > 0 && tokens.length === 0
+        for (let i = 0; i < hidden; i++) {
+          options.signal?.throwIfAborted()
+          yield { token: UNREPORTED_TOKEN, text: unfinished && i === hidden - 1 ? '\uFFFD' : '' }
+        }
+        const probabilities = chunk.completion_probabilities ?? []
         for (let i = 0; i < tokens.length; i++) {
           // Events already buffered when the caller aborted must not reach it.
           options.signal?.throwIfAborted()
-          yield { token: tokens[i], text: i === tokens.length - 1 ? chunk.content ?? '' : '' }
+          const logprobs = options.logprobs === undefined ? undefined : pieceLogprobs(probabilities.find(p => p.id === tokens[i]), options.logprobs)
+          yield { token: tokens[i], text: i === tokens.length - 1 ? chunk.content ?? '' : '', ...(logprobs !== undefined ? { logprobs } : {}) }
         }
+        reported += hidden + tokens.length
         if (chunk.stop === true) return chunk.stop_type === 'eos' ? 'eos' : chunk.stop_type === 'word' ? 'stop' : 'length'
       }
     } catch (err) {
@@ -198,12 +251,11 @@ export class LlamaServer implements Engine {
    * them in one batch would round differently, and greedy decoding could pick other tokens.
    * Leaves the last token out: the completion that follows evaluates it and samples from it.
    */
-  async #replay (tokens: readonly number[], generated: number, logitBias: Array<[number, false]>, signal: AbortSignal | undefined): Promise<void> {
+  async #replay (tokens: readonly number[], generated: number, logitBias: Array<[number, number | false]>, signal: AbortSignal | undefined): Promise<void> {
     const promptLength = tokens.length - generated
     for (let end = promptLength; end < tokens.length; end++) {
       // One sampled token each (discarded): it makes llama-server evaluate the new token and stop.
-      // The generation's banned tokens stay banned: a lone UTF-8 byte would make it answer HTTP 500.
-      const body = { prompt: tokens.slice(0, end), n_predict: 1, temperature: 0, logit_bias: logitBias, cache_prompt: end > promptLength, stream: false }
+      const body = { prompt: tokens.slice(0, end), n_predict: 1, temperature: 0, logit_bias: logitBias, chat_parser: ACCEPT_ANY_OUTPUT, cache_prompt: end > promptLength, stream: false }
       const response = await this.#send('POST', '/completion', body, signal)
       const answer = await readAll(response).catch((err: Error) => {
         signal?.throwIfAborted()

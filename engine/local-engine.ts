@@ -1,6 +1,6 @@
-import { getLlama, TokenBias, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp'
+import { getLlama, LlamaGrammarEvaluationState, TokenBias, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp'
 import { readCpuBudget } from './cpu-budget.js'
-import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions, TokenizeOptions } from './engine.js'
+import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions, PieceLogprobs, TokenizeOptions, TokenLogprob } from './engine.js'
 import { EngineDisposedError, EngineOptionsError, ModelFileError } from './errors.js'
 import { NODE_LLAMA_OPTIONS, type NodeBindingKind } from './llama-cpp/node-binding.js'
 import { defaultContextSize, inspectModelFile } from './model-file.js'
@@ -57,10 +57,14 @@ export async function loadLocalEngine (options: LocalEngineOptions): Promise<Loc
   }
 }
 
+/** The lowest finite 32-bit float. */
+const LOWEST_FLOAT32 = -3.4028234663852886e38
+
 /**
  * Turns generated token ids into text pieces. A character can span several byte-level tokens,
  * so each step decodes a short window and passes on only text that no longer ends in an
- * incomplete character (U+FFFD).
+ * incomplete character (U+FFFD); `flush` gives what is held as it is, U+FFFD for bytes that
+ * never formed a character.
  */
 class TokenTextDecoder {
   readonly #tokens: Token[] = []
@@ -69,12 +73,30 @@ class TokenTextDecoder {
 
   constructor (private readonly model: LlamaModel) {}
 
+  /** True while tokens are held: their text is not complete yet (or empty). */
+  get holding (): boolean {
+    return this.#readOffset < this.#tokens.length
+  }
+
   /** Adds a token and returns the text it completes ('' while a character is incomplete). */
   push (token: Token): string {
     this.#tokens.push(token)
-    const prefix = this.model.detokenize(this.#tokens.slice(this.#prefixOffset, this.#readOffset))
-    const text = this.model.detokenize(this.#tokens.slice(this.#prefixOffset))
+    const [prefix, text] = this.#window()
     if (text.length <= prefix.length || text.endsWith('\uFFFD')) return ''
+    return this.#release(prefix, text)
+  }
+
+  /** The text of the held tokens, however incomplete, once no more tokens come. */
+  flush (): string {
+    const [prefix, text] = this.#window()
+    return text.length <= prefix.length ? '' : this.#release(prefix, text)
+  }
+
+  #window (): [prefix: string, text: string] {
+    return [this.model.detokenize(this.#tokens.slice(this.#prefixOffset, this.#readOffset)), this.model.detokenize(this.#tokens.slice(this.#prefixOffset))]
+  }
+
+  #release (prefix: string, text: string): string {
     this.#prefixOffset = this.#readOffset
     this.#readOffset = this.#tokens.length
     return text.slice(prefix.length)
@@ -128,7 +150,8 @@ export class LocalEngine implements Engine {
 
   /**
    * Token ids whose text alone is not valid UTF-8: single bytes of multi-byte characters. A model
-   * with random weights strings them together into invalid text, which llama-server refuses.
+   * with random weights strings them together into U+FFFD; benchmarks and tests that compare
+   * token ids ban them, since llama-server does not report the tokens of an incomplete character.
    */
   partialCharacterTokens (): number[] {
     const partial: number[] = []
@@ -158,39 +181,85 @@ export class LocalEngine implements Engine {
   }
 
   async * #run (sequence: LlamaContextSequence, prompt: Token[], options: GenerateOptions): AsyncGenerator<GeneratedPiece, FinishReason, undefined> {
-    const { sampling, signal } = options
+    const { signal } = options
     const decoder = new TokenTextDecoder(this.model)
     const stops = new StopTextFilter(options.stop ?? [])
-    let generated = 0
-    const evaluation = sequence.evaluate(prompt, {
+    // Tokens of a character not complete yet: passed on with the token that completes it, so that
+    // a reply ending mid-character still gets its text (U+FFFD) on its last piece.
+    const held: GeneratedPiece[] = []
+    const history = [...prompt]
+    const topCount = options.logprobs
+    const grammar = options.grammar === undefined
+      ? undefined
+      : new LlamaGrammarEvaluationState({ model: this.model, grammar: await this.llama.createGrammar({ grammar: options.grammar }) })
+    const evaluation = sequence.evaluateWithMetadata(prompt, { probabilities: topCount !== undefined }, { ...this.#evaluateOptions(options, history), grammarEvaluationState: grammar })
+    let finish: FinishReason = 'length'
+    // Leaving this loop (finish, abort, or the consumer stopping early) ends the evaluation.
+    for await (const output of evaluation) {
+      signal?.throwIfAborted()
+      const token = output.token
+      if (options.ignoreEos !== true && this.model.isEogToken(token)) {
+        finish = 'eos'
+        break
+      }
+      history.push(token)
+      const { probabilities } = output as { probabilities?: Map<Token, number> }
+      const logprobs = topCount === undefined || probabilities === undefined ? undefined : this.#logprobs(token, probabilities, topCount)
+      held.push({ token, text: decoder.push(token), ...(logprobs !== undefined ? { logprobs } : {}) })
+      if (!decoder.holding) {
+        const { pieces, stopped } = stops.pushAll(held.splice(0))
+        yield * pieces
+        if (stopped) return 'stop'
+      }
+      if (history.length - prompt.length >= options.maxTokens) break
+      signal?.throwIfAborted()
+    }
+    if (held.length > 0) {
+      held[held.length - 1].text = decoder.flush()
+      const { pieces, stopped } = stops.pushAll(held)
+      yield * pieces
+      if (stopped) return 'stop'
+    }
+    yield * stops.flush()
+    return finish
+  }
+
+  // node-llama-cpp's sampling options for a generation whose tokens so far (prompt included) are `history`.
+  #evaluateOptions (options: GenerateOptions, history: readonly Token[]): Parameters<LlamaContextSequence['evaluate']>[1] {
+    const { sampling, penalties } = options
+    const bias = new TokenBias(this.model.tokenizer)
+    for (const [token, logit] of options.logitBias ?? []) bias.set(token as Token, { logit })
+    if (options.bannedTokens != null && options.bannedTokens.length > 0) bias.set(options.bannedTokens as Token[], 'never')
+    return {
       // Neutral defaults (node-llama-cpp's are top-k 40, top-p 0.95), so that only what the caller asks for shapes the distribution.
       temperature: sampling?.temperature ?? 0,
       topK: sampling?.topK ?? 0,
       topP: sampling?.topP ?? 1,
       minP: sampling?.minP ?? 0,
       seed: sampling?.seed,
-      tokenBias: options.bannedTokens != null && options.bannedTokens.length > 0
-        ? new TokenBias(this.model.tokenizer).set(options.bannedTokens as Token[], 'never')
-        : undefined,
+      tokenBias: (options.logitBias?.size ?? 0) > 0 || (options.bannedTokens?.length ?? 0) > 0 ? bias : undefined,
+      // As llama-server counts them: every token of the prompt and the reply, in one fixed window.
+      repeatPenalty: penalties === undefined || (penalties.frequency === 0 && penalties.presence === 0)
+        ? undefined
+        : { punishTokens: () => history as Token[], maxPunishTokens: this.context.contextSize, penalty: 1, frequencyPenalty: penalties.frequency, presencePenalty: penalties.presence },
       // Without it, node-llama-cpp ends silently at an end-of-generation token and `ignoreEos` could not work.
       yieldEogToken: true
-    })
-    // Leaving this loop (finish, abort, or the consumer stopping early) ends the evaluation.
-    for await (const token of evaluation) {
-      signal?.throwIfAborted()
-      if (options.ignoreEos !== true && this.model.isEogToken(token)) {
-        yield * stops.flush()
-        return 'eos'
-      }
-      generated++
-      const { pieces, stopped } = stops.push({ token, text: decoder.push(token) })
-      yield * pieces
-      if (stopped) return 'stop'
-      if (generated >= options.maxTokens) break
-      signal?.throwIfAborted()
     }
-    yield * stops.flush()
-    return 'length'
+  }
+
+  // The chosen token's log probability and the `count` most likely tokens' (the map is sorted, most likely first).
+  #logprobs (token: Token, probabilities: Map<Token, number>, count: number): PieceLogprobs {
+    const entry = (id: Token, probability: number): TokenLogprob => {
+      const text = this.model.detokenize([id])
+      // As llama-server reports an impossible token: the lowest float, since JSON has no -Infinity.
+      return { token: id, text, bytes: [...Buffer.from(text, 'utf8')], logprob: probability > 0 ? Math.log(probability) : LOWEST_FLOAT32 }
+    }
+    const top: TokenLogprob[] = []
+    for (const [id, probability] of probabilities) {
+      if (top.length >= count) break
+      top.push(entry(id, probability))
+    }
+    return { ...entry(token, probabilities.get(token) ?? 0), top }
   }
 
   // One generation per sequence: the others wait for one, first come first served.

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events'
-import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions, TokenizeOptions } from './engine.js'
+import { UNREPORTED_TOKEN, type Engine, type FinishReason, type GeneratedPiece, type GenerateInput, type GenerateOptions, type TokenizeOptions } from './engine.js'
 import { EngineDisposedError, EngineLostError, EngineUnavailableError } from './errors.js'
 import { StopTextFilter } from './stop-text.js'
 
@@ -182,6 +182,12 @@ export class ServingEngine extends EventEmitter<ServingEngineEvents> implements 
           return yield * relay(pieces, stops, produced)
         } catch (err) {
           if (options.signal?.aborted === true || !isEngineFailure(err)) throw err
+          const unresumable = produced.includes(UNREPORTED_TOKEN)
+            ? 'the engine did not report every token it generated (an incomplete character\'s)'
+            : options.grammar !== undefined && produced.length > 0 ? 'its grammar would start over on the next engine' : undefined
+          if (unresumable !== undefined) {
+            throw new EngineUnavailableError(`the engine failed during the generation (${(err as Error).message}), which cannot be continued exactly: ${unresumable}`, LOADING_RETRY_AFTER_S)
+          }
           engine = await this.#nextEngine(engine, err as Error, options.signal)
           this.emit('resume')
         }

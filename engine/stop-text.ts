@@ -35,6 +35,17 @@ export class StopTextFilter {
     return { pieces: this.#take(text.length - this.#longestStopPrefixAtEnd(text), false), stopped: false }
   }
 
+  /** Adds several pieces in order; stops at the first that completes a stop text. */
+  pushAll (pieces: readonly GeneratedPiece[]): StopTextResult {
+    const passed: GeneratedPiece[] = []
+    for (const piece of pieces) {
+      const result = this.push(piece)
+      passed.push(...result.pieces)
+      if (result.stopped) return { pieces: passed, stopped: true }
+    }
+    return { pieces: passed, stopped: false }
+  }
+
   /** Returns the pieces still held back, when the generation ended for another reason. */
   flush (): GeneratedPiece[] {
     const pieces = this.#held
@@ -72,7 +83,7 @@ export class StopTextFilter {
       if (pieceEnd <= end) {
         taken.push(piece)
       } else if (cut && offset < end) {
-        taken.push({ token: piece.token, text: piece.text.slice(0, end - offset) })
+        taken.push({ ...piece, text: piece.text.slice(0, end - offset) })
       } else {
         break
       }

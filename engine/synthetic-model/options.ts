@@ -6,6 +6,12 @@ export const SYNTHETIC_WEIGHT_TYPES = ['f32', 'f16', 'q8_0'] as const
 /** Storage type of a synthetic model's 2-D weights; norm vectors are always f32. */
 export type SyntheticWeightType = typeof SYNTHETIC_WEIGHT_TYPES[number]
 
+/** Which bytes get a token of their own: ASCII only (text stays valid UTF-8), or all 256 as in real byte-level vocabularies. */
+export const SYNTHETIC_BYTE_TOKENS = ['ascii', 'all'] as const
+
+/** Which bytes of a synthetic model's vocabulary have their own token. */
+export type SyntheticByteTokens = typeof SYNTHETIC_BYTE_TOKENS[number]
+
 /** The shape and contents of a synthetic llama model. */
 export interface SyntheticModelOptions {
   /** transformer blocks */
@@ -24,6 +30,11 @@ export interface SyntheticModelOptions {
   type: SyntheticWeightType
   /** seed of the random weights: same options and seed give the same bytes */
   seed: number
+  /**
+   * 'all' gives every byte a token, so that random weights emit lone bytes of multi-byte
+   * characters (invalid UTF-8) as real models can (default 'ascii')
+   */
+  byteTokens?: SyntheticByteTokens
 }
 
 /** Small and fast defaults, meant for tests. */
@@ -54,6 +65,9 @@ export function checkSyntheticModelOptions (options: SyntheticModelOptions): Syn
   if (!Number.isSafeInteger(seed) || seed < 0 || seed > 0xffffffff) throw new InvalidModelOptionsError(`--seed must be a whole number from 0 to 4294967295, not ${seed}`)
   if (!(SYNTHETIC_WEIGHT_TYPES as readonly string[]).includes(type)) {
     throw new InvalidModelOptionsError(`--type ${type} is not supported; use one of ${SYNTHETIC_WEIGHT_TYPES.join(', ')}`)
+  }
+  if (options.byteTokens !== undefined && !(SYNTHETIC_BYTE_TOKENS as readonly string[]).includes(options.byteTokens)) {
+    throw new InvalidModelOptionsError(`--byte-tokens ${options.byteTokens} is not supported; use one of ${SYNTHETIC_BYTE_TOKENS.join(', ')}`)
   }
   if (layers > MAX_LAYERS) throw new InvalidModelOptionsError(`--layers ${layers} is more than llama.cpp's limit of ${MAX_LAYERS}`)
   if (embd % heads !== 0) throw new InvalidModelOptionsError(`--heads ${heads} does not divide --embd ${embd}; choose a head count that divides the embedding size`)

@@ -18,7 +18,7 @@ const ROPE_FREQ_BASE = 10000
  */
 export function syntheticModelContent (options: SyntheticModelOptions): GgufContent {
   const { layers, embd, ff, heads, kvHeads, ctx, type, seed } = checkSyntheticModelOptions(options)
-  const vocabulary = syntheticVocabulary()
+  const vocabulary = syntheticVocabulary(options.byteTokens)
   const vocab = vocabulary.tokens.length
   const kvDim = (embd / heads) * kvHeads
   const weightType = WEIGHT_TYPES[type].tensor

@@ -1,5 +1,6 @@
 import { type GgufValue, bool, str, strArray, i32Array, u32 } from '../gguf/index.js'
 import { BYTE_CHARACTERS, learnMerges } from './byte-level-bpe.js'
+import type { SyntheticByteTokens } from './options.js'
 
 // ASCII English text the merges are learned from. Any text works (every ASCII byte has its own
 // token, so ASCII text round-trips); prose just makes common words single tokens, as in real models.
@@ -48,23 +49,27 @@ export interface SyntheticVocabulary {
   eosId: number
 }
 
-let cached: SyntheticVocabulary | undefined
+const cached = new Map<SyntheticByteTokens, SyntheticVocabulary>()
 
-/** The vocabulary every synthetic model shares: 128 ASCII byte tokens, merged tokens, then control tokens. */
-export function syntheticVocabulary (): SyntheticVocabulary {
-  if (cached != null) return cached
+/**
+ * The vocabulary of synthetic models: byte tokens, merged tokens, then control tokens. By default
+ * only the 128 ASCII bytes get tokens, so that random weights cannot emit lone bytes >= 0x80
+ * (invalid UTF-8); ASCII text still round-trips, other characters have no token and are dropped
+ * by the tokenizer. With 'all', every byte has a token, as in real byte-level vocabularies.
+ */
+export function syntheticVocabulary (byteTokens: SyntheticByteTokens = 'ascii'): SyntheticVocabulary {
+  const known = cached.get(byteTokens)
+  if (known !== undefined) return known
   const merges = learnMerges(CORPUS, MAX_MERGES)
-  // Only the 128 ASCII bytes get tokens: random weights would otherwise emit lone bytes >= 0x80,
-  // invalid UTF-8 that makes llama-server's output parser fail the request. ASCII text still
-  // round-trips; other characters have no token and are dropped by the tokenizer.
-  const asciiBytes = BYTE_CHARACTERS.slice(0, 128)
+  const bytes = byteTokens === 'all' ? BYTE_CHARACTERS : BYTE_CHARACTERS.slice(0, 128)
   // Two merges can build the same text ("a bc" and "ab c"); llama.cpp needs unique token texts.
-  const texts = new Set([...asciiBytes, ...merges.map(merge => merge.replace(' ', ''))])
+  const texts = new Set([...bytes, ...merges.map(merge => merge.replace(' ', ''))])
   const normal = [...texts]
   const tokens = [...normal, ...Object.values(SPECIAL_TOKENS)]
   const tokenTypes = tokens.map((_, id) => id < normal.length ? NORMAL_TOKEN : CONTROL_TOKEN)
-  cached = { tokens, tokenTypes, merges, bosId: tokens.indexOf(SPECIAL_TOKENS.bos), eosId: tokens.indexOf(SPECIAL_TOKENS.eos) }
-  return cached
+  const vocabulary = { tokens, tokenTypes, merges, bosId: tokens.indexOf(SPECIAL_TOKENS.bos), eosId: tokens.indexOf(SPECIAL_TOKENS.eos) }
+  cached.set(byteTokens, vocabulary)
+  return vocabulary
 }
 
 /** The `tokenizer.*` metadata of a synthetic model. */

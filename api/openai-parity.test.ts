@@ -1,0 +1,226 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import OpenAI from 'openai'
+import { startLlamaServer, type LlamaServer } from '../engine/llama-server.js'
+import { loadLocalEngine, type LocalEngine } from '../engine/local-engine.js'
+import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
+import { noEndBias, startTestApi, type TestApi } from './test-support/api-client.js'
+
+// Needs the llama-server that `mesh setup` builds; findLlamaCppTools() says so when it is missing.
+
+/** The local engine and llama-server on one synthetic model, each behind the API, and llama-server's own API. */
+interface Engines {
+  local: LocalEngine
+  server: LlamaServer
+  /** the official client against the API over the local engine, over llama-server, and against llama-server itself */
+  clients: { local: OpenAI, server: OpenAI, llamaServer: OpenAI }
+  modelName: string
+  /** a logit_bias that keeps the model from ending its reply early */
+  noEnd: Record<string, number>
+}
+
+/** Registers hooks that start both engines (2 slots each) on a fresh model and both APIs, and stop them all. */
+function useEngines (byteTokens: 'ascii' | 'all'): { readonly current: Engines } {
+  let model: TestModel | undefined
+  let local: LocalEngine | undefined
+  let server: LlamaServer | undefined
+  const apis: TestApi[] = []
+  let engines: Engines | undefined
+  before(async () => {
+    model = await writeTestModel({ byteTokens })
+    local = await loadLocalEngine({ modelPath: model.path, slots: 2 })
+    server = await startLlamaServer({ modelPath: model.path, parallel: 2 })
+    for (const engine of [local, server]) apis.push(await startTestApi(engine))
+    const client = (baseURL: string, apiKey: string): OpenAI => new OpenAI({ apiKey, baseURL, maxRetries: 0 })
+    engines = {
+      local,
+      server,
+      clients: { local: client(`${apis[0].url}/v1`, apis[0].apiKey), server: client(`${apis[1].url}/v1`, apis[1].apiKey), llamaServer: client(`${server.httpUrl as string}/v1`, 'none') },
+      modelName: apis[0].modelName,
+      noEnd: await noEndBias(local)
+    }
+  })
+  after(async () => {
+    for (const api of apis) await api.close()
+    await server?.dispose()
+    await local?.dispose()
+    await model?.remove()
+  })
+  return {
+    get current () {
+      if (engines === undefined) throw new Error('the engines are read before the before() hook ran')
+      return engines
+    }
+  }
+}
+
+const PROMPT = 'The quick brown fox jumps over the lazy dog.'
+const MESSAGES = [{ role: 'user' as const, content: 'Hello there. How are you today?' }]
+
+/** The text, finish reason and usage of a streamed text completion, read whole. */
+async function streamedCompletion (client: OpenAI, request: OpenAI.CompletionCreateParamsNonStreaming): Promise<{ text: string, finish: string | null, usage: OpenAI.CompletionUsage | undefined }> {
+  const stream = await client.completions.create({ ...request, stream: true, stream_options: { include_usage: true } })
+  let text = ''
+  let finish: string | null = null
+  let usage: OpenAI.CompletionUsage | undefined
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.text ?? ''
+    finish = chunk.choices[0]?.finish_reason ?? finish
+    usage = chunk.usage ?? usage
+  }
+  return { text, finish, usage }
+}
+
+function assertClose (actual: number, expected: number, what: string): void {
+  assert.ok(Math.abs(actual - expected) <= 1e-3, `${what}: ${actual} is not within 1e-3 of ${expected}`)
+}
+
+describe('text that is not whole UTF-8, from a model with a token for every byte', () => {
+  const engines = useEngines('all')
+
+  it('completes whole and streamed on both engines, with lone bytes as U+FFFD and max_tokens and usage exact', async () => {
+    const { clients, modelName, noEnd } = engines.current
+    const request = { model: modelName, prompt: PROMPT, max_tokens: 40, temperature: 0, logit_bias: noEnd }
+    const answers = await Promise.all([clients.local, clients.server].map(async client => {
+      const whole = await client.completions.create(request)
+      return { whole, streamed: await streamedCompletion(client, request) }
+    }))
+    for (const { whole, streamed } of answers) {
+      assert.equal(whole.choices[0].finish_reason, 'length')
+      assert.equal(whole.usage?.completion_tokens, 40)
+      assert.ok(whole.choices[0].text.includes('\uFFFD'), `the model was meant to emit lone bytes: ${JSON.stringify(whole.choices[0].text)}`)
+      assert.deepEqual(streamed, { text: whole.choices[0].text, finish: 'length', usage: whole.usage })
+    }
+    assert.equal(answers[1].whole.choices[0].text, answers[0].whole.choices[0].text, 'both engines give the same text')
+  })
+
+  it('ends a reply cut in the middle of a character with U+FFFD, in chat too', async () => {
+    const { clients, modelName, noEnd } = engines.current
+    for (const client of [clients.local, clients.server]) {
+      const contents: string[] = []
+      // Every length from 1 to 12: some of them end on a lone leading byte.
+      for (let tokens = 1; tokens <= 12; tokens++) {
+        const request = { model: modelName, messages: MESSAGES, max_tokens: tokens, temperature: 0, logit_bias: noEnd }
+        const whole = await client.chat.completions.create(request)
+        assert.equal(whole.usage?.completion_tokens, tokens)
+        const stream = await client.chat.completions.create({ ...request, stream: true })
+        let content = ''
+        for await (const chunk of stream) content += chunk.choices[0]?.delta.content ?? ''
+        assert.equal(content, whole.choices[0].message.content)
+        contents.push(content)
+      }
+      assert.ok(contents.some(content => content.endsWith('\uFFFD')), `no reply ended on a lone byte: ${JSON.stringify(contents)}`)
+    }
+  })
+})
+
+describe('sampling controls, choices and log probabilities', () => {
+  const engines = useEngines('ascii')
+
+  it('applies frequency and presence penalties as llama-server does', async () => {
+    const { clients, modelName, noEnd } = engines.current
+    const plain = { model: modelName, prompt: PROMPT, max_tokens: 24, temperature: 0, logit_bias: noEnd }
+    const penalized = { ...plain, frequency_penalty: 1.5, presence_penalty: 0.5 }
+    const [local, server, own, unpenalized] = await Promise.all([
+      clients.local.completions.create(penalized),
+      clients.server.completions.create(penalized),
+      clients.llamaServer.completions.create(penalized),
+      clients.local.completions.create(plain)
+    ])
+    assert.notEqual(local.choices[0].text, unpenalized.choices[0].text, 'the penalties changed nothing')
+    assert.equal(server.choices[0].text, local.choices[0].text)
+    assert.equal(own.choices[0].text, local.choices[0].text, 'llama-server\'s own answer')
+  })
+
+  it('adds any logit_bias from -100 to 100', async () => {
+    const { clients, modelName, local: engine } = engines.current
+    const favourite = engine.tokenize(' the').at(-1) as number
+    const request = { model: modelName, prompt: PROMPT, max_tokens: 6, temperature: 0, logit_bias: { [favourite]: 100 } }
+    for (const client of [clients.local, clients.server]) {
+      const completion = await client.completions.create(request)
+      assert.equal(completion.choices[0].text, ' the'.repeat(6))
+    }
+  })
+
+  it('returns n choices up to the engine\'s slots, whole and streamed, and refuses more with the limit', async () => {
+    const { clients, modelName, noEnd } = engines.current
+    for (const client of [clients.local, clients.server]) {
+      const request = { model: modelName, messages: MESSAGES, max_tokens: 8, temperature: 1, seed: 5, logit_bias: noEnd, n: 2 }
+      const whole = await client.chat.completions.create(request)
+      assert.deepEqual(whole.choices.map(choice => [choice.index, choice.finish_reason]), [[0, 'length'], [1, 'length']])
+      assert.equal(whole.usage?.completion_tokens, 16)
+      const stream = await client.chat.completions.create({ ...request, stream: true, stream_options: { include_usage: true } })
+      const finished: number[] = []
+      let usage: OpenAI.CompletionUsage | undefined
+      for await (const chunk of stream) {
+        for (const choice of chunk.choices) if (choice.finish_reason != null) finished.push(choice.index)
+        usage = chunk.usage ?? usage
+      }
+      assert.deepEqual(finished.sort(), [0, 1])
+      assert.equal(usage?.completion_tokens, 16)
+      await assert.rejects(client.chat.completions.create({ ...request, n: 3 }), (err: unknown) => {
+        assert.ok(err instanceof OpenAI.UnprocessableEntityError)
+        assert.equal(err.param, 'n')
+        assert.match(err.message, /at most 2 choices/)
+        return true
+      })
+    }
+  })
+
+  it('returns chat log probabilities, whole and streamed, alike on both engines and as llama-server does', async () => {
+    const { clients, modelName, noEnd } = engines.current
+    const request = { model: modelName, messages: MESSAGES, max_tokens: 12, temperature: 0, logit_bias: noEnd, logprobs: true, top_logprobs: 3 }
+    const [local, server, own] = await Promise.all([clients.local, clients.server, clients.llamaServer].map(async client => await client.chat.completions.create(request)))
+    const content = local.choices[0].logprobs?.content ?? []
+    assert.equal(content.length, 12)
+    for (const entry of content) {
+      assert.equal(entry.top_logprobs.length, 3)
+      // Greedy: the chosen token is the most likely one.
+      assert.equal(entry.token, entry.top_logprobs[0].token)
+      assert.equal(entry.logprob, entry.top_logprobs[0].logprob)
+      assert.ok(entry.logprob <= 0)
+    }
+    assert.equal(content.map(entry => entry.token).join(''), local.choices[0].message.content)
+    for (const [other, name] of [[server, 'llmesh over llama-server'], [own, 'llama-server itself']] as const) {
+      const otherContent = other.choices[0].logprobs?.content ?? []
+      assert.deepEqual(otherContent.map(entry => entry.token), content.map(entry => entry.token), name)
+      content.forEach((entry, i) => {
+        assertClose(otherContent[i].logprob, entry.logprob, `${name}, token ${i}`)
+        entry.top_logprobs.forEach((top, j) => { assertClose(otherContent[i].top_logprobs[j].logprob, top.logprob, `${name}, token ${i}, alternative ${j}`) })
+      })
+    }
+
+    const stream = await clients.server.chat.completions.create({ ...request, stream: true })
+    const streamed: OpenAI.ChatCompletionTokenLogprob[] = []
+    for await (const chunk of stream) streamed.push(...chunk.choices[0]?.logprobs?.content ?? [])
+    assert.deepEqual(streamed, server.choices[0].logprobs?.content)
+  })
+
+  it('returns text completion log probabilities in OpenAI\'s arrays, whole and streamed', async () => {
+    const { clients, modelName, noEnd } = engines.current
+    const request = { model: modelName, prompt: PROMPT, max_tokens: 10, temperature: 0, logit_bias: noEnd, logprobs: 2 }
+    for (const client of [clients.local, clients.server]) {
+      const whole = await client.completions.create(request)
+      const { text, logprobs } = whole.choices[0]
+      assert.ok(logprobs != null)
+      assert.equal(logprobs.tokens?.length, 10)
+      assert.equal(logprobs.tokens?.join(''), text)
+      assert.equal(logprobs.text_offset?.[0], 0)
+      logprobs.tokens?.forEach((token, i) => {
+        assert.equal(text.slice(logprobs.text_offset?.[i]).startsWith(token), true)
+        const top = logprobs.top_logprobs?.[i] ?? {}
+        assert.ok(Object.keys(top).length >= 1 && Object.keys(top).length <= 2)
+        assert.equal(top[token], logprobs.token_logprobs?.[i])
+      })
+      const stream = await client.completions.create({ ...request, stream: true })
+      const tokens: string[] = []
+      const offsets: number[] = []
+      for await (const chunk of stream) {
+        tokens.push(...chunk.choices[0]?.logprobs?.tokens ?? [])
+        offsets.push(...chunk.choices[0]?.logprobs?.text_offset ?? [])
+      }
+      assert.deepEqual(tokens, logprobs.tokens)
+      assert.deepEqual(offsets, logprobs.text_offset)
+    }
+  })
+})
