@@ -6,11 +6,11 @@
  * Engine restarts are counted by the node (NodeMetrics.engineRestarted, llmesh_engine_restarts_total):
  * the supervisors that restart llama-server or rpc-server call it.
  */
-import { performance } from 'node:perf_hooks'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { GenerationObserver } from '../engine/observed-engine.js'
+import { RATE_WINDOW_S, TokenRate } from '../engine/token-rate.js'
 import type { AdmissionGauge } from './admission.js'
 
 /** The serving load as `mesh status` shows it. */
@@ -23,38 +23,8 @@ export interface ServingLoad {
   activeStreams: number
 }
 
-// Long enough to smooth over gaps between requests, short enough that `mesh status --watch` follows changes.
-const RATE_WINDOW_S = 10
-
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 const TOKEN_GAP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 5]
-
-/** Tokens per second over a sliding window of one-second buckets. */
-class TokenRate {
-  readonly #counts = new Array<number>(RATE_WINDOW_S + 1).fill(0)
-  readonly #seconds = new Array<number>(RATE_WINDOW_S + 1).fill(-1)
-
-  add (now = performance.now()): void {
-    const second = Math.floor(now / 1000)
-    const slot = second % this.#counts.length
-    if (this.#seconds[slot] !== second) {
-      this.#seconds[slot] = second
-      this.#counts[slot] = 0
-    }
-    this.#counts[slot]++
-  }
-
-  /** Tokens per second in the last RATE_WINDOW_S complete seconds. */
-  perSecond (now = performance.now()): number {
-    const current = Math.floor(now / 1000)
-    let total = 0
-    for (let i = 0; i < this.#counts.length; i++) {
-      const age = current - this.#seconds[i]
-      if (age >= 1 && age <= RATE_WINDOW_S) total += this.#counts[i]
-    }
-    return total / RATE_WINDOW_S
-  }
-}
 
 /** The API's metrics; it observes the engine's tokens (see ObservedEngine) and the finished requests. */
 export class ApiMetrics implements GenerationObserver {

@@ -78,6 +78,11 @@ export interface ServingClusterInit {
   coordinator?: Placement & { port?: number, memoryBytes?: number }
   /** placement of worker n (0-based); default: the coordinator's namespace and address */
   worker?: (n: number) => Placement
+  /**
+   * the coordinator's serving layout options; default `--placement pipeline`: the fault tests
+   * exercise one pipeline, which the automatic layout may split into replica groups
+   */
+  layoutArgs?: string[]
 }
 
 /** A coordinator serving a model, its workers and a client for its API. */
@@ -122,7 +127,8 @@ export async function startServingCluster (cluster: TestCluster, init: ServingCl
   const coordinatorArgs = [
     '--role', 'coordinator', '--no-mdns', '--listen', `/ip4/${address}/tcp/${placement.port ?? 0}`,
     '--model', init.modelPath, '--api-port', String(apiPort),
-    ...(placement.memoryBytes !== undefined ? ['--memory', String(placement.memoryBytes)] : [])
+    ...(placement.memoryBytes !== undefined ? ['--memory', String(placement.memoryBytes)] : []),
+    ...init.layoutArgs ?? ['--placement', 'pipeline']
   ]
   const coordinator = cluster.start(coordinatorHome, coordinatorArgs, placement.netns)
   await coordinator.listenAddr()
@@ -154,8 +160,8 @@ export async function startServingCluster (cluster: TestCluster, init: ServingCl
 
 /**
  * Waits until the coordinator serves from a ready engine planned on exactly `workerIds` (as
- * stages, or as workers the scheduler left without layers: speeds measured on one busy machine
- * vary); returns the status.
+ * stages of its replica groups, or as workers the scheduler left without layers: speeds
+ * measured on one busy machine vary); returns the status.
  */
 export async function waitForPlan (coordinatorHome: string, workerIds: readonly string[], timeoutMs = 60_000): Promise<StatusReport> {
   const wanted = [...workerIds].sort().join(',')
@@ -164,7 +170,7 @@ export async function waitForPlan (coordinatorHome: string, workerIds: readonly 
     const report = last = await status(coordinatorHome)
     const engine = report.engine
     if (engine?.state !== 'ready') return undefined
-    const planned = [...(engine.plan?.stages ?? []).slice(1).map(s => s.nodeId), ...engine.plan?.unusedWorkers ?? []].sort().join(',')
+    const planned = [...(engine.groups ?? []).flatMap(group => group.plan.stages.slice(1).map(s => s.nodeId)), ...engine.unusedWorkers ?? []].sort().join(',')
     return planned === wanted ? report : undefined
   }, timeoutMs).catch((err: Error) => {
     const members = last?.members.map(m => `${m.peerId.slice(-6)} ${m.role} ${m.state}`).join(', ')

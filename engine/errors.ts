@@ -71,3 +71,9 @@ export class ProcessHardeningError extends Error {
   readonly code = ProcessHardeningError.code
   override readonly name = 'ProcessHardeningError'
 }
+
+/**
+ * One replica group's engine went away during a request while other groups still serve: the
+ * generation continues on another group of the same engine (see GroupRouter).
+ */
+export class GroupLostError extends EngineLostError {}

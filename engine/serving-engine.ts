@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 import { UNREPORTED_TOKEN, type Engine, type FinishReason, type GeneratedPiece, type GenerateInput, type GenerateOptions, type TokenizeOptions } from './engine.js'
-import { EngineDisposedError, EngineLostError, EngineUnavailableError } from './errors.js'
+import { EngineDisposedError, EngineLostError, EngineUnavailableError, GroupLostError } from './errors.js'
 import { StopTextFilter } from './stop-text.js'
 
 /** Where the serving engine stands; `mesh status` and `/health` report it. */
@@ -197,13 +197,15 @@ export class ServingEngine extends EventEmitter<ServingEngineEvents> implements 
     }
   }
 
-  // Waits for a ready engine other than the one that failed, at most the recovery timeout.
+  // Waits for a ready engine other than the one that failed (or the same one, when only one of
+  // its replica groups failed), at most the recovery timeout.
   async #nextEngine (failed: Engine, failure: Error, signal: AbortSignal | undefined): Promise<Engine> {
     const deadline = Date.now() + this.#recoveryTimeoutMs
     for (;;) {
       if (this.#stopped()) throw new EngineDisposedError('the engine was stopped during a generation')
       if (this.#state === 'failed') throw new EngineUnavailableError(`the engine failed during the generation and cannot be restarted: ${this.#reason}`, LOADING_RETRY_AFTER_S)
-      if (this.#state === 'ready' && this.#current !== undefined && this.#current !== failed) return this.#current
+      // A lost replica group leaves its engine serving on the other groups.
+      if (this.#state === 'ready' && this.#current !== undefined && (this.#current !== failed || failure instanceof GroupLostError)) return this.#current
       const left = deadline - Date.now()
       if (left <= 0) {
         throw new EngineUnavailableError(`the engine failed during the generation (${failure.message}) and no engine was ready to continue it within ${this.#recoveryTimeoutMs / 1000} s: ${this.#reason}`, LOADING_RETRY_AFTER_S)

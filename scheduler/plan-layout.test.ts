@@ -136,6 +136,15 @@ describe('planLayoutRecovery', () => {
     assert.deepEqual(recovered.unusedWorkers, [])
   })
 
+  it('serves on unchanged when no worker was lost (a crash)', () => {
+    const full = planLayout(input([whole('a'), whole('b')]))
+    const kept = planLayoutRecovery(input([whole('a'), whole('b')]), full)
+    assert.deepEqual(kept.groups.map(group => group.plan), full.groups.map(group => group.plan))
+    // A group kept alone after a loss stays as it is too, though one pipeline would be planned otherwise.
+    const one = planLayoutRecovery(input([whole('b')]), planLayoutRecovery(input([whole('b')]), full))
+    assert.deepEqual(one.groups.map(group => group.plan), [full.groups[1].plan])
+  })
+
   it('re-places a single pipeline as planRecovery does', () => {
     const full = planLayout(input([half('a'), half('b'), half('c')]))
     assert.equal(full.groups.length, 1)

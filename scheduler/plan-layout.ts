@@ -8,7 +8,8 @@ import { planStages } from './plan-stages.js'
 import { planFromStages } from './stages-override.js'
 import type { LayoutInput, NodeOffer, Placement, PlanInput, ServingLayout, StagePlan } from './types.js'
 
-const PLACEMENTS: readonly Placement[] = ['auto', 'pipeline', 'replicas']
+/** The values of `--placement`. */
+export const PLACEMENTS: readonly Placement[] = ['auto', 'pipeline', 'replicas']
 
 // A layout with more groups must be predicted faster by more than rounding noise to be chosen.
 const SPEED_TIE = 1e-9
@@ -28,7 +29,7 @@ const SPEED_TIE = 1e-9
  */
 export function planLayout (input: LayoutInput): ServingLayout {
   const placement = input.placement ?? 'auto'
-  checkPlacement(input, placement)
+  checkPlacement(input)
   if (input.stages != null) return layoutFromPlans([planFromStages(input, input.stages)], input)
   if (placement === 'pipeline' || input.replicas === 1) return layoutFromPlans([planStages(input)], input)
   const most = maxGroups(input)
@@ -57,20 +58,18 @@ export function planLayout (input: LayoutInput): ServingLayout {
 }
 
 /**
- * The layout after a loss: a single pipeline is re-placed by planRecovery (workers keep the
- * layers they hold); of several groups, those whose workers are all still live keep serving
- * exactly as they are, so that losing a worker stops only its group. When every group lost a
- * worker (or none did) the layout is planned afresh.
+ * The layout after a loss: groups whose workers are all still live keep serving exactly as they
+ * are, so that losing a worker stops only its group; a single pipeline that lost a worker is
+ * re-placed by planRecovery (its workers keep the layers they hold). When every one of several
+ * groups lost a worker the layout is planned afresh.
  */
 export function planLayoutRecovery (input: LayoutInput, previous: ServingLayout): ServingLayout {
-  if (previous.groups.length === 1) {
-    if (input.stages != null) return planLayout(input)
-    return layoutFromPlans([planRecovery(input, previous.groups[0].plan)], input)
-  }
   const live = new Set(input.workers.map(worker => worker.id))
   const kept = previous.groups.filter(group => group.plan.stages.every(stage => stage.role === 'coordinator' || live.has(stage.nodeId)))
-  if (kept.length === 0 || kept.length === previous.groups.length) return planLayout(input)
-  return layoutFromPlans(kept.map(group => group.plan), input)
+  if (input.stages != null) return planLayout(input)
+  if (kept.length > 0) return layoutFromPlans(kept.map(group => group.plan), input)
+  if (previous.groups.length === 1) return layoutFromPlans([planRecovery(input, previous.groups[0].plan)], input)
+  return planLayout(input)
 }
 
 /**
@@ -92,7 +91,9 @@ export function layoutFromPlans (plans: readonly StagePlan[], input: PlanInput):
   }
 }
 
-function checkPlacement (input: LayoutInput, placement: Placement): void {
+/** Checks `--placement`, `--replicas` and `--stages` together; throws InvalidPlacementError on a malformed or contradictory choice. */
+export function checkPlacement (input: Pick<LayoutInput, 'placement' | 'replicas' | 'stages'>): void {
+  const placement = input.placement ?? 'auto'
   if (!PLACEMENTS.includes(placement)) throw new InvalidPlacementError(`placement "${String(placement)}" is not known; use one of ${PLACEMENTS.join(', ')}`)
   const { replicas } = input
   if (replicas !== undefined && (!Number.isSafeInteger(replicas) || replicas < 1)) throw new InvalidPlacementError(`--replicas must be a whole number of at least 1, got ${replicas}`)

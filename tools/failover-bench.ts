@@ -107,7 +107,8 @@ export async function benchFailover (options: FailoverBenchOptions): Promise<Fai
     cluster = new LocalCluster({
       layout,
       workers: WORKERS,
-      coordinatorArgs: ['--model', modelPath, '--engine', 'auto', '--api-host', '127.0.0.1', '--api-port', String(port)],
+      // One pipeline: the bench times its recovery (replica groups fail over without a reload).
+      coordinatorArgs: ['--model', modelPath, '--engine', 'auto', '--placement', 'pipeline', '--api-host', '127.0.0.1', '--api-port', String(port)],
       progress,
       signal: stop.signal
     })

@@ -98,6 +98,19 @@ function slotsText (slots: number | null): string {
   return slots === null ? '' : ` in ${slots} slot${slots === 1 ? '' : 's'}`
 }
 
+// One pipeline: its shape, its privacy placement and a row per stage.
+function planLines (plan: StagePlan, members: ReadonlyMap<string, MemberStatus>): string[] {
+  const lines = [
+    fit(`plan     ${plan.layerCount} layers in ${plan.stages.length} stage(s), context ${plan.contextSize} tokens in ${plan.parallel} slot(s), KV cache ${plan.kvCacheType}`, STATUS_WIDTH),
+    fit(`privacy  ${privacyLine(plan)}`, STATUS_WIDTH)
+  ]
+  // Stage 0 is the coordinator's; TOTAL is weights, KV cache and compute buffers together.
+  const header = ['STAGE', 'NODE', 'LAYERS', 'WEIGHTS', 'TOTAL', 'OFFERED', 'COMPUTE/TOK', 'XFER/TOK']
+  lines.push('', ...table([header, ...plan.stages.map((stage, i) => stageRow(stage, i, members))]))
+  if (plan.unusedWorkers.length > 0) lines.push(fit(`unused workers (no layers): ${plan.unusedWorkers.map(shortPeerId).join(', ')}`, STATUS_WIDTH))
+  return lines
+}
+
 function engineLines (engine: EngineStatus, members: ReadonlyMap<string, MemberStatus>): string[] {
   const serving = engine.kind != null ? `${engine.state} (${engine.kind})` : engine.state
   const lines = [
@@ -106,16 +119,15 @@ function engineLines (engine: EngineStatus, members: ReadonlyMap<string, MemberS
     fit(`api      ${engine.apiUrl}`, STATUS_WIDTH),
     `load     ${engine.load.tokensPerSecond.toFixed(1)} tokens/s, ${engine.load.queueDepth} queued, ${engine.load.activeStreams} generating${slotsText(engine.slots)}`
   ]
-  if (engine.plan !== null) {
-    const plan = engine.plan
-    lines.push(
-      fit(`plan     ${plan.layerCount} layers in ${plan.stages.length} stage(s), context ${plan.contextSize} tokens in ${plan.parallel} slot(s), KV cache ${plan.kvCacheType}`, STATUS_WIDTH),
-      fit(`privacy  ${privacyLine(plan)}`, STATUS_WIDTH)
-    )
-    // Stage 0 is the coordinator's; TOTAL is weights, KV cache and compute buffers together.
-    const header = ['STAGE', 'NODE', 'LAYERS', 'WEIGHTS', 'TOTAL', 'OFFERED', 'COMPUTE/TOK', 'XFER/TOK']
-    lines.push('', ...table([header, ...plan.stages.map((stage, i) => stageRow(stage, i, members))]))
-    if (plan.unusedWorkers.length > 0) lines.push(fit(`unused workers (no layers): ${plan.unusedWorkers.map(shortPeerId).join(', ')}`, STATUS_WIDTH))
+  const groups = engine.groups ?? []
+  if (groups.length > 1) {
+    groups.forEach((group, index) => {
+      const id = group.id !== null ? ` (id ${group.id})` : ''
+      lines.push('', fit(`group ${index + 1}${id}: ${group.tokensPerSecond.toFixed(1)} tokens/s, ${group.activeRequests} generating${slotsText(group.slots)}`, STATUS_WIDTH), ...planLines(group.plan, members))
+    })
+    if ((engine.unusedWorkers ?? []).length > 0) lines.push(fit(`workers in no group: ${(engine.unusedWorkers ?? []).map(shortPeerId).join(', ')}`, STATUS_WIDTH))
+  } else if (engine.plan !== null) {
+    lines.push(...planLines(engine.plan, members))
   } else if (engine.planTable !== null) {
     lines.push(fit(`plan     ${engine.planTable}`, STATUS_WIDTH))
   }

@@ -1,22 +1,21 @@
 import { readFile } from 'node:fs/promises'
-import { basename, join } from 'node:path'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { basename } from 'node:path'
 import { createApiServer, type ApiServerOptions } from '../../api/server.js'
 import { ApiMetrics } from '../../api/metrics.js'
 import { ObservedEngine } from '../../engine/observed-engine.js'
 import { WorkerTokenTimes } from './worker-token-time.js'
-import { describeExit } from '../../engine/child-process.js'
-import { startLlamaServer, type LlamaServer } from '../../engine/llama-server.js'
 import { loadLocalEngine } from '../../engine/local-engine.js'
 import { readModelFacts } from '../../engine/model-facts.js'
 import { defaultContextSize, inspectModelFile } from '../../engine/model-file.js'
 import { RestartPolicy } from '../../engine/restart-policy.js'
 import { ServingEngine } from '../../engine/serving-engine.js'
 import { messageCapFor, RpcSessionEndedByWorkerError } from '../../protocols/rpc-tunnel/index.js'
-import { checkSlots, largestStageTensorBytes, renderPlanTable, renderLlamaServerArgs, type ModelFacts, type NodeOffer, type PrivacyMode, type StageRange } from '../../scheduler/index.js'
+import { checkSlots, largestStageTensorBytes, layoutFromPlans, renderLayoutTable, type ModelFacts, type NodeOffer, type Placement, type PrivacyMode, type ServingLayout, type StagePlan, type StageRange } from '../../scheduler/index.js'
 import { quietMoment } from './quiet-moment.js'
 import { shortPeerId } from '../short-peer-id.js'
-import { chooseServingPlan, samePlacement, type EngineChoice, type ServingPlan } from './serving-plan.js'
+import { chooseServingPlan, groupKey, samePlacement, type EngineChoice, type ServingPlan, type ServingPlanInput } from './serving-plan.js'
+import { ReplicaGroups, type RunningGroup } from './replica-groups.js'
+import { GroupMetrics } from './group-metrics.js'
 import type { MeshNode } from '../mesh-node.js'
 import type { DataDir } from '../data-dir.js'
 import type { Log } from '../log.js'
@@ -44,6 +43,12 @@ const SESSION_ENDED_HOLD_OFF_MS = 5_000
 /** On stop, how long requests in flight get to finish: a long reply at a few tokens per second. */
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
 
+/**
+ * After a loss, the groups that lost no worker keep serving; the layout planned afresh replaces
+ * them (restarting them) only when it is predicted this much faster.
+ */
+const REGROUP_MIN_GAIN = 1.1
+
 /** At start, how long to wait for members known from earlier runs before the first plan. */
 const KNOWN_WORKERS_GRACE_MS = 10_000
 
@@ -55,6 +60,12 @@ export interface CoordinatorInit {
   privacy: PrivacyMode
   /** a manual `--stages` override */
   stages?: readonly StageRange[]
+  /** `--placement`: one pipeline, replica groups, or whichever is predicted faster (default auto) */
+  placement?: Placement
+  /** `--replicas N`: exactly N replica groups */
+  replicas?: number
+  /** compute threads of each llama-server (default: the CPU budget's) */
+  threads?: number
   /** total context of the engine, in tokens (default: the model's, at most 4096) */
   contextSize?: number
   /**
@@ -85,6 +96,7 @@ export class Coordinator {
   readonly #api: FastifyInstance
   readonly #metrics: ApiMetrics
   readonly #tokenTimes: WorkerTokenTimes
+  readonly #groups: ReplicaGroups
   #plan: ServingPlan | undefined
   #replanTimer: NodeJS.Timeout | undefined
   #replanDue = 0
@@ -105,6 +117,21 @@ export class Coordinator {
     this.#api = api
     this.#metrics = metrics
     this.#tokenTimes = tokenTimes
+    const { rpcTunnel } = init.node.libp2p.services
+    this.#groups = new ReplicaGroups({
+      modelPath: init.modelPath,
+      socketDir: init.dir.root,
+      contextSize,
+      threads: init.threads,
+      tunnel: rpcTunnel,
+      listenerOptions: (plan, stage) => ({
+        onFailure: err => { this.#tunnelFailed(stage.nodeId, err) },
+        traffic: () => this.#tokenTimes.session(stage.nodeId),
+        // The worker refuses any request larger than its stage of this plan can carry.
+        maxMessageBytes: messageCapFor(largestStageTensorBytes(this.#model, plan, stage))
+      }),
+      exited: (group, why) => { void this.#groupExited(group, why) }
+    })
   }
 
   /** Validates the model, starts the API (503 until an engine is ready) and loads the first plan in the background. */
@@ -131,6 +158,7 @@ export class Coordinator {
     const coordinator = new Coordinator(init, model, contextSize, serving, api, metrics, tokenTimes)
     init.node.reportTokenTimes(worker => tokenTimes.tokenTime(worker, init.node.rttMs(worker)))
     init.node.reportEngineStatus(() => coordinator.status())
+    new GroupMetrics(init.node.metrics.registry, () => coordinator.#serving.state === 'ready' ? coordinator.#groups.router?.loads() ?? [] : [])
     for (const event of ['leave', 'dead', 'failed', 'revoked'] as const) {
       init.node.events.on(event, () => { coordinator.#scheduleReplan(LOSS_REPLAN_DELAY_MS) })
     }
@@ -143,14 +171,23 @@ export class Coordinator {
   }
 
   status (): EngineStatus {
-    const plan = this.#plan?.kind === 'cluster' ? this.#plan.plan : null
+    const layout = this.#plan?.kind === 'cluster' ? this.#plan.layout : null
+    const plan = layout?.groups[0]?.plan ?? null
+    const loads = new Map((this.#serving.state === 'ready' ? this.#groups.router?.loads() ?? [] : []).map(load => [load.group, load]))
+    const running = new Map(this.#groups.groups.map(group => [group.key, group.id]))
     return {
       state: this.#serving.state,
       kind: this.#serving.kind ?? null,
       model: this.#init.modelPath,
       reason: this.#serving.reason === '' ? null : this.#serving.reason,
       plan,
-      planTable: plan != null ? renderPlanTable(plan) : this.#plan?.kind === 'local' ? 'all layers on this node (local engine)' : null,
+      planTable: layout != null ? renderLayoutTable(layout) : this.#plan?.kind === 'local' ? 'all layers on this node (local engine)' : null,
+      groups: layout?.groups.map(({ plan }) => {
+        const id = running.get(groupKey(plan))
+        const load = id !== undefined ? loads.get(id) : undefined
+        return { id: id ?? null, plan, slots: load?.slots ?? 0, activeRequests: load?.active ?? 0, tokensPerSecond: load?.tokensPerSecond ?? 0 }
+      }),
+      unusedWorkers: layout?.unusedWorkers,
       slots: this.#serving.state === 'ready' ? this.#serving.slots : null,
       apiUrl: `http://${this.#init.apiHost}:${this.#init.apiPort}/v1`,
       load: this.#metrics.load()
@@ -214,17 +251,18 @@ export class Coordinator {
     this.#init.node.events.fail(peerId, `its tunnel failed: ${err.message}`, holdOffMs)
   }
 
-  // `recover` (after a loss or a crash) serves again soonest: the workers keep the layers they
-  // hold and the coordinator takes over what it can; the speed-proportional plan follows as a
-  // `balance` at a quiet moment, like a returning member's fold-in.
+  // `recover` (after a loss or a crash) serves again soonest: groups that lost no worker keep
+  // serving, and in a single pipeline the workers keep the layers they hold and the coordinator
+  // takes over what it can; the layout planned afresh follows as a `balance` at a quiet moment,
+  // like a returning member's fold-in.
   async #replan (mode: 'recover' | 'balance'): Promise<void> {
     if (this.#stopped) return
     this.#urgentReplan = false
     const { node, log } = this.#init
     let next: ServingPlan
-    let rebalance: boolean
+    let rebalance = false
     try {
-      const input = {
+      const input: ServingPlanInput = {
         choice: this.#init.engine,
         model: this.#model,
         coordinator: { id: node.libp2p.peerId.toString(), offeredBytes: node.capabilities.memoryBytes, speed: node.capabilities.computeGflops },
@@ -232,19 +270,29 @@ export class Coordinator {
         contextSize: this.#contextSize,
         parallel: this.#init.parallel ?? 1,
         privacy: this.#init.privacy,
+        placement: this.#init.placement,
+        replicas: this.#init.replicas,
         stages: this.#init.stages
       }
-      const balanced = chooseServingPlan(input)
-      const held = this.#plan?.kind === 'cluster' ? this.#plan.plan : undefined
-      next = mode === 'recover' && held !== undefined ? chooseServingPlan({ ...input, recoverFrom: held }) : balanced
-      rebalance = !samePlacement(next, balanced)
+      const held = this.#plan?.kind === 'cluster' ? this.#plan.layout : undefined
+      if (mode === 'recover' && held !== undefined) {
+        next = chooseServingPlan({ ...input, recoverFrom: held })
+        rebalance = this.#worthRebalancing(held, next, input)
+      } else {
+        next = chooseServingPlan(input)
+      }
     } catch (err) {
+      if (mode === 'balance' && await this.#servesOnLiveWorkers()) {
+        // A fresh layout that no longer fits (an override such as --replicas after a loss) never takes down groups that serve.
+        log('warn', `keeping the groups that serve: the layout planned afresh does not fit the live members: ${(err as Error).message}`)
+        return
+      }
       log('error', `no plan fits the live members: ${(err as Error).message}`)
       this.#plan = undefined
       await this.#serving.markUnavailable((err as Error).message)
       return
     }
-    if (samePlacement(this.#plan, next) && this.#serving.state === 'ready') {
+    if (samePlacement(this.#plan, next) && this.#serving.state === 'ready' && this.#runsEveryGroup(next)) {
       // The engine stays, but status must name the workers the plan now leaves unused.
       this.#plan = next
       return
@@ -254,8 +302,14 @@ export class Coordinator {
     if (!samePlacement(this.#plan, next)) this.#engineRestarts.reset()
     this.#plan = next
     if (rebalance) this.#scheduleFoldIn()
-    const recovering = rebalance ? ', keeping the layers the workers hold; the speed-proportional plan follows at a quiet moment' : ''
-    log('info', next.kind === 'local' ? 'serving with the local engine (no workers)' : `serving with ${next.plan.stages.length - 1} worker(s)${recovering}:\n${renderPlanTable(next.plan)}`)
+    const recovering = rebalance ? ', keeping the layers the workers hold; the layout planned afresh follows at a quiet moment' : ''
+    log('info', next.kind === 'local' ? 'serving with the local engine (no workers)' : `serving ${next.layout.groups.length} replica group(s) with ${next.layout.groups.reduce((sum, group) => sum + group.plan.stages.length - 1, 0)} worker(s)${recovering}:\n${renderLayoutTable(next.layout)}`)
+    const router = this.#groups.router
+    if (next.kind === 'cluster' && router !== undefined && this.#serving.serves(router) && this.#groups.sharesGroupWith(next.layout)) {
+      // Groups that stay keep serving; only the others stop or start.
+      await this.#changeGroups(next.layout)
+      return
+    }
     try {
       // A llama-server waiting on a lost worker would sit out its stop grace period; cutting its tunnels ends it at once.
       await this.#init.node.libp2p.services.rpcTunnel.closeListeners()
@@ -268,57 +322,84 @@ export class Coordinator {
     }
   }
 
+  // A group that fails to start leaves the others serving: it is retried after the guardian's
+  // back-off (its worker, if at fault, is left out by then), and given up on without failing them.
+  async #changeGroups (layout: ServingLayout): Promise<void> {
+    try {
+      await this.#groups.change(layout)
+      this.#init.log('info', `engine ready (${this.#groups.groups.length} replica group(s))`)
+    } catch (err) {
+      const decision = this.#engineRestarts.crashed(Date.now())
+      const retry = decision.action === 'give-up' ? `; not retried (it ${decision.reason}) until the members change` : `; trying again in ${decision.delayMs / 1000} s`
+      this.#init.log('warn', `a replica group failed to start: ${(err as Error).message}; the other groups keep serving${retry}`)
+      if (decision.action !== 'give-up') this.#scheduleReplan(decision.delayMs)
+    }
+  }
+
+  /** True when every group of `plan` runs (one that crashed beside others is started again by the next re-plan). */
+  #runsEveryGroup (plan: ServingPlan): boolean {
+    if (plan.kind === 'local') return true
+    const running = new Set(this.#groups.groups.map(group => group.key))
+    return plan.layout.groups.every(group => running.has(groupKey(group.plan)))
+  }
+
+  /** True when the engine serves replica groups whose workers are all still live. */
+  async #servesOnLiveWorkers (): Promise<boolean> {
+    if (this.#plan?.kind !== 'cluster' || this.#serving.state !== 'ready') return false
+    const live = new Set((await this.#liveWorkers()).map(worker => worker.id))
+    return this.#plan.layout.groups.every(group => group.plan.stages.slice(1).every(stage => live.has(stage.nodeId)))
+  }
+
+  // After a loss, a single pipeline is always rebalanced (its recovery plan is a stopgap). Groups
+  // kept from several are a layout of their own: replacing them restarts groups that serve, so
+  // only a layout predicted clearly faster is worth it (none, when an override no longer fits).
+  #worthRebalancing (held: ServingLayout, next: ServingPlan, input: ServingPlanInput): boolean {
+    let balanced: ServingPlan
+    try {
+      balanced = chooseServingPlan(input)
+    } catch {
+      return false
+    }
+    if (samePlacement(next, balanced)) return false
+    if (held.groups.length === 1 || next.kind !== 'cluster' || balanced.kind !== 'cluster') return true
+    const kept = layoutFromPlans(next.layout.groups.map(group => group.plan), input)
+    return balanced.layout.speed > kept.speed * REGROUP_MIN_GAIN
+  }
+
   async #load (plan: ServingPlan): Promise<Engine> {
     const { modelPath } = this.#init
     await this.#init.node.libp2p.services.rpcTunnel.closeListeners()
     if (plan.kind === 'local') return await loadLocalEngine({ modelPath, contextSize: plan.contextSize, slots: this.#init.parallel })
-    const endpoints: Record<string, string> = {}
-    for (const stage of plan.plan.stages.slice(1)) {
-      endpoints[stage.nodeId] = await this.#init.node.libp2p.services.rpcTunnel.openListener(peerIdFromString(stage.nodeId), {
-        onFailure: err => { this.#tunnelFailed(stage.nodeId, err) },
-        traffic: () => this.#tokenTimes.session(stage.nodeId),
-        // The worker refuses any request larger than its stage of this plan can carry.
-        maxMessageBytes: messageCapFor(largestStageTensorBytes(this.#model, plan.plan, stage))
-      }).catch((err: Error) => {
-        // A worker that cannot be told its cap cannot serve this plan either: the next plan leaves it out.
-        this.#tunnelFailed(stage.nodeId, err)
-        throw err
-      })
-    }
-    const server = await startLlamaServer({
-      modelPath,
-      contextSize: plan.plan.contextSize,
-      parallel: plan.plan.parallel,
-      listen: { socketPath: join(this.#init.dir.root, 'llama-server.sock') },
-      extraArgs: renderLlamaServerArgs(plan.plan, endpoints)
-    })
-    void server.exited.then(exit => { void this.#engineExited(server, `llama-server ${describeExit(exit)}`) })
-    return server
+    return await this.#groups.load(plan.layout)
   }
 
-  // llama-server exiting on its own (llama.cpp's RPC client aborts when a worker's connection
-  // breaks) is restarted by a re-plan after a back-off, which also drops a worker found dead by
-  // then. Generations in progress wait for the next engine (see ServingEngine).
-  async #engineExited (server: LlamaServer, why: string): Promise<void> {
-    if (this.#stopped || !this.#serving.serves(server)) return // replaced or stopped on purpose
-    const lost = await this.#lostPlannedWorker()
+  // A group's llama-server exiting on its own (llama.cpp's RPC client aborts when a worker's
+  // connection breaks) stops only that group: the others keep serving, and its generations
+  // continue on them (see GroupRouter). The last group's exit is the engine's: generations wait
+  // for the next engine (see ServingEngine). Either way a re-plan follows, at once when a lost
+  // worker explains the exit (it leaves the worker out), else after the guardian's back-off.
+  async #groupExited (group: RunningGroup, why: string): Promise<void> {
+    const router = this.#groups.router
+    if (this.#stopped || router === undefined || !this.#serving.serves(router)) return // replaced or stopped on purpose
+    const lost = await this.#lostWorker(group.plan)
+    const others = this.#groups.groups.some(running => running !== group)
+    if (others) await this.#groups.stop(group)
     if (lost !== undefined) {
       // The lost worker explains the exit and the re-plan leaves it out: no back-off to wait for.
-      this.#init.log('warn', `${why} after worker ${shortPeerId(lost)} was lost; re-planning without it`)
+      this.#init.log('warn', `${why} after worker ${shortPeerId(lost)} was lost; re-planning without it${others ? '; the other replica groups keep serving' : ''}`)
       this.#init.node.metrics.engineRestarted('llama-server')
       this.#scheduleReplan(LOSS_REPLAN_DELAY_MS)
-      this.#serving.engineCrashed(server, why, LOSS_REPLAN_DELAY_MS)
+      if (!others) this.#serving.engineCrashed(router, why, LOSS_REPLAN_DELAY_MS)
       return
     }
     const delayMs = await this.#guard(why)
-    if (delayMs !== undefined) this.#serving.engineCrashed(server, why, delayMs)
+    if (delayMs !== undefined && !others) this.#serving.engineCrashed(router, why, delayMs)
   }
 
-  /** A worker of the current plan that is no longer a live worker (suspect, dead, failed or gone), if any. */
-  async #lostPlannedWorker (): Promise<string | undefined> {
-    if (this.#plan?.kind !== 'cluster') return undefined
+  /** A worker of `plan` that is no longer a live worker (suspect, dead, failed or gone), if any. */
+  async #lostWorker (plan: StagePlan): Promise<string | undefined> {
     const live = new Set((await this.#liveWorkers()).map(worker => worker.id))
-    return this.#plan.plan.stages.slice(1).find(stage => !live.has(stage.nodeId))?.nodeId
+    return plan.stages.slice(1).find(stage => !live.has(stage.nodeId))?.nodeId
   }
 
   // The engine's guardian, for crashes and failed starts alike: a re-plan after the back-off, or

@@ -4,6 +4,19 @@ import type { ServingLoad } from '../../api/metrics.js'
 import type { ServingState } from '../../engine/serving-engine.js'
 import type { StagePlan } from '../../scheduler/index.js'
 
+/** One replica group in `mesh status --json`: its plan and load. */
+export interface GroupStatus {
+  /** the id its metrics carry (label `group`), null while it is not running */
+  id: string | null
+  plan: StagePlan
+  /** requests its llama-server generates at once (0 while not serving) */
+  slots: number
+  /** requests it generates now */
+  activeRequests: number
+  /** tokens it generated per second over the last 10 s */
+  tokensPerSecond: number
+}
+
 /** The engine part of `mesh status --json`. */
 export interface EngineStatus {
   state: ServingState
@@ -12,8 +25,14 @@ export interface EngineStatus {
   model: string
   /** why the engine cannot serve, when it cannot */
   reason: string | null
+  /** the first replica group's plan (the only one's, when the layout is one pipeline) */
   plan: StagePlan | null
+  /** the layout as tables for people, one per group */
   planTable: string | null
+  /** every replica group of the layout, each a complete pipeline with its own llama-server (absent while none is planned) */
+  groups?: GroupStatus[]
+  /** workers the layout gives no layers, in no group or in none of its stages (absent while none is planned) */
+  unusedWorkers?: string[]
   /** requests the engine serving now generates at once (null while none serves) */
   slots: number | null
   apiUrl: string

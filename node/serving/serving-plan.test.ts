@@ -30,9 +30,12 @@ describe('serving plan choice', () => {
 
   it('serves locally without workers when the coordinator has room, and splits the layers with workers', () => {
     assert.equal(chooseServingPlan(input(GiB, 0)).kind, 'local')
-    const split = chooseServingPlan(input(GiB, 2))
+    const split = chooseServingPlan({ ...input(GiB, 2), placement: 'pipeline' })
     assert.equal(split.kind, 'cluster')
-    assert.equal(split.kind === 'cluster' ? split.plan.stages.length : 0, 3)
+    assert.equal(split.kind === 'cluster' ? split.layout.groups[0].plan.stages.length : 0, 3)
+    // Each worker holds this small model alone, so by default each serves a replica of its own.
+    const replicas = chooseServingPlan(input(GiB, 2))
+    assert.equal(replicas.kind === 'cluster' ? replicas.layout.groups.length : 0, 2)
   })
 
   it('refuses, naming the missing bytes, when the coordinator left alone has no room for the model', () => {
@@ -45,13 +48,13 @@ describe('serving plan choice', () => {
   })
 
   it('after a loss keeps the layers a surviving worker holds, where the speed-proportional plan would move them', () => {
-    const full = chooseServingPlan(input(GiB, 2))
+    const full = chooseServingPlan({ ...input(GiB, 2), placement: 'pipeline' })
     assert.ok(full.kind === 'cluster')
-    const [, lost, survivor] = full.plan.stages
-    const left = { ...input(GiB, 2), workers: input(GiB, 2).workers.filter(worker => worker.id !== lost.nodeId) }
-    const recovered = chooseServingPlan({ ...left, recoverFrom: full.plan })
+    const [, lost, survivor] = full.layout.groups[0].plan.stages
+    const left = { ...input(GiB, 2), placement: 'pipeline' as const, workers: input(GiB, 2).workers.filter(worker => worker.id !== lost.nodeId) }
+    const recovered = chooseServingPlan({ ...left, recoverFrom: full.layout })
     assert.ok(recovered.kind === 'cluster')
-    const kept = recovered.plan.stages.find(stage => stage.nodeId === survivor.nodeId)
+    const kept = recovered.layout.groups[0].plan.stages.find(stage => stage.nodeId === survivor.nodeId)
     assert.deepEqual([kept?.firstLayer, kept?.layerCount], [survivor.firstLayer, survivor.layerCount])
     assert.equal(samePlacement(recovered, chooseServingPlan(left)), false, 'the balanced plan differs, so a rebalance follows')
   })

@@ -37,6 +37,8 @@ export interface TunnelTraffic {
 export interface RpcTunnel {
   /** Coordinator: opens a listener on 127.0.0.1 whose connections are tunnelled to `worker`; returns the `host:port` for llama-server's `--rpc`. */
   openListener: (worker: PeerId, options?: TunnelListenerOptions) => Promise<string>
+  /** Coordinator: closes the listener at `endpoint` (as openListener returned it) and the tunnel streams it carries; one replica group's. */
+  closeListener: (endpoint: string) => Promise<void>
   /** Coordinator: closes every listener and the tunnel streams they carry. */
   closeListeners: () => Promise<void>
   /** Worker: the largest request payload the bridge lets through from `coordinator`, as it last set it. */

@@ -95,6 +95,13 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
     return await sendCapMessage(stream, worker, maxMessageBytes, signal)
   }
 
+  async closeListener (endpoint: string): Promise<void> {
+    const listener = [...this.#listeners].find(open => open.endpoint === endpoint)
+    if (listener === undefined) return
+    this.#listeners.delete(listener)
+    await listener.close()
+  }
+
   async closeListeners (): Promise<void> {
     const listeners = [...this.#listeners]
     this.#listeners.clear()

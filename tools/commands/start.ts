@@ -10,7 +10,7 @@ import { DEFAULT_MAX_QUEUE } from '../../api/constants.js'
 import { DEFAULT_RATE_LIMITS } from '../../api/rate-limits.js'
 import { Coordinator, DEFAULT_DRAIN_TIMEOUT_MS } from '../../node/serving/coordinator.js'
 import { ENGINE_CHOICES, type EngineChoice } from '../../node/serving/serving-plan.js'
-import { parseStages, type PrivacyMode, type StageRange } from '../../scheduler/index.js'
+import { checkPlacement, parseStages, PLACEMENTS, type Placement, type PrivacyMode, type StageRange } from '../../scheduler/index.js'
 import type { Role } from '../../node/certificate.js'
 import type { Encryption } from '../../node/libp2p-node.js'
 
@@ -27,6 +27,9 @@ interface StartOptions {
   apiHost: string
   privacy: PrivacyMode
   stages?: StageRange[]
+  placement: Placement
+  replicas?: number
+  threads?: number
   ctx?: number
   parallel: number
   mlock?: boolean
@@ -78,6 +81,9 @@ export function startCommand (): Command {
     .option('--api-host <host>', 'coordinator: address the API listens on', '127.0.0.1')
     .addOption(new Option('--privacy <mode>', 'coordinator: on keeps the first layer and the output head here, so workers never see text or token ids').choices(['on', 'off']).default('on'))
     .addOption(new Option('--stages <ranges>', 'coordinator: manual layer ranges, coordinator first, e.g. 0-9,10-27').argParser(parseStagesOption))
+    .addOption(new Option('--placement <layout>', 'coordinator: pipeline serves one pipeline over all workers (adds memory), replicas one llama-server per group of workers that holds the model (adds throughput), auto whichever is predicted faster').choices(PLACEMENTS).default('auto'))
+    .addOption(new Option('--replicas <n>', 'coordinator: serve exactly N replica groups (refused when they do not fit)').argParser(parsePositiveInt))
+    .addOption(new Option('--threads <n>', 'coordinator: compute threads of each llama-server (default: the CPU budget\'s)').argParser(parsePositiveInt))
     .option('--metrics-public', 'coordinator: serve GET /metrics without an API key (for a Prometheus on a trusted network)')
     .addOption(new Option('--drain-timeout <duration>', 'coordinator: on SIGTERM or Ctrl-C, how long requests in flight may take to finish while new ones get 503, e.g. 30s').argParser(parseDuration).default(DEFAULT_DRAIN_TIMEOUT_MS, '30s'))
     .addOption(new Option('--max-queue <n>', 'coordinator: requests that may wait for a busy engine; more get 429 with Retry-After').argParser(parseNonNegativeInt).default(DEFAULT_MAX_QUEUE))
@@ -91,6 +97,11 @@ export function startCommand (): Command {
       if (options.mlock === true) lockChildMemory()
       if (options.model != null && options.role !== 'coordinator') {
         throw new InvalidArgumentError('--model is for the coordinator; workers lend memory to the coordinator\'s model')
+      }
+      try {
+        checkPlacement(options)
+      } catch (err) {
+        throw new InvalidArgumentError((err as Error).message)
       }
       const log = createLog()
       const dir = dataDir()
@@ -115,6 +126,9 @@ export function startCommand (): Command {
             engine: options.engine,
             privacy: options.privacy,
             stages: options.stages,
+            placement: options.placement,
+            replicas: options.replicas,
+            threads: options.threads,
             contextSize: options.ctx,
             parallel: options.parallel,
             apiHost: options.apiHost,

@@ -3,7 +3,6 @@ import { waitFor } from '../wait-for.js'
 import { ApiCheckError } from './errors.js'
 import type { EngineStatus } from '../../node/serving/engine-status.js'
 import type { DataDir } from '../../node/data-dir.js'
-import type { StagePlan } from '../../scheduler/index.js'
 
 const API_READY_MS = 5 * 60_000
 
@@ -13,23 +12,24 @@ async function healthOk (url: string): Promise<boolean> {
   return response.status === 200
 }
 
-// A plan made before the last worker joined is replaced when it joins; wait for the one that
+// A layout made before the last worker joined is replaced when it joins; wait for the one that
 // knows every worker, used or not.
-function planCoversWorkers (plan: StagePlan | null, workers: number): boolean {
+function layoutCoversWorkers (engine: EngineStatus, workers: number): boolean {
   if (workers === 0) return true
-  if (plan == null) return false
-  return plan.stages.filter(s => s.role === 'worker').length + plan.unusedWorkers.length >= workers
+  const groups = engine.groups ?? []
+  if (groups.length === 0) return false
+  return groups.reduce((sum, group) => sum + group.plan.stages.filter(s => s.role === 'worker').length, 0) + (engine.unusedWorkers ?? []).length >= workers
 }
 
 /**
- * Waits until the coordinator's API answers `GET /health` with 200 and its engine serves a plan
- * that accounts for all `workers`; returns that engine's status.
+ * Waits until the coordinator's API answers `GET /health` with 200 and its engine serves a
+ * layout that accounts for all `workers`; returns that engine's status.
  */
 export async function waitForApi (apiBase: string, coordinator: DataDir, workers: number, signal: AbortSignal): Promise<EngineStatus> {
   return await waitFor('the API to answer GET /health', async () => {
     if (!(await healthOk(`${apiBase}/health`))) return undefined
     const { engine } = await requestStatus(coordinator)
-    return engine?.state === 'ready' && planCoversWorkers(engine.plan, workers) ? engine : undefined
+    return engine?.state === 'ready' && layoutCoversWorkers(engine, workers) ? engine : undefined
   }, API_READY_MS, signal)
 }
 
