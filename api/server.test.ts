@@ -121,7 +121,8 @@ describe('OpenAI-compatible API over the local engine', () => {
       ['/v1/completions', { model: api.modelName, prompt: PROMPT, presence_penalty: 2.5 }, 'presence_penalty', 400],
       ['/v1/chat/completions', { model: api.modelName, messages: [{ role: 'user', content: [{ type: 'image_url' }] }] }, 'messages[0].content', 422],
       // Features not served yet are refused, never silently dropped.
-      ['/v1/chat/completions', { model: api.modelName, messages: chat, response_format: { type: 'json_object' } }, 'response_format', 422],
+      ['/v1/chat/completions', { model: api.modelName, messages: chat, response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: '^a+$' } } } }, 'response_format.json_schema.schema', 400],
+      ['/v1/chat/completions', { model: api.modelName, messages: chat, functions: [{ name: 'f' }] }, 'functions', 422],
       ['/v1/chat/completions', { model: api.modelName, messages: chat, top_logprobs: 21, logprobs: true }, 'top_logprobs', 400],
       ['/v1/chat/completions', { model: api.modelName, messages: chat, top_logprobs: 2 }, 'top_logprobs', 400],
       ['/v1/completions', { model: api.modelName, prompt: PROMPT, echo: true }, 'echo', 422]

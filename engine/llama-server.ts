@@ -212,6 +212,8 @@ export class LlamaServer implements Engine {
     try {
       // Tokens llama-server reported so far, also those it held back without saying which.
       let reported = 0
+      // A piece without text, held until the next event says whether it was the end-of-generation token.
+      let textless: GeneratedPiece | undefined
       for await (const chunk of serverSentEvents(response)) {
         if (chunk.error != null) throw new LlamaServerRequestError(`llama-server failed during a completion: ${chunk.error.message ?? 'no reason given'}`)
         const tokens = chunk.tokens ?? []
@@ -220,6 +222,8 @@ export class LlamaServer implements Engine {
         // A reply that ends mid-character never reports them at all: their bytes become U+FFFD.
         const hidden = Math.max(0, (chunk.tokens_predicted ?? 0) - reported - tokens.length)
         const unfinished = chunk.stop === true && hidden > 0 && tokens.length === 0
+        if (hidden > 0 && textless !== undefined) yield textless
+        if (hidden > 0) textless = undefined
         for (let i = 0; i < hidden; i++) {
           options.signal?.throwIfAborted()
           yield { token: UNREPORTED_TOKEN, text: unfinished && i === hidden - 1 ? '\uFFFD' : '' }
@@ -228,11 +232,18 @@ export class LlamaServer implements Engine {
         for (let i = 0; i < tokens.length; i++) {
           // Events already buffered when the caller aborted must not reach it.
           options.signal?.throwIfAborted()
+          if (textless !== undefined) yield textless
           const logprobs = options.logprobs === undefined ? undefined : pieceLogprobs(probabilities.find(p => p.id === tokens[i]), options.logprobs)
-          yield { token: tokens[i], text: i === tokens.length - 1 ? chunk.content ?? '' : '', ...(logprobs !== undefined ? { logprobs } : {}) }
+          const piece = { token: tokens[i], text: i === tokens.length - 1 ? chunk.content ?? '' : '', ...(logprobs !== undefined ? { logprobs } : {}) }
+          textless = piece.text === '' ? piece : undefined
+          if (textless === undefined) yield piece
         }
         reported += hidden + tokens.length
-        if (chunk.stop === true) return chunk.stop_type === 'eos' ? 'eos' : chunk.stop_type === 'word' ? 'stop' : 'length'
+        if (chunk.stop === true) {
+          // llama-server reports the end-of-generation token it stopped at, which the reply does not count.
+          if (textless !== undefined && chunk.stop_type !== 'eos') yield textless
+          return chunk.stop_type === 'eos' ? 'eos' : chunk.stop_type === 'word' ? 'stop' : 'length'
+        }
       }
     } catch (err) {
       options.signal?.throwIfAborted()

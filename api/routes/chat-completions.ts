@@ -9,6 +9,7 @@ import { generateOptions, refuseUnsupported, type Generation, type SamplingParam
 import { admitGenerations } from '../admitted-generation.js'
 import { interleave, readChoices } from '../choices.js'
 import { chatLogprobs, chatLogprobsSchema } from '../logprobs.js'
+import { responseFormatSchema, responseGrammar, type ResponseFormat } from '../response-format.js'
 import { completionResponseSchema, errorResponses, samplingProperties } from '../schemas.js'
 import { checkModelName, type ServedModel } from '../served-model.js'
 
@@ -24,6 +25,7 @@ interface ChatBody extends SamplingParams {
   tool_choice?: unknown
   logprobs?: boolean | null
   top_logprobs?: number | null
+  response_format?: ResponseFormat | null
 }
 
 const bodySchema = {
@@ -32,6 +34,7 @@ const bodySchema = {
     ...samplingProperties,
     max_completion_tokens: { type: ['integer', 'null'], minimum: 1, maximum: samplingProperties.max_tokens.maximum },
     logprobs: { type: ['boolean', 'null'] },
+    response_format: responseFormatSchema,
     top_logprobs: { type: ['integer', 'null'], minimum: 0, maximum: MAX_TOP_LOGPROBS },
     tools: {
       type: ['array', 'null'],
@@ -79,7 +82,6 @@ const responseSchema = completionResponseSchema({
 
 /** Chat request fields llmesh does not serve yet: refused rather than ignored. */
 const CHAT_NOT_YET: Parameters<typeof refuseUnsupported>[1] = {
-  response_format: [value => (value as { type?: unknown }).type !== 'text', 'llmesh cannot constrain the reply to JSON yet; leave response_format out or use {"type": "text"}'],
   functions: [() => true, 'function calls are not supported by llmesh yet'],
   function_call: [value => value !== 'none', 'function calls are not supported by llmesh yet'],
   audio: [() => true, 'llmesh generates text only'],
@@ -116,7 +118,8 @@ export async function chatCompletionRoutes (app: FastifyInstance, served: Served
     if (body.top_logprobs != null && body.logprobs !== true) throw new InvalidRequestError('top_logprobs needs logprobs: true', 'top_logprobs')
     const options = {
       ...generateOptions(body, body.max_completion_tokens ?? body.max_tokens ?? DEFAULT_CHAT_MAX_TOKENS),
-      ...(body.logprobs === true ? { logprobs: body.top_logprobs ?? 0 } : {})
+      ...(body.logprobs === true ? { logprobs: body.top_logprobs ?? 0 } : {}),
+      grammar: await responseGrammar(body.response_format)
     }
     const { generations, signal } = await admitGenerations(served, request, reply, prompt, options, 'messages', body.n ?? 1)
     const head = { id: `chatcmpl-${randomUUID()}`, object: 'chat.completion', created: Math.floor(Date.now() / 1000), model: served.name }
