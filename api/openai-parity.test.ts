@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import OpenAI from 'openai'
 import { startLlamaServer, type LlamaServer } from '../engine/llama-server.js'
 import { loadLocalEngine, type LocalEngine } from '../engine/local-engine.js'
+import type { SyntheticModelOptions } from '../engine/synthetic-model/index.js'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
 import { noEndBias, startTestApi, type TestApi } from './test-support/api-client.js'
 
@@ -20,14 +21,14 @@ interface Engines {
 }
 
 /** Registers hooks that start both engines (2 slots each) on a fresh model and both APIs, and stop them all. */
-function useEngines (byteTokens: 'ascii' | 'all'): { readonly current: Engines } {
+function useEngines (modelOptions: Partial<SyntheticModelOptions>): { readonly current: Engines } {
   let model: TestModel | undefined
   let local: LocalEngine | undefined
   let server: LlamaServer | undefined
   const apis: TestApi[] = []
   let engines: Engines | undefined
   before(async () => {
-    model = await writeTestModel({ byteTokens })
+    model = await writeTestModel(modelOptions)
     local = await loadLocalEngine({ modelPath: model.path, slots: 2 })
     server = await startLlamaServer({ modelPath: model.path, parallel: 2 })
     for (const engine of [local, server]) apis.push(await startTestApi(engine))
@@ -76,7 +77,7 @@ function assertClose (actual: number, expected: number, what: string): void {
 }
 
 describe('text that is not whole UTF-8, from a model with a token for every byte', () => {
-  const engines = useEngines('all')
+  const engines = useEngines({ byteTokens: 'all' })
 
   it('completes whole and streamed on both engines, with lone bytes as U+FFFD and max_tokens and usage exact', async () => {
     const { clients, modelName, noEnd } = engines.current
@@ -114,8 +115,9 @@ describe('text that is not whole UTF-8, from a model with a token for every byte
   })
 })
 
-describe('sampling controls, choices and log probabilities', () => {
-  const engines = useEngines('ascii')
+describe('sampling controls, choices, log probabilities, structured output and tools', () => {
+  // ChatML with tools: without tools it renders a conversation as plain ChatML does.
+  const engines = useEngines({ chatTemplate: 'hermes-tools', ctx: 2048 })
 
   it('applies frequency and presence penalties as llama-server does', async () => {
     const { clients, modelName, noEnd } = engines.current
@@ -266,5 +268,63 @@ describe('sampling controls, choices and log probabilities', () => {
       assert.match(err.message, /"pattern" at \/properties\/id/)
       return true
     })
+  })
+
+  it('calls a tool when required or named, alike on both engines, whole and streamed, and takes tool results back', async () => {
+    const { clients, modelName } = engines.current
+    const tools = [
+      { type: 'function' as const, function: { name: 'get_weather', description: 'The weather in a city', parameters: { type: 'object', properties: { city: { type: 'string', enum: ['Paris', 'Oslo'] }, metric: { type: 'boolean' } }, required: ['city', 'metric'], additionalProperties: false } } },
+      { type: 'function' as const, function: { name: 'get_time', parameters: { type: 'object', properties: { zone: { type: 'string', enum: ['UTC', 'CET'] } }, required: ['zone'], additionalProperties: false } } }
+    ]
+    const conforms = (call: OpenAI.ChatCompletionMessageToolCall | undefined, name?: string): void => {
+      assert.ok(call?.type === 'function')
+      assert.ok(call.id.length > 0)
+      const args = JSON.parse(call.function.arguments) as Record<string, unknown>
+      if (call.function.name === 'get_weather') {
+        assert.ok(['Paris', 'Oslo'].includes(args.city as string) && typeof args.metric === 'boolean', call.function.arguments)
+      } else {
+        assert.equal(call.function.name, 'get_time')
+        assert.ok(['UTC', 'CET'].includes(args.zone as string), call.function.arguments)
+      }
+      if (name !== undefined) assert.equal(call.function.name, name)
+    }
+    const base = { model: modelName, messages: MESSAGES, max_tokens: 200, temperature: 0, tools }
+    const answers: string[] = []
+    for (const client of [clients.local, clients.server]) {
+      for (const tool_choice of ['required', { type: 'function', function: { name: 'get_time' } }] as const) {
+        const whole = await client.chat.completions.create({ ...base, tool_choice })
+        const choice = whole.choices[0]
+        assert.equal(choice.finish_reason, 'tool_calls')
+        assert.equal(choice.message.content, null)
+        assert.equal(choice.message.tool_calls?.length, 1)
+        const call = choice.message.tool_calls?.[0] as OpenAI.ChatCompletionMessageFunctionToolCall
+        conforms(call, typeof tool_choice === 'string' ? undefined : 'get_time')
+        answers.push(`${call.function.name} ${call.function.arguments}`)
+
+        const stream = await client.chat.completions.create({ ...base, tool_choice, stream: true })
+        const streamed = { name: '', args: '', id: '', finish: '' as string | null }
+        for await (const chunk of stream) {
+          for (const delta of chunk.choices[0]?.delta.tool_calls ?? []) {
+            assert.equal(delta.index, 0)
+            streamed.id += delta.id ?? ''
+            streamed.name += delta.function?.name ?? ''
+            streamed.args += delta.function?.arguments ?? ''
+          }
+          streamed.finish = chunk.choices[0]?.finish_reason ?? streamed.finish
+        }
+        assert.deepEqual([streamed.name, streamed.args, streamed.finish], [call.function.name, call.function.arguments, 'tool_calls'])
+        assert.ok(streamed.id.startsWith('call_'))
+      }
+    }
+    assert.deepEqual(answers.slice(2), answers.slice(0, 2), 'both engines make the same calls')
+
+    // The call and its result go back into the conversation, rendered by the model's template.
+    const [first] = (await clients.local.chat.completions.create({ ...base, tool_choice: 'required' })).choices[0].message.tool_calls ?? []
+    const conversation = [...MESSAGES, { role: 'assistant' as const, content: null, tool_calls: [first] }, { role: 'tool' as const, tool_call_id: first.id, content: '{"temperature": 21}' }]
+    for (const client of [clients.local, clients.server]) {
+      const followUp = await client.chat.completions.create({ ...base, messages: conversation, tool_choice: 'none', max_tokens: 8 })
+      assert.equal(followUp.choices[0].message.tool_calls, undefined)
+      assert.ok((followUp.usage?.prompt_tokens ?? 0) > 30)
+    }
   })
 })

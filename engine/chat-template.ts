@@ -1,10 +1,27 @@
 import { Template } from '@huggingface/jinja'
 import { GgufValueType, readGgufInfo, type GgufInfo } from './gguf/index.js'
 
+/** A call of a tool (function) in an assistant message, as chat templates expect it: arguments as an object. */
+export interface ChatToolCall {
+  id: string
+  type: 'function'
+  function: { name: string, arguments: unknown }
+}
+
 /** One message of a conversation, as chat templates expect it. */
 export interface ChatMessage {
   role: string
   content: string
+  /** an assistant message's tool calls */
+  tool_calls?: ChatToolCall[]
+  /** a tool message's answer is to this call */
+  tool_call_id?: string
+}
+
+/** A tool the model may call, as OpenAI describes it and chat templates render it. */
+export interface ChatTool {
+  type: 'function'
+  function: { name: string, description?: string, parameters?: unknown }
 }
 
 /** The model file has no chat template, so chat requests cannot be turned into a prompt. */
@@ -27,6 +44,8 @@ export class ChatTemplateError extends Error {
  */
 export class ChatTemplate {
   readonly #template: Template
+  /** the template's Jinja source, e.g. to tell which tool-call format the model was trained on */
+  readonly source: string
   readonly #bosToken: string
   readonly #eosToken: string
 
@@ -36,15 +55,17 @@ export class ChatTemplate {
     } catch (err) {
       throw new ChatTemplateError(`the model's chat template cannot be compiled (${(err as Error).message}); use the completions endpoint or a model with a working template`, { cause: err })
     }
+    this.source = source
     this.#bosToken = specialTokens.bos
     this.#eosToken = specialTokens.eos
   }
 
-  /** The prompt for `messages`, ending where the assistant's next reply begins. */
-  render (messages: readonly ChatMessage[]): string {
+  /** The prompt for `messages` (and the `tools` the model may call), ending where the assistant's next reply begins. */
+  render (messages: readonly ChatMessage[], tools?: readonly ChatTool[]): string {
     try {
       return this.#template.render({
         messages,
+        ...(tools !== undefined && tools.length > 0 ? { tools } : {}),
         add_generation_prompt: true,
         bos_token: this.#bosToken,
         eos_token: this.#eosToken

@@ -12,6 +12,12 @@ export const SYNTHETIC_BYTE_TOKENS = ['ascii', 'all'] as const
 /** Which bytes of a synthetic model's vocabulary have their own token. */
 export type SyntheticByteTokens = typeof SYNTHETIC_BYTE_TOKENS[number]
 
+/** Chat templates a synthetic model can carry: plain ChatML, or ChatML with tools (Hermes/Qwen shape). */
+export const SYNTHETIC_CHAT_TEMPLATE_NAMES = ['chatml', 'hermes-tools'] as const
+
+/** Which chat template a synthetic model carries. */
+export type SyntheticChatTemplate = typeof SYNTHETIC_CHAT_TEMPLATE_NAMES[number]
+
 /** The shape and contents of a synthetic llama model. */
 export interface SyntheticModelOptions {
   /** transformer blocks */
@@ -35,6 +41,8 @@ export interface SyntheticModelOptions {
    * characters (invalid UTF-8) as real models can (default 'ascii')
    */
   byteTokens?: SyntheticByteTokens
+  /** its chat template (default 'chatml') */
+  chatTemplate?: SyntheticChatTemplate
 }
 
 /** Small and fast defaults, meant for tests. */
@@ -68,6 +76,9 @@ export function checkSyntheticModelOptions (options: SyntheticModelOptions): Syn
   }
   if (options.byteTokens !== undefined && !(SYNTHETIC_BYTE_TOKENS as readonly string[]).includes(options.byteTokens)) {
     throw new InvalidModelOptionsError(`--byte-tokens ${options.byteTokens} is not supported; use one of ${SYNTHETIC_BYTE_TOKENS.join(', ')}`)
+  }
+  if (options.chatTemplate !== undefined && !(SYNTHETIC_CHAT_TEMPLATE_NAMES as readonly string[]).includes(options.chatTemplate)) {
+    throw new InvalidModelOptionsError(`--chat-template ${options.chatTemplate} is not supported; use one of ${SYNTHETIC_CHAT_TEMPLATE_NAMES.join(', ')}`)
   }
   if (layers > MAX_LAYERS) throw new InvalidModelOptionsError(`--layers ${layers} is more than llama.cpp's limit of ${MAX_LAYERS}`)
   if (embd % heads !== 0) throw new InvalidModelOptionsError(`--heads ${heads} does not divide --embd ${embd}; choose a head count that divides the embedding size`)

@@ -65,7 +65,7 @@ export function syntheticModelContent (options: SyntheticModelOptions): GgufCont
     ['llama.attention.head_count', u32(heads)],
     ['llama.attention.head_count_kv', u32(kvHeads)],
     ['llama.attention.layer_norm_rms_epsilon', f32(RMS_NORM_EPSILON)],
-    ...tokenizerMetadata(vocabulary)
+    ...tokenizerMetadata(vocabulary, options.chatTemplate)
   ])
   return { metadata, tensors }
 }

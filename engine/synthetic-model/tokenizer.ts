@@ -1,6 +1,6 @@
 import { type GgufValue, bool, str, strArray, i32Array, u32 } from '../gguf/index.js'
 import { BYTE_CHARACTERS, learnMerges } from './byte-level-bpe.js'
-import type { SyntheticByteTokens } from './options.js'
+import type { SyntheticByteTokens, SyntheticChatTemplate } from './options.js'
 
 // ASCII English text the merges are learned from. Any text works (every ASCII byte has its own
 // token, so ASCII text round-trips); prose just makes common words single tokens, as in real models.
@@ -33,6 +33,42 @@ export const SPECIAL_TOKENS = {
 
 /** A ChatML template, so that llama-server's chat completions work on synthetic models. */
 export const CHATML_TEMPLATE = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+
+/**
+ * ChatML with tools in the shape of the Hermes and Qwen 2.5 templates: the tools as JSON lines in
+ * the system message, calls as `<tool_call>` JSON, results as `<tool_response>` user turns. Without
+ * tools it renders a conversation exactly as CHATML_TEMPLATE does.
+ */
+export const HERMES_TOOLS_TEMPLATE = [
+  "{%- if tools %}",
+  "{{- '<|im_start|>system\\n' }}",
+  "{%- if messages[0]['role'] == 'system' %}{{- messages[0]['content'] + '\\n\\n' }}{%- endif %}",
+  "{{- '# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>' }}",
+  "{%- for tool in tools %}{{- '\\n' + (tool | tojson) }}{%- endfor %}",
+  "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\\n</tool_call><|im_end|>\\n' }}",
+  "{%- elif messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}",
+  "{%- endif %}",
+  "{%- for message in messages %}",
+  "{%- if message['role'] == 'system' and loop.first %}",
+  "{%- elif message['role'] == 'assistant' and message['tool_calls'] %}",
+  "{{- '<|im_start|>assistant' }}{%- if message['content'] %}{{- '\\n' + message['content'] }}{%- endif %}",
+  "{%- for tool_call in message['tool_calls'] %}",
+  "{{- '\\n<tool_call>\\n{\"name\": \"' + tool_call['function']['name'] + '\", \"arguments\": ' }}",
+  "{%- if tool_call['function']['arguments'] is string %}{{- tool_call['function']['arguments'] }}{%- else %}{{- tool_call['function']['arguments'] | tojson }}{%- endif %}",
+  "{{- '}\\n</tool_call>' }}",
+  "{%- endfor %}",
+  "{{- '<|im_end|>\\n' }}",
+  "{%- elif message['role'] == 'tool' %}",
+  "{{- '<|im_start|>user\\n<tool_response>\\n' + message['content'] + '\\n</tool_response><|im_end|>\\n' }}",
+  "{%- else %}",
+  "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}",
+  "{%- endif %}",
+  "{%- endfor %}",
+  "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+].join('\n')
+
+/** The chat templates a synthetic model can carry. */
+export const SYNTHETIC_CHAT_TEMPLATES = { chatml: CHATML_TEMPLATE, 'hermes-tools': HERMES_TOOLS_TEMPLATE } as const
 
 const MAX_MERGES = 400
 
@@ -73,7 +109,7 @@ export function syntheticVocabulary (byteTokens: SyntheticByteTokens = 'ascii'):
 }
 
 /** The `tokenizer.*` metadata of a synthetic model. */
-export function tokenizerMetadata (vocabulary: SyntheticVocabulary): Array<[string, GgufValue]> {
+export function tokenizerMetadata (vocabulary: SyntheticVocabulary, chatTemplate: SyntheticChatTemplate = 'chatml'): Array<[string, GgufValue]> {
   return [
     ['tokenizer.ggml.model', str('gpt2')],
     // "qwen2" is a byte-level pre-tokenizer that keeps spaces before punctuation on detokenisation
@@ -86,6 +122,6 @@ export function tokenizerMetadata (vocabulary: SyntheticVocabulary): Array<[stri
     ['tokenizer.ggml.eos_token_id', u32(vocabulary.eosId)],
     ['tokenizer.ggml.add_bos_token', bool(true)],
     ['tokenizer.ggml.add_eos_token', bool(false)],
-    ['tokenizer.chat_template', str(CHATML_TEMPLATE)]
+    ['tokenizer.chat_template', str(SYNTHETIC_CHAT_TEMPLATES[chatTemplate])]
   ]
 }

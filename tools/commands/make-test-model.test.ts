@@ -29,7 +29,7 @@ describe('mesh make-test-model', () => {
     assert.equal(path, out)
     assert.equal(bytes, (await stat(out)).size)
     assert.equal(typeof seconds, 'number')
-    assert.deepEqual(parameters, { layers: 2, embd: 256, ff: 512, heads: 4, kvHeads: 2, ctx: 512, type: 'q8_0', seed: 3, byteTokens: 'ascii' })
+    assert.deepEqual(parameters, { layers: 2, embd: 256, ff: 512, heads: 4, kvHeads: 2, ctx: 512, type: 'q8_0', seed: 3, byteTokens: 'ascii', chatTemplate: 'chatml' })
     const info = await readGgufInfo(out)
     assert.equal(info.metadata.get('llama.block_count')?.value, 2)
     assert.equal((info.metadata.get('tokenizer.ggml.tokens')?.value as string[]).length, vocabSize)

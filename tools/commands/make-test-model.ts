@@ -2,7 +2,7 @@ import { resolve } from 'node:path'
 import cliProgress from 'cli-progress'
 import { Command, Option } from 'commander'
 import { writeGgufFile } from '../../engine/gguf/index.js'
-import { DEFAULT_SYNTHETIC_MODEL_OPTIONS, SYNTHETIC_BYTE_TOKENS, SYNTHETIC_WEIGHT_TYPES, syntheticModelContent, syntheticVocabulary, type SyntheticModelOptions } from '../../engine/synthetic-model/index.js'
+import { DEFAULT_SYNTHETIC_MODEL_OPTIONS, SYNTHETIC_BYTE_TOKENS, SYNTHETIC_CHAT_TEMPLATE_NAMES, SYNTHETIC_WEIGHT_TYPES, syntheticModelContent, syntheticVocabulary, type SyntheticModelOptions } from '../../engine/synthetic-model/index.js'
 import { formatBytes } from '../../scheduler/index.js'
 import { parseNonNegativeInt, parsePositiveInt } from '../cli-parsers.js'
 
@@ -31,11 +31,12 @@ export function makeTestModelCommand (): Command {
     .addOption(new Option('--type <type>', 'storage type of the 2-D weights (norms stay f32); q8_0 needs --embd and --ff divisible by 32').choices(SYNTHETIC_WEIGHT_TYPES).default(defaults.type))
     .addOption(new Option('--seed <n>', 'seed of the random weights: the same options and seed give a byte-identical file').argParser(parseNonNegativeInt).default(defaults.seed))
     .addOption(new Option('--byte-tokens <which>', 'bytes with a token of their own: ascii (output stays valid UTF-8) or all (lone bytes of multi-byte characters, as real vocabularies emit)').choices(SYNTHETIC_BYTE_TOKENS).default('ascii'))
-    .option('--json', 'print {path, bytes, seconds, layers, embd, ff, heads, kvHeads, ctx, type, seed, byteTokens, vocabSize} as JSON')
+    .addOption(new Option('--chat-template <name>', 'its chat template: chatml, or hermes-tools (ChatML with tool calls in the Hermes/Qwen 2.5 shape)').choices(SYNTHETIC_CHAT_TEMPLATE_NAMES).default('chatml'))
+    .option('--json', 'print {path, bytes, seconds, layers, embd, ff, heads, kvHeads, ctx, type, seed, byteTokens, chatTemplate, vocabSize} as JSON')
     .action(async (options: MakeTestModelOptions) => {
       const path = resolve(options.out)
-      const { layers, embd, ff, heads, kvHeads, ctx, type, seed, byteTokens } = options
-      const parameters = { layers, embd, ff, heads, kvHeads, ctx, type, seed, byteTokens }
+      const { layers, embd, ff, heads, kvHeads, ctx, type, seed, byteTokens, chatTemplate } = options
+      const parameters = { layers, embd, ff, heads, kvHeads, ctx, type, seed, byteTokens, chatTemplate }
       const content = syntheticModelContent(parameters)
 
       const controller = new AbortController()
