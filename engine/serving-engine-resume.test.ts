@@ -56,7 +56,8 @@ describe('serving engine when its engine dies mid-generation', () => {
     model = await writeTestModel()
     const local = await loadLocalEngine({ modelPath: model.path, contextSize: CONTEXT_SIZE })
     try {
-      // This llama-server answers invalid UTF-8 output (lone byte tokens) with HTTP 500.
+      // llama-server does not report the tokens of an incomplete character, and a generation
+      // holding such tokens cannot be resumed exactly: these tests keep to whole characters.
       bannedTokens = local.partialCharacterTokens()
     } finally {
       await local.dispose()
@@ -103,6 +104,20 @@ describe('serving engine when its engine dies mid-generation', () => {
       assert.equal(disturbed.resumed, 1)
       assert.equal(disturbed.text, undisturbed.text)
       assert.equal(disturbed.finish, 'stop')
+    } finally {
+      await serving.dispose()
+    }
+  })
+
+  it('ends a grammar-constrained generation whose engine died with EngineUnavailableError, never with output outside its grammar', async () => {
+    const serving = new ServingEngine(model.path, CONTEXT_SIZE)
+    try {
+      const first = await startServer()
+      await serving.replace(async () => first)
+      // The next engine's grammar would start over from the root: resuming could break it.
+      const options = { maxTokens: TOKENS, ignoreEos: true, bannedTokens, grammar: 'root ::= ("ab ")+' }
+      await assert.rejects(run(serving, options, killAndReplace(serving, first)), (err: Error) => err instanceof EngineUnavailableError && /grammar would start over/.test(err.message))
+      assert.equal(serving.activeGenerations, 0)
     } finally {
       await serving.dispose()
     }
