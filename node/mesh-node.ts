@@ -82,6 +82,8 @@ export class MeshNode {
   private readonly options: MeshNodeOptions
   private readonly datastore: LevelDatastore
   private readonly privateKey: PrivateKey
+  /** the newest capability record seen of each member, this one included */
+  private readonly newestRecords: SequenceHighWater
   private readonly gossip: MemberGossip
   private readonly rtt = new Map<string, number>()
   private readonly staticPeers = new Map<string, string>()
@@ -97,13 +99,14 @@ export class MeshNode {
   readonly audit: AuditLedger
   private readonly flaps: MemberFlaps
 
-  private constructor (fields: { options: MeshNodeOptions, privateKey: PrivateKey, libp2p: Libp2p<MeshServices>, membership: Membership, metrics: NodeMetrics, datastore: LevelDatastore, capabilities: Capabilities, rpcServer: RpcServer | undefined, apiKeys: ApiKeyStore }) {
+  private constructor (fields: { options: MeshNodeOptions, privateKey: PrivateKey, libp2p: Libp2p<MeshServices>, membership: Membership, metrics: NodeMetrics, datastore: LevelDatastore, capabilities: Capabilities, rpcServer: RpcServer | undefined, apiKeys: ApiKeyStore, newestRecords: SequenceHighWater }) {
     this.options = fields.options
     this.libp2p = fields.libp2p
     this.membership = fields.membership
     this.metrics = fields.metrics
     this.datastore = fields.datastore
     this.privateKey = fields.privateKey
+    this.newestRecords = fields.newestRecords
     this.capabilities = fields.capabilities
     this.rpcServer = fields.rpcServer
     this.apiKeys = fields.apiKeys
@@ -141,6 +144,7 @@ export class MeshNode {
       const offeredBytes = capabilities.memoryBytes
       // A worker lends its memory through rpc-server, which only the coordinator reaches, through the tunnel.
       const rpcServer = options.role === 'worker' ? await startRpcServer({ dataDir: dir.root }) : undefined
+      const newestRecords = new SequenceHighWater(datastore, '/llmesh/seq/caps')
       try {
         const libp2p = await createLibp2pNode({
           privateKey,
@@ -151,7 +155,7 @@ export class MeshNode {
           mdns: options.mdns,
           membership,
           metrics,
-          dhtValidators: capabilityValidators(membership.trust, new SequenceHighWater(datastore, '/llmesh/seq/caps'), metrics),
+          dhtValidators: capabilityValidators(membership.trust, newestRecords, metrics),
           dhtSelectors: capabilitySelectors(),
           rpcBridge: rpcServer === undefined
             ? undefined
@@ -164,7 +168,7 @@ export class MeshNode {
                 tensorCache: { dir: dir.tensorCache, maxBytes: () => offeredBytes }
               }
         })
-        const node = new MeshNode({ options: { ...options, peers }, privateKey, libp2p, membership, metrics, datastore, capabilities, rpcServer, apiKeys })
+        const node = new MeshNode({ options: { ...options, peers }, privateKey, libp2p, membership, metrics, datastore, capabilities, rpcServer, apiKeys, newestRecords })
         try {
           await node.run()
         } catch (err) {
@@ -347,7 +351,11 @@ export class MeshNode {
   private async publishCapabilities (): Promise<void> {
     if (this.stopping) return
     const peerId = this.libp2p.peerId.toString()
-    const value = await signCapabilityRecord({ peerId, seq: Date.now(), capabilities: this.capabilities, certificate: this.membership.selfCertificate }, this.privateKey)
+    const seq = Date.now()
+    const value = await signCapabilityRecord({ peerId, seq, capabilities: this.capabilities, certificate: this.membership.selfCertificate }, this.privateKey)
+    // kad-dht stores this node's own PUT without validating it: raise the mark here, or an
+    // older record of this node put back by another member would replace the newest one here.
+    await this.newestRecords.raise(peerId, seq)
     await publishCapabilityRecord(this.libp2p.services.dht, peerId, value, AbortSignal.timeout(10_000)).catch(() => 0)
   }
 
