@@ -1,5 +1,6 @@
 // A real coordinator with two workers, debug logging on: a canary sent in prompts must reach no
-// log line, no metric, no audit record and no file in any data dir; /metrics, the audit ledger
+// log line, no metric, no audit record and no file in any data dir; every process runs with core
+// dumps off; /metrics, the audit ledger
 // and the full `mesh status` show what the cluster did; a SIGKILL under load leaves a ledger
 // that verifies. The coordinator runs two parallel slots, and generates two requests at once.
 import { after, before, describe, it } from 'node:test'
@@ -15,6 +16,7 @@ import { loopbackListen, mesh, meshOk, status, TestCluster, waitFor, type MeshPr
 import type { AuditRecord } from '../node/audit-ledger.js'
 import { freePort } from '../engine/free-port.js'
 import { bannedTokenBias, streamCompletion } from '../tools/failover-bench.js'
+import { descendantPids } from './process-tree.js'
 
 const READY_TIMEOUT_MS = 240_000
 const CANARY = `canary-${randomUUID()}`
@@ -200,6 +202,21 @@ describe('observability of a real cluster', () => {
       }
     }
     assert.ok(searched > 10, `only ${searched} files searched`)
+  })
+
+  it('every node, its llama-server and its rpc-server run with core dumps off', async () => {
+    const coreLimit = async (pid: number): Promise<string | undefined> => /^Max core file size\s+(\S+)\s+(\S+)/m.exec(await readFile(`/proc/${pid}/limits`, 'utf8'))?.slice(1).join(' ')
+    const children: Record<string, number> = {}
+    for (const node of [coordinator, ...workers]) {
+      assert.equal(await coreLimit(node.pid as number), '0 0', `mesh process ${node.pid as number}`)
+      for (const pid of await descendantPids(node.pid as number)) {
+        const name = (await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim()
+        if (name !== 'llama-server' && name !== 'ggml-rpc-server') continue
+        children[name] = (children[name] ?? 0) + 1
+        assert.equal(await coreLimit(pid), '0 0', `${name} ${pid}`)
+      }
+    }
+    assert.deepEqual(children, { 'llama-server': 1, 'ggml-rpc-server': 2 })
   })
 
   it('generates as many requests at once as --parallel gives it slots', async () => {
