@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { lstat, readdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
@@ -66,7 +67,8 @@ describe('observability of a real cluster', () => {
       homes.push(home)
       const invite = (await meshOk(coordinatorHome, ['token', '--role', 'worker', '--ttl', '10m'])).trim()
       await meshOk(home, ['join', invite])
-      workers.push(cluster.start(home, ['--role', 'worker', ...listen]))
+      // The second worker locks its rpc-server's memory, where this machine allows it.
+      workers.push(cluster.start(home, ['--role', 'worker', ...listen, ...(name === 'obs-worker2' ? ['--mlock'] : [])]))
     }
     await waitFor('the cluster engine with two workers', async () => {
       const report = await status(coordinatorHome)
@@ -217,6 +219,21 @@ describe('observability of a real cluster', () => {
       }
     }
     assert.deepEqual(children, { 'llama-server': 1, 'ggml-rpc-server': 2 })
+  })
+
+  it('mesh status says whether --mlock locked a node\'s memory, and why the machine refused', async () => {
+    const [plain, locking] = await Promise.all(homes.slice(1).map(async home => (await status(home)).memoryLock))
+    assert.deepEqual(plain, { requested: false, state: 'off', reason: null })
+    assert.equal(locking.requested, true)
+    const rpcServer = (await descendantPids(workers[1].pid as number)).find(pid => readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'ggml-rpc-server')
+    const lockedKiB = parseInt(/^VmLck:\s+(\d+)/m.exec(await readFile(`/proc/${rpcServer as number}/status`, 'utf8'))?.[1] ?? '0')
+    if (locking.state === 'locked') {
+      assert.ok(lockedKiB > 0, 'the locked rpc-server shows locked memory')
+    } else {
+      assert.equal(locking.state, 'not allowed')
+      assert.match(locking.reason ?? '', /^rpc-server: /)
+      assert.equal(lockedKiB, 0)
+    }
   })
 
   it('generates as many requests at once as --parallel gives it slots', async () => {
