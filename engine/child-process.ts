@@ -64,14 +64,20 @@ const envCommand = process.platform === 'linux' ? findExecutable('env') : undefi
  *
  * On Linux the command also runs with core dumps off (RLIMIT_CORE 0 and not dumpable: see
  * process-hardening.ts), its memory locked in RAM after lockChildMemory() (`--mlock`). `env`
- * execs it with the library preloaded, so that setpriv itself does not load it.
+ * execs it with the library preloaded (before any the caller preloads), so that setpriv itself
+ * does not load it.
  */
 export function spawnTiedToParent (command: string, args: readonly string[], options: SpawnOptions): ChildProcess {
-  if (setpriv === undefined || !isExecutable(command)) return spawn(command, args, options)
-  const hardened = hardeningSupported && envCommand !== undefined
-    ? [envCommand, `LD_PRELOAD=${hardeningLibrary()}`, ...(childMemoryLocked() ? [`${MLOCK_ENV}=1`] : [])]
-    : []
-  return spawn(setpriv, ['--pdeathsig', 'KILL', '--', ...hardened, command, ...args], options)
+  if (!isExecutable(command)) return spawn(command, args, options)
+  const tied = setpriv !== undefined ? [setpriv, '--pdeathsig', 'KILL', '--'] : []
+  let hardened: string[] = []
+  if (hardeningSupported && envCommand !== undefined) {
+    const library = hardeningLibrary()
+    const preloaded = ((options.env ?? process.env).LD_PRELOAD ?? '').split(/[: ]/).filter(path => path !== '' && path !== library)
+    hardened = [envCommand, `LD_PRELOAD=${[library, ...preloaded].join(':')}`, ...(childMemoryLocked() ? [`${MLOCK_ENV}=1`] : [])]
+  }
+  const [first, ...rest] = [...tied, ...hardened, command, ...args]
+  return spawn(first, rest, options)
 }
 
 /** Sends SIGTERM, then SIGKILL if `child` still runs after `graceMs`; resolves with how it exited. */
