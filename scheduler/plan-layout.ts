@@ -109,12 +109,17 @@ function maxGroups (input: PlanInput): number {
   return input.workers.length + (input.privacy === 'off' ? 1 : 0)
 }
 
+/** Bytes of the coordinator's part of one replica group: embedding, output head, the layers privacy requires with their KV cache, compute buffers. */
+export function coordinatorPartBytes (input: PlanInput): number {
+  const checked = checkPlanInput(input)
+  return stageMemory(checked, 0, checked.minCoordinatorLayers, true).totalBytes
+}
+
 /** The coordinator's offer to each of `count` groups, or undefined when its memory cannot hold that many copies of its part. */
 function coordinatorShares (input: PlanInput, count: number): { part: NodeOffer, alone: NodeOffer } | undefined {
-  const checked = checkPlanInput(input)
   const { coordinator } = input
   const share = Math.floor(coordinator.offeredBytes / count)
-  const partBytes = stageMemory(checked, 0, checked.minCoordinatorLayers, true).totalBytes
+  const partBytes = coordinatorPartBytes(input)
   if (share < partBytes) return undefined
   const speed = coordinator.speed / count
   // Offering exactly its part keeps the coordinator to the layers privacy requires.
@@ -178,7 +183,7 @@ function partitions (input: PlanInput, count: number): NodeOffer[][][] {
 function throwGroupsDoNotFit (input: PlanInput, count: number): never {
   const checked = checkPlanInput(input)
   const { coordinator } = input
-  const partBytes = stageMemory(checked, 0, checked.minCoordinatorLayers, true).totalBytes
+  const partBytes = coordinatorPartBytes(input)
   const neededBytes = partBytes * count
   if (neededBytes > coordinator.offeredBytes) {
     const what = `${count} copies (one per group) of the embedding, output head${checked.minCoordinatorLayers > 0 ? ` and layer${checked.minCoordinatorLayers > 1 ? 's' : ''} ${formatLayerRange(0, checked.minCoordinatorLayers)}` : ''} with their KV cache`

@@ -123,6 +123,8 @@ interface BenchApiOptions {
   concurrency: number
   requests: number
   tokens: number
+  tools?: boolean
+  jsonSchema?: boolean
   json?: boolean
 }
 
@@ -134,20 +136,66 @@ function benchApiCommand (): Command {
     .addOption(new Option('--concurrency <n>', 'concurrent streaming clients, and llama-server\'s parallel slots').argParser(parsePositiveInt).default(16))
     .addOption(new Option('--requests <n>', 'requests per side').argParser(parsePositiveInt).default(64))
     .addOption(new Option('--tokens <n>', 'tokens each request may generate').argParser(parseTokens).default(64))
+    .addOption(new Option('--tools', 'chat requests with tools and tool_choice required (a grammar-held tool call) instead of text completions').conflicts('jsonSchema'))
+    .option('--json-schema', 'chat requests with a strict response_format json_schema instead of text completions')
     .option('--json', 'print one JSON object instead of a summary')
     .action(async (options: BenchApiOptions) => {
       const { benchApi } = await import('../api-bench.js')
-      const result = await benchApi({ modelPath: options.model, concurrency: options.concurrency, requests: options.requests, tokens: options.tokens })
+      const load = options.tools === true ? 'tools' : options.jsonSchema === true ? 'json-schema' : 'text'
+      const result = await benchApi({ modelPath: options.model, load, concurrency: options.concurrency, requests: options.requests, tokens: options.tokens })
       if (options.json === true) {
         process.stdout.write(`${JSON.stringify(result)}\n`)
         return
       }
       process.stdout.write([
+        `load           ${result.load}`,
         `concurrency    ${result.concurrency}`,
         `API            ${result.tokens_per_second.toFixed(1)} tokens/s, time to first token p50 ${result.ttft_p50_ms.toFixed(1)} ms, p99 ${result.ttft_p99_ms.toFixed(1)} ms`,
         `llama-server   ${result.baseline.tokens_per_second.toFixed(1)} tokens/s, time to first token p50 ${result.baseline_ttft_p50_ms.toFixed(1)} ms, p99 ${result.baseline_ttft_p99_ms.toFixed(1)} ms`,
         `ratio          ${result.ratio.toFixed(3)}`,
         `errors         ${result.errors}`,
+        ''
+      ].join('\n'))
+    })
+}
+
+interface BenchScaleOptions {
+  workers: number
+  model: string
+  concurrency: number
+  tokens: number
+  json?: boolean
+}
+
+/** `mesh bench scale`: aggregate decode speed on one node, one pipeline and the automatic layout, in one run. */
+function benchScaleCommand (): Command {
+  return new Command('scale')
+    .description('run the same concurrent greedy load on llama-server alone, on a coordinator with N workers as one pipeline, and as the automatic layout (replica groups where the model fits), each worker pinned to a core of its own')
+    .requiredOption('--model <path>', 'GGUF model to run')
+    .addOption(new Option('--workers <n>', 'workers started on this machine').argParser(parsePositiveInt).default(2))
+    .addOption(new Option('--concurrency <n>', 'requests in flight at once, and each llama-server\'s parallel slots').argParser(parsePositiveInt).default(8))
+    .addOption(new Option('--tokens <n>', 'tokens each request generates').argParser(parseTokens).default(96))
+    .option('--json', 'print {"workers","concurrency","single_node","pipeline","auto","ratio","identical_output"} instead of a summary')
+    .action(async (options: BenchScaleOptions) => {
+      // Loaded here: libp2p takes a while to import and only this subcommand needs it.
+      const { benchScale } = await import('../bench/scale-bench.js')
+      const result = await benchScale({
+        modelPath: options.model,
+        workers: options.workers,
+        concurrency: options.concurrency,
+        tokens: options.tokens,
+        progress: options.json === true ? undefined : line => { process.stdout.write(`${line}\n`) }
+      })
+      if (options.json === true) {
+        process.stdout.write(`${JSON.stringify(result)}\n`)
+        return
+      }
+      process.stdout.write([
+        `one node       ${result.single_node.tokens_per_second.toFixed(1)} tokens/s`,
+        `pipeline       ${result.pipeline.tokens_per_second.toFixed(1)} tokens/s (${result.pipeline.groups} group)`,
+        `auto           ${result.auto.tokens_per_second.toFixed(1)} tokens/s (${result.auto.groups} groups)`,
+        `ratio          ${result.ratio.toFixed(3)} (auto / pipeline), ${(result.auto.tokens_per_second / result.single_node.tokens_per_second).toFixed(3)} (auto / one node)`,
+        `same tokens    ${result.identical_output ? 'yes' : 'NO'}`,
         ''
       ].join('\n'))
     })
@@ -161,4 +209,5 @@ export function benchCommand (): Command {
     .addCommand(benchClusterCommand())
     .addCommand(benchFailoverCommand())
     .addCommand(benchApiCommand())
+    .addCommand(benchScaleCommand())
 }

@@ -29,6 +29,8 @@ export interface LocalClusterOptions {
   workers: number
   /** arguments of the coordinator's `mesh start` besides role, listen and mdns */
   coordinatorArgs: readonly string[]
+  /** CPUs worker n (1-based) and its rpc-server run on, a taskset list (default: all) */
+  workerCpus?: (n: number) => string
   /** arguments of every node's `mesh start`, the coordinator's and the workers' (e.g. `--mlock`) */
   nodeArgs?: readonly string[]
   /** told each step, for the user to read */
@@ -91,7 +93,7 @@ export class LocalCluster {
       this.#signal.throwIfAborted()
       const worker = dataDir(layout.worker(n))
       await this.#prepareWorker(worker, n, self.clusterId, self.addresses)
-      await this.#startNode(`worker-${n}`, worker.root, ['--role', 'worker', ...NODE_ARGS, ...memory, ...this.#options.nodeArgs ?? []])
+      await this.#startNode(`worker-${n}`, worker.root, ['--role', 'worker', ...NODE_ARGS, ...memory, ...this.#options.nodeArgs ?? []], this.#options.workerCpus?.(n))
     }
     await waitFor(`${workers} workers to become alive members`, async () => {
       const report = await requestStatus(coordinator)
@@ -125,8 +127,8 @@ export class LocalCluster {
     for (const node of this.nodes) node.kill()
   }
 
-  async #startNode (name: string, home: string, args: string[]): Promise<void> {
-    const node = await NodeProcess.start({ name, home, logFile: join(this.#options.layout.logs, `${name}.log`), args })
+  async #startNode (name: string, home: string, args: string[], cpus?: string): Promise<void> {
+    const node = await NodeProcess.start({ name, home, logFile: join(this.#options.layout.logs, `${name}.log`), args, cpus })
     this.nodes.push(node)
     this.#options.progress(`started ${name} (pid ${node.pid ?? '?'}, log ${node.logFile})`)
     void node.exited.then(async () => {

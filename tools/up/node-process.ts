@@ -12,7 +12,12 @@ export interface NodeProcessOptions {
   logFile: string
   /** arguments after `mesh start` */
   args: readonly string[]
+  /** CPUs the node and its children may run on, a taskset list such as "1" (default: all) */
+  cpus?: string
 }
+
+// The node's CPU budget then reads the pinned affinity, so its rpc-server computes with that many threads.
+const TASKSET = '/usr/bin/taskset'
 
 /** A `mesh start` child process whose output goes to a log file, never to the terminal. */
 export class NodeProcess {
@@ -30,7 +35,9 @@ export class NodeProcess {
     this.logFile = options.logFile
     // Its own process group: Ctrl-C in the terminal reaches only `mesh up`, which then stops
     // every node itself, once, instead of each node also catching the terminal's SIGINT.
-    this.#child = spawnTiedToParent(process.execPath, [MESH_BIN, 'start', ...options.args], {
+    const command = [process.execPath, MESH_BIN, 'start', ...options.args]
+    const pinned = options.cpus === undefined ? command : [TASKSET, '--cpu-list', options.cpus, ...command]
+    this.#child = spawnTiedToParent(pinned[0], pinned.slice(1), {
       env: { ...process.env, LLMESH_HOME: options.home },
       stdio: ['ignore', logFd, logFd],
       detached: true
