@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
-import { bannedTokenBias } from '../tools/failover-bench.js'
+import { bannedTokenBias } from '../tools/bench/failover-bench.js'
 import { lineAfter, signalTree, startServingCluster, waitForPlan, type ServingCluster } from './fault-harness.js'
 import { TestCluster } from './mesh-harness.js'
 

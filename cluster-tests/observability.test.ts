@@ -16,7 +16,7 @@ import { MESH_BIN } from '../tools/test-support/run-mesh.js'
 import { loopbackListen, mesh, meshOk, status, TestCluster, waitFor, type MeshProcess } from './mesh-harness.js'
 import type { AuditRecord } from '../node/audit-ledger.js'
 import { freePort } from '../engine/free-port.js'
-import { bannedTokenBias, streamCompletion } from '../tools/failover-bench.js'
+import { bannedTokenBias, streamCompletion } from '../tools/bench/failover-bench.js'
 import { descendantPids } from './process-tree.js'
 
 const READY_TIMEOUT_MS = 240_000

@@ -2,7 +2,7 @@
 // goes on after the coordinator re-planned, and its text is the undisturbed run's.
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { benchFailover } from '../tools/failover-bench.js'
+import { benchFailover } from '../tools/bench/failover-bench.js'
 
 const TOKENS = 96
 

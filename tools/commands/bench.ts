@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander'
 import { benchLocal } from '../../engine/benchmark.js'
 import { parsePositiveInt } from '../cli-parsers.js'
-import type { LayerRange } from '../failover-bench.js'
+import type { LayerRange } from '../bench/failover-bench.js'
 
 interface BenchLocalOptions {
   model: string
@@ -62,7 +62,7 @@ function benchClusterCommand (): Command {
     .option('--json', 'print one JSON object instead of a summary')
     .action(async (options: BenchClusterOptions) => {
       // Loaded here: libp2p takes a while to import and only this subcommand needs it.
-      const { benchCluster } = await import('../cluster-bench.js')
+      const { benchCluster } = await import('../bench/cluster-bench.js')
       const result = await benchCluster({ modelPath: options.model, workers: options.workers, tokens: options.tokens, runs: options.runs })
       if (options.json === true) {
         process.stdout.write(`${JSON.stringify(result)}\n`)
@@ -92,7 +92,7 @@ function benchFailoverCommand (): Command {
     .option('--json', 'print {"detect_ms","replan_ms","reload_ms","first_load_ms","resume_ms","identical_output"} instead of a summary')
     .action(async (options: BenchFailoverOptions) => {
       // Loaded here: libp2p takes a while to import and only this subcommand needs it.
-      const { benchFailover } = await import('../failover-bench.js')
+      const { benchFailover } = await import('../bench/failover-bench.js')
       const report = await benchFailover({
         tokens: options.tokens,
         killAfterTokens: Math.max(1, Math.floor(options.tokens / 4)),
