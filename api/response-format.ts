@@ -20,7 +20,7 @@ export const responseFormatSchema = {
           properties: {
             name: { type: 'string', minLength: 1, maxLength: 64 },
             description: { type: 'string' },
-            schema: { type: ['object', 'boolean'] },
+            schema: { anyOf: [{ type: 'object' }, { type: 'boolean' }] },
             strict: { type: ['boolean', 'null'] }
           },
           required: ['name']

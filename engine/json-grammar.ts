@@ -73,11 +73,21 @@ async function sharedLlama (): Promise<Llama> {
 export async function jsonSchemaGrammar (schema: unknown): Promise<string> {
   // Checked keyword by keyword above; the converter's type spells out every schema shape it takes.
   const checked = grammarSchema(schema) as Parameters<Llama['createGrammarForJsonSchema']>[0]
+  const key = JSON.stringify(checked)
+  const known = converted.get(key)
+  if (known !== undefined) return known
   const { grammar } = await (await sharedLlama()).createGrammarForJsonSchema(checked)
   // node-llama-cpp's chat ends a JSON reply at four newlines, which its root rule demands after
   // the value; here the reply ends when the grammar is complete, at the value's last character.
-  return grammar.replace(TRAILING_NEWLINES, '$1')
+  const text = grammar.replace(TRAILING_NEWLINES, '$1')
+  // Clients send the same few schemas again and again; the oldest is forgotten first.
+  if (converted.size >= CONVERTED_LIMIT) converted.delete(converted.keys().next().value as string)
+  converted.set(key, text)
+  return text
 }
+
+const CONVERTED_LIMIT = 64
+const converted = new Map<string, string>()
 
 /** The GBNF grammar of any JSON object (OpenAI's `json_object`). */
 export async function jsonObjectGrammar (): Promise<string> {

@@ -86,7 +86,7 @@ export async function startLlamaServer (options: LlamaServerOptions): Promise<Ll
  * of a multi-byte character, normal model output), failing the request; /completion's raw text
  * does not need that parse, so it is given a parser that matches without reading anything.
  */
-const ACCEPT_ANY_OUTPUT = JSON.stringify({ parsers: [{ type: 'epsilon' }], rules: {}, root: 0 })
+export const ACCEPT_ANY_OUTPUT = JSON.stringify({ parsers: [{ type: 'epsilon' }], rules: {}, root: 0 })
 
 /** A token's probability as llama-server reports it (n_probs, before sampling). */
 interface ServerTokenProbability {

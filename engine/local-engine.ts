@@ -1,4 +1,4 @@
-import { getLlama, LlamaGrammarEvaluationState, TokenBias, type Llama, type LlamaContext, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp'
+import { getLlama, LlamaGrammarEvaluationState, TokenBias, type Llama, type LlamaContext, type LlamaGrammar, type LlamaContextSequence, type LlamaModel, type Token } from 'node-llama-cpp'
 import { readCpuBudget } from './cpu-budget.js'
 import type { Engine, FinishReason, GeneratedPiece, GenerateInput, GenerateOptions, PieceLogprobs, TokenizeOptions, TokenLogprob } from './engine.js'
 import { EngineDisposedError, EngineOptionsError, ModelFileError } from './errors.js'
@@ -57,6 +57,9 @@ export async function loadLocalEngine (options: LocalEngineOptions): Promise<Loc
   }
 }
 
+/** Compiled grammars the local engine keeps. */
+const GRAMMAR_CACHE_LIMIT = 32
+
 /** The lowest finite 32-bit float. */
 const LOWEST_FLOAT32 = -3.4028234663852886e38
 
@@ -114,6 +117,7 @@ export class LocalEngine implements Engine {
   readonly #free: LlamaContextSequence[]
   readonly #waiting: Array<(sequence: LlamaContextSequence) => void> = []
   readonly #idle: Array<() => void> = []
+  readonly #grammars = new Map<string, Promise<LlamaGrammar>>()
   #disposed = false
 
   constructor (
@@ -189,9 +193,7 @@ export class LocalEngine implements Engine {
     const held: GeneratedPiece[] = []
     const history = [...prompt]
     const topCount = options.logprobs
-    const grammar = options.grammar === undefined
-      ? undefined
-      : new LlamaGrammarEvaluationState({ model: this.model, grammar: await this.llama.createGrammar({ grammar: options.grammar }) })
+    const grammar = options.grammar === undefined ? undefined : new LlamaGrammarEvaluationState({ model: this.model, grammar: await this.#grammar(options.grammar) })
     const evaluation = sequence.evaluateWithMetadata(prompt, { probabilities: topCount !== undefined }, { ...this.#evaluateOptions(options, history), grammarEvaluationState: grammar })
     let finish: FinishReason = 'length'
     // Leaving this loop (finish, abort, or the consumer stopping early) ends the evaluation.
@@ -260,6 +262,18 @@ export class LocalEngine implements Engine {
       top.push(entry(id, probability))
     }
     return { ...entry(token, probabilities.get(token) ?? 0), top }
+  }
+
+  // A compiled grammar per text: clients send the same few again and again; the oldest is forgotten first.
+  async #grammar (text: string): Promise<LlamaGrammar> {
+    let grammar = this.#grammars.get(text)
+    if (grammar === undefined) {
+      grammar = this.llama.createGrammar({ grammar: text })
+      if (this.#grammars.size >= GRAMMAR_CACHE_LIMIT) this.#grammars.delete(this.#grammars.keys().next().value as string)
+      this.#grammars.set(text, grammar)
+      grammar.catch(() => { this.#grammars.delete(text) })
+    }
+    return await grammar
   }
 
   // One generation per sequence: the others wait for one, first come first served.

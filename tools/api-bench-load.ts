@@ -29,11 +29,16 @@ export interface LoadRun {
 /** The text and the token count one `data:` event carries. */
 function readEvent (kind: LoadSpec['events'], event: Record<string, unknown>): { text: string, tokens: number } {
   if (kind === 'llama-server') {
-    return { text: typeof event.content === 'string' ? event.content : '', tokens: Array.isArray(event.tokens) ? event.tokens.length : 0 }
+    // Counted as the API counts a reply: every token generated (tokens_predicted, also those of an
+    // incomplete character it does not report), but not the end-of-generation token it stopped at.
+    const tokens = event.stop === true && typeof event.tokens_predicted === 'number' ? event.tokens_predicted - (event.stop_type === 'eos' ? 1 : 0) : 0
+    return { text: typeof event.content === 'string' ? event.content : '', tokens }
   }
-  // The API's chunks carry text; the token count comes with the final usage chunk.
+  // The API's chunks carry text (a chat delta's content or tool call); the token count comes with the final usage chunk.
   const usage = event.usage as { completion_tokens: number } | undefined
-  return { text: (event.choices as Array<{ text: string }> | undefined)?.[0]?.text ?? '', tokens: usage?.completion_tokens ?? 0 }
+  const choice = (event.choices as Array<{ text?: string, delta?: { content?: string, tool_calls?: unknown[] } }> | undefined)?.[0]
+  const text = choice?.text ?? choice?.delta?.content ?? ((choice?.delta?.tool_calls?.length ?? 0) > 0 ? 'call' : '')
+  return { text, tokens: usage?.completion_tokens ?? 0 }
 }
 
 async function * sseEvents (response: IncomingMessage): AsyncGenerator<Record<string, unknown>> {

@@ -17,7 +17,8 @@ describe('mesh bench api', () => {
     const lines = result.stdout.trim().split('\n')
     assert.equal(lines.length, 1, 'stdout holds one JSON object and nothing else')
     const report = JSON.parse(lines[0]) as Record<string, unknown>
-    assert.deepEqual(Object.keys(report), ['concurrency', 'tokens_per_second', 'baseline', 'ratio', 'ttft_p50_ms', 'ttft_p99_ms', 'baseline_ttft_p50_ms', 'baseline_ttft_p99_ms', 'errors'])
+    assert.deepEqual(Object.keys(report), ['load', 'concurrency', 'tokens_per_second', 'baseline', 'ratio', 'ttft_p50_ms', 'ttft_p99_ms', 'baseline_ttft_p50_ms', 'baseline_ttft_p99_ms', 'errors'])
+    assert.equal(report.load, 'text')
     assert.equal(report.concurrency, 2)
     const baseline = report.baseline as Record<string, unknown>
     assert.deepEqual(Object.keys(baseline), ['name', 'tokens_per_second'])
@@ -28,6 +29,15 @@ describe('mesh bench api', () => {
       assert.ok((report[field] as number) > 0, field)
     }
     assert.ok((report.ttft_p99_ms as number) >= (report.ttft_p50_ms as number))
+    assert.equal(report.errors, 0)
+  })
+
+  it('sends chat held to a JSON schema with --json-schema, without errors on either side', async () => {
+    const result = await runMesh(['bench', 'api', '--model', model.path, '--concurrency', '2', '--requests', '4', '--tokens', '8', '--json-schema', '--json'], { timeoutMs: 300_000 })
+    assert.equal(result.code, 0, result.stderr)
+    const report = JSON.parse(result.stdout) as { load: string, tokens_per_second: number, errors: number }
+    assert.equal(report.load, 'json-schema')
+    assert.ok(report.tokens_per_second > 0)
     assert.equal(report.errors, 0)
   })
 })
