@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test'
 import { setTimeout as delay } from 'node:timers/promises'
 import { shortPeerId } from '../node/mesh-node.js'
 import { HEARTBEAT_TOPIC, MEMBERSHIP_TOPIC } from '../node/member-gossip.js'
+import { AUTH_PROTOCOL } from '../protocols/auth/constants.js'
 import { formThreeNodeCluster, meshOk, metricsText, status, TestCluster, waitFor, type MeshProcess } from './mesh-harness.js'
 
 const FIXTURES = new URL('./fixtures/', import.meta.url)
@@ -69,6 +70,7 @@ describe('membership hardening against a stranger and an insider, on 127.0.0.1',
   let stranger: FixtureProcess
   let insider: FixtureProcess
   let w1: string
+  let w2StartedAt: number
 
   before(async () => {
     ({ coordinator, workers, coordinatorAddr } = await formThreeNodeCluster(cluster, 'tcp'))
@@ -105,7 +107,10 @@ describe('membership hardening against a stranger and an insider, on 127.0.0.1',
     await leave
     workers[0] = cluster.start(workers[0].home, WORKER_ARGS)
     await workers[1].stop()
-    workers[1] = cluster.start(workers[1].home, WORKER_ARGS)
+    // Restarted with the stranger as a static peer, as a misled operator might (see below).
+    const strangerAddr = String((await stranger.next(l => l.event === 'ready')).addr)
+    w2StartedAt = Date.now()
+    workers[1] = cluster.start(workers[1].home, [...WORKER_ARGS, '--peer', strangerAddr])
     const target = workers[1]
     await waitFor('the restarted worker to see the other one alive', async () => (await status(target.home)).members.find(m => m.peerId === w1)?.state === 'alive' ? true : undefined)
     const stale = async (topic: string): Promise<number> => sample(target.home, `llmesh_rejected_gossip_total{topic="${topic}",reason="stale"}`)
@@ -135,8 +140,15 @@ describe('membership hardening against a stranger and an insider, on 127.0.0.1',
     await waitForSample(coordinator.home, `llmesh_rejected_gossip_total{topic="${HEARTBEAT_TOPIC}",reason="wrong-peer"}`, 1)
   })
 
-  it('still contacts the stranger from no member after members restarted', () => {
-    assert.deepEqual(stranger.lines.filter(contact), [])
+  it('dials a stranger named as a static peer once, refuses it like an inbound stranger, and no other member dials it after restarts', async () => {
+    const w2 = (await status(workers[1].home)).self.peerId
+    // A static peer that failed used to be dialled again within seconds, each time sent this
+    // node's certificate.
+    await delay(Math.max(0, w2StartedAt + 20_000 - Date.now()))
+    const fromW2 = stranger.lines.filter(l => contact(l) && l.peer === w2)
+    assert.deepEqual(fromW2.map(l => `${String(l.event)} ${String(l.protocol ?? '')}`.trim()), ['inbound', `stream ${AUTH_PROTOCOL}`])
+    assert.deepEqual(stranger.lines.filter(l => contact(l) && l.peer !== w2), [])
+    assert.ok(await sample(workers[1].home, 'llmesh_refused_peers_total{reason="HandshakeTimeoutError"}') >= 1)
   })
 
   // Last: it makes the coordinator refuse redemptions from 127.0.0.1 for a minute.

@@ -49,7 +49,8 @@ const CLOSE_AFTER_REFUSAL_MS = 200
 /**
  * Handshake failures that show the peer is no member of this cluster: a bad certificate, a
  * refusal of ours, no llmesh auth protocol at all. Such a peer is refused at the gater for a
- * while, whichever side dialled. A timeout may be load, not a stranger: it only disconnects.
+ * while, whichever side dialled. A timeout may be load, not a stranger: from a member it only
+ * disconnects.
  */
 function showsNonMember (err: Error): boolean {
   return err instanceof CertificateError || err instanceof AuthRefusedError || err.name === 'UnsupportedProtocolError'
@@ -195,10 +196,14 @@ export class Membership extends EventEmitter<MembershipEvents> implements AuthAu
   /**
    * Counts a refused or failed handshake, inbound or outbound, refuses a peer that showed it is
    * no member at the gater for a while (no re-dial, no accepted connection), and disconnects.
+   * A peer this node dialled and holds no certificate of is refused whatever the failure: each
+   * dial sends it this node's certificate, so a stranger named as a static peer that just lets
+   * the handshake time out is not dialled again and again.
    */
   refused (connection: Connection, err: Error): void {
+    const peer = connection.remotePeer.toString()
     this.init.metrics.refusedPeer(refusalReason(err))
-    if (showsNonMember(err)) this.refusedUntil.set(connection.remotePeer.toString(), Date.now() + REFUSAL_MS)
+    if (showsNonMember(err) || (connection.direction === 'outbound' && !this.isMember(peer))) this.refusedUntil.set(peer, Date.now() + REFUSAL_MS)
     setTimeout(() => { connection.abort(err) }, CLOSE_AFTER_REFUSAL_MS).unref()
   }
 

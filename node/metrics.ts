@@ -16,7 +16,7 @@ export class NodeMetrics {
   constructor () {
     this.frames = new Counter({ name: 'llmesh_rejected_frames_total', help: 'Frames rejected by llmesh protocols, by protocol and reason', labelNames: ['protocol', 'reason'], registers: [this.registry] })
     this.gossip = new Counter({ name: 'llmesh_rejected_gossip_total', help: 'Gossip messages dropped, by topic and reason', labelNames: ['topic', 'reason'], registers: [this.registry] })
-    this.refusals = new Counter({ name: 'llmesh_refused_peers_total', help: 'Peers refused by the auth handshake or the connection gater, by reason', labelNames: ['reason'], registers: [this.registry] })
+    this.refusals = new Counter({ name: 'llmesh_refused_peers_total', help: 'Peers refused by the auth handshake (either direction), the connection gater, or the DHT and gossipsub before they authenticated, by reason', labelNames: ['reason'], registers: [this.registry] })
     this.restarts = new Counter({ name: 'llmesh_engine_restarts_total', help: 'llama-server or rpc-server restarts after the process exited on its own, by process', labelNames: ['process'], registers: [this.registry] })
     this.redemptions = new Counter({ name: 'llmesh_failed_invite_redemptions_total', help: 'Invite redemptions the coordinator refused, by reason (rate-limited: refused unheard after too many failures from one address)', labelNames: ['reason'], registers: [this.registry] })
     this.records = new Counter({ name: 'llmesh_rejected_dht_records_total', help: 'DHT records refused by the record validator, by reason (stale: older than one already seen)', labelNames: ['reason'], registers: [this.registry] })
