@@ -13,8 +13,8 @@ describe('the local engine and llama-server (the cluster engine without workers)
   let server: LlamaServer
   let localApi: TestApi
   let serverApi: TestApi
-  // A random-weight model strings lone UTF-8 bytes together, which llama-server refuses as
-  // invalid output; banning those tokens keeps both engines on valid text.
+  // A random-weight model strings lone UTF-8 bytes together (openai-parity.test.ts covers those);
+  // banning those tokens keeps these comparisons on whole characters.
   let logitBias: Record<string, number>
 
   before(async () => {

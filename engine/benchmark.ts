@@ -82,8 +82,8 @@ export async function benchLocal (options: LocalBenchOptions): Promise<LocalBenc
 
   const local = await loadLocalEngine({ modelPath: options.modelPath, threads })
   let localRun: DecodeRun
-  // llama-server answers HTTP 500 when the output is not valid UTF-8, which a random-weight
-  // model produces from lone byte tokens: both engines are kept to tokens that are whole text.
+  // A random-weight model emits lone byte tokens, whose ids llama-server does not report (only
+  // the token that completes a character): both engines are kept to tokens that are whole text.
   let bannedTokens: number[]
   try {
     bannedTokens = local.partialCharacterTokens()
