@@ -134,7 +134,8 @@ export class MemberGossip {
     await this.checkCertificate(sender, envelope.certificate)
     const now = Date.now()
     if (envelope.seq < Math.max(this.startedAt, now - GOSSIP_MAX_SKEW_MS)) throw new GossipRejection('stale', true)
-    if (envelope.seq > now + GOSSIP_MAX_SKEW_MS) throw new GossipRejection('from-the-future')
+    // A member whose clock runs ahead is no attacker, nor is whoever relayed its message.
+    if (envelope.seq > now + GOSSIP_MAX_SKEW_MS) throw new GossipRejection('from-the-future', true)
     if (envelope.seq <= (this.lastSeq.get(sender) ?? -1)) throw new GossipRejection('replayed', true)
     this.lastSeq.set(sender, envelope.seq)
     return envelope

@@ -2,6 +2,7 @@
 export const REDEMPTION_FAILURE_LIMIT = 10
 /** The window over which failures count, in ms. */
 export const REDEMPTION_WINDOW_MS = 60_000
+const MAX_TRACKED_SOURCES = 1024
 
 /**
  * Counts failed invite redemptions per source (the joiner's host) over a sliding window.
@@ -32,6 +33,8 @@ export class RedemptionLimiter {
 
   /** Records a failure of `source`; returns its failures within the window. */
   failed (source: string, now = Date.now()): number {
+    // Sources that stopped failing are forgotten only when seen again: sweep them now and then.
+    if (this.failures.size >= MAX_TRACKED_SOURCES) for (const known of [...this.failures.keys()]) this.recent(known, now)
     const times = this.recent(source, now)
     times.push(now)
     this.failures.set(source, times)
