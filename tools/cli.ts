@@ -28,9 +28,10 @@ const program = new Command('mesh')
   .showHelpAfterError()
 
 try {
-  // Before anything of the cluster is loaded: a crash must not write keys, prompts or replies to disk.
-  if (hardeningSupported) hardenThisProcess()
   const requested = process.argv[2]
+  // Before anything of the cluster is loaded: a crash must not write keys, prompts or replies to
+  // disk. Not for `mesh setup`, which holds neither and must run before a C compiler is checked.
+  if (hardeningSupported && requested !== 'setup') hardenThisProcess()
   // An unknown name or `mesh --help` needs every command, to list them or suggest one.
   const names = requested != null && requested in COMMANDS ? [requested] : Object.keys(COMMANDS)
   for (const name of names) program.addCommand(await COMMANDS[name]())

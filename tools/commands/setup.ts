@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander'
 import { GPU_CHOICES, type GpuChoice } from '../../engine/llama-cpp/build-options.js'
+import { hardeningLibrary, hardeningSupported } from '../../engine/process-hardening.js'
 import { ensureLlamaCppToolsWithProgress, ensureNodeBindingWithProgress } from '../build-progress.js'
 import { parsePositiveInt } from '../cli-parsers.js'
 
@@ -24,6 +25,8 @@ export function setupCommand (): Command {
       try {
         const tools = await ensureLlamaCppToolsWithProgress({ gpu: options.gpu, jobs: options.jobs, signal: controller.signal })
         await ensureNodeBindingWithProgress()
+        // Built now, not at the first `mesh start`: every process llmesh runs loads it.
+        if (hardeningSupported) hardeningLibrary()
         if (options.print === true) {
           const { llamaCppTag, rpcServer, llamaServer, flags } = tools
           process.stdout.write(`${JSON.stringify({ llamaCppTag, rpcServer, llamaServer, flags })}\n`)
