@@ -44,6 +44,20 @@ describe('mesh status rendering', () => {
     assert.match(text, /^mlock +requested but not allowed by this machine: llama-server: RLIMIT_MEMLOCK is 8388608 bytes/m, 'a refused --mlock says why')
   })
 
+  it('shows each replica group with its load and its stages', () => {
+    const plan = REPORT.engine?.plan
+    assert.ok(plan != null)
+    const groups = [1, 2].map(n => ({ id: String(n + 4), plan, slots: 8, activeRequests: n, tokensPerSecond: 10 * n }))
+    const report = { ...REPORT, engine: { ...REPORT.engine!, state: 'ready' as const, reason: null, groups, unusedWorkers: [LONG_PEER] } }
+    const lines = renderStatus(report)
+    for (const line of lines) assert.ok(line.length <= STATUS_WIDTH, `${line.length}: ${line}`)
+    const text = lines.join('\n')
+    assert.match(text, /^group 1 \(id 5\): 10\.0 tokens\/s, 1 generating in 8 slots$/m)
+    assert.match(text, /^group 2 \(id 6\): 20\.0 tokens\/s, 2 generating in 8 slots$/m)
+    assert.equal(text.match(/^STAGE +NODE/gm)?.length, 2, 'a stage table per group')
+    assert.match(text, /^workers in no group: 12D3KooW…/m)
+  })
+
   it('cuts the named column, and only that one, when a table is too wide', () => {
     const rows = table([['A', 'B'], ['a'.repeat(10), 'b'.repeat(10)]], 15, 1)
     assert.deepEqual(rows, ['A           B', 'aaaaaaaaaa  bb…'].map(r => r.trimEnd()))

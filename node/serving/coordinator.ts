@@ -303,7 +303,7 @@ export class Coordinator {
     this.#plan = next
     if (rebalance) this.#scheduleFoldIn()
     const recovering = rebalance ? ', keeping the layers the workers hold; the layout planned afresh follows at a quiet moment' : ''
-    log('info', next.kind === 'local' ? 'serving with the local engine (no workers)' : `serving ${next.layout.groups.length} replica group(s) with ${next.layout.groups.reduce((sum, group) => sum + group.plan.stages.length - 1, 0)} worker(s)${recovering}:\n${renderLayoutTable(next.layout)}`)
+    log('info', next.kind === 'local' ? 'serving with the local engine (no workers)' : `serving with ${next.layout.groups.reduce((sum, group) => sum + group.plan.stages.length - 1, 0)} worker(s)${next.layout.groups.length > 1 ? ` in ${next.layout.groups.length} replica groups` : ''}${recovering}:\n${renderLayoutTable(next.layout)}`)
     const router = this.#groups.router
     if (next.kind === 'cluster' && router !== undefined && this.#serving.serves(router) && this.#groups.sharesGroupWith(next.layout)) {
       // Groups that stay keep serving; only the others stop or start.
@@ -322,18 +322,27 @@ export class Coordinator {
     }
   }
 
-  // A group that fails to start leaves the others serving: it is retried after the guardian's
-  // back-off (its worker, if at fault, is left out by then), and given up on without failing them.
   async #changeGroups (layout: ServingLayout): Promise<void> {
     try {
       await this.#groups.change(layout)
       this.#init.log('info', `engine ready (${this.#groups.groups.length} replica group(s))`)
     } catch (err) {
-      const decision = this.#engineRestarts.crashed(Date.now())
-      const retry = decision.action === 'give-up' ? `; not retried (it ${decision.reason}) until the members change` : `; trying again in ${decision.delayMs / 1000} s`
-      this.#init.log('warn', `a replica group failed to start: ${(err as Error).message}; the other groups keep serving${retry}`)
-      if (decision.action !== 'give-up') this.#scheduleReplan(decision.delayMs)
+      this.#retryGroups(`a replica group failed to start: ${(err as Error).message}`)
     }
+  }
+
+  // A group that crashed or failed to start beside others that serve is retried after the
+  // guardian's back-off (a worker at fault is left out by then), and given up on without
+  // failing the groups that serve.
+  #retryGroups (why: string): void {
+    const decision = this.#engineRestarts.crashed(Date.now())
+    if (decision.action === 'give-up') {
+      this.#init.log('error', `${why}; the other replica groups keep serving; it ${decision.reason} and is not restarted until the members change`)
+      return
+    }
+    this.#init.log('warn', `${why}; the other replica groups keep serving; restarting it in ${decision.delayMs / 1000} s`)
+    this.#init.node.metrics.engineRestarted('llama-server')
+    this.#scheduleReplan(decision.delayMs)
   }
 
   /** True when every group of `plan` runs (one that crashed beside others is started again by the next re-plan). */
@@ -378,12 +387,13 @@ export class Coordinator {
   // continue on them (see GroupRouter). The last group's exit is the engine's: generations wait
   // for the next engine (see ServingEngine). Either way a re-plan follows, at once when a lost
   // worker explains the exit (it leaves the worker out), else after the guardian's back-off.
-  async #groupExited (group: RunningGroup, why: string): Promise<void> {
+  async #groupExited (group: RunningGroup, exit: string): Promise<void> {
     const router = this.#groups.router
     if (this.#stopped || router === undefined || !this.#serving.serves(router)) return // replaced or stopped on purpose
     const lost = await this.#lostWorker(group.plan)
     const others = this.#groups.groups.some(running => running !== group)
     if (others) await this.#groups.stop(group)
+    const why = others ? `replica group ${group.id}: ${exit}` : exit
     if (lost !== undefined) {
       // The lost worker explains the exit and the re-plan leaves it out: no back-off to wait for.
       this.#init.log('warn', `${why} after worker ${shortPeerId(lost)} was lost; re-planning without it${others ? '; the other replica groups keep serving' : ''}`)
@@ -392,8 +402,12 @@ export class Coordinator {
       if (!others) this.#serving.engineCrashed(router, why, LOSS_REPLAN_DELAY_MS)
       return
     }
+    if (others) {
+      this.#retryGroups(why)
+      return
+    }
     const delayMs = await this.#guard(why)
-    if (delayMs !== undefined && !others) this.#serving.engineCrashed(router, why, delayMs)
+    if (delayMs !== undefined) this.#serving.engineCrashed(router, why, delayMs)
   }
 
   /** A worker of `plan` that is no longer a live worker (suspect, dead, failed or gone), if any. */

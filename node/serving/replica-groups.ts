@@ -140,7 +140,7 @@ export class ReplicaGroups {
       this.#running.set(id, running)
       router.add(id, server, group.speed)
       void server.exited.then(exit => {
-        if (this.#running.get(id) === running) this.#init.exited(running, `llama-server of replica group ${id} ${describeExit(exit)}`)
+        if (this.#running.get(id) === running) this.#init.exited(running, `llama-server ${describeExit(exit)}`)
       })
     } catch (err) {
       await Promise.all(opened.map(async endpoint => { await this.#init.tunnel.closeListener(endpoint) }))
