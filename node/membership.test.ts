@@ -96,6 +96,17 @@ describe('membership on the coordinator', () => {
     assert.equal(await failures('rate-limited'), 1)
   })
 
+  it('tells every waiter once a peer authenticates, and a waiter for another peer only at its timeout', async () => {
+    const peerId = await newPeerId()
+    const { invite } = await membership.createInvite('worker', 60_000, ADDRS)
+    const { issued } = await redeem(invite, peerId) as { issued: Parameters<typeof verifyCertificate>[0] }
+    const waiting = Array.from({ length: 20 }, async () => membership.waitAuthenticated(peerId, 5000))
+    const other = membership.waitAuthenticated(await newPeerId(), 50)
+    await membership.accept(peerId, { clusterId: 'c1', llamaCppTag: TAG, features: LOCAL_FEATURES, certificate: issued }, '127.0.0.1')
+    assert.deepEqual(await Promise.all(waiting), Array(20).fill(true))
+    assert.equal(await other, false)
+  })
+
   it('refuses a hello without certificate or invite, and one from another cluster', async () => {
     await assert.rejects(membership.accept(await newPeerId(), { clusterId: 'c1', llamaCppTag: TAG, features: LOCAL_FEATURES }, '127.0.0.1'), (err: Error) => err instanceof CertificateError && err.reason === 'no-certificate')
     await assert.rejects(membership.accept(await newPeerId(), { clusterId: 'c2', llamaCppTag: TAG, features: LOCAL_FEATURES }, '127.0.0.1'), (err: Error) => err instanceof CertificateError && err.reason === 'foreign-cluster')

@@ -79,6 +79,7 @@ export class Membership extends EventEmitter<MembershipEvents> implements AuthAu
   /** PeerId -> notAfter of every member whose verified certificate this node holds */
   private readonly members = new Map<string, number>()
   private readonly redemptions = new RedemptionLimiter()
+  private readonly waiters = new Map<string, Set<() => void>>()
   private revocationList: RevocationList | undefined
 
   private constructor (init: MembershipInit) {
@@ -118,21 +119,26 @@ export class Membership extends EventEmitter<MembershipEvents> implements AuthAu
     return this.authenticated.get(peerId)
   }
 
-  /** Resolves true once `peerId` is authenticated, false after `timeoutMs`. */
+  /**
+   * Resolves true once `peerId` is authenticated, false after `timeoutMs`. Waiters are kept
+   * per peer, not as event listeners: each connection still authenticating has one per gated
+   * stream and per DHT and gossipsub protocol, more than an EventEmitter's warning threshold.
+   */
   async waitAuthenticated (peerId: string, timeoutMs: number): Promise<boolean> {
     if (this.isAuthenticated(peerId)) return true
     return new Promise(resolve => {
-      const onAuth = (peer: string): void => {
-        if (peer !== peerId) return
-        done(true)
-      }
-      const timer = setTimeout(() => { done(false) }, timeoutMs)
-      const done = (result: boolean): void => {
+      const waiters = this.waiters.get(peerId) ?? new Set<() => void>()
+      this.waiters.set(peerId, waiters)
+      const onAuthenticated = (): void => {
         clearTimeout(timer)
-        this.off('authenticated', onAuth)
-        resolve(result)
+        resolve(true)
       }
-      this.on('authenticated', onAuth)
+      const timer = setTimeout(() => {
+        waiters.delete(onAuthenticated)
+        if (waiters.size === 0 && this.waiters.get(peerId) === waiters) this.waiters.delete(peerId)
+        resolve(false)
+      }, timeoutMs)
+      waiters.add(onAuthenticated)
     })
   }
 
@@ -167,6 +173,9 @@ export class Membership extends EventEmitter<MembershipEvents> implements AuthAu
 
   private markAuthenticated (peerId: string, cert: Certificate): void {
     this.authenticated.set(peerId, cert)
+    const waiters = this.waiters.get(peerId)
+    this.waiters.delete(peerId)
+    for (const waiter of waiters ?? []) waiter()
     this.emit('authenticated', peerId, cert)
   }
 
