@@ -1,6 +1,7 @@
 // Loading a plan again must not send a worker the weights it already holds: the tunnel's tensor
-// cache supplies them all, those above llama.cpp's hash threshold too (rpc-server runs without a
-// cache of its own). Real libp2p nodes, a real rpc-server and real llama-servers on 127.0.0.1.
+// cache supplies them all, and answers llama.cpp's hash requests for those above its threshold
+// itself (rpc-server runs without a cache of its own). Real libp2p nodes, a real rpc-server and
+// real llama-servers on 127.0.0.1.
 import '../node/polyfill.js'
 import assert from 'node:assert/strict'
 import { mkdtemp, readdir, rm } from 'node:fs/promises'

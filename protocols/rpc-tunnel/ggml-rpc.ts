@@ -60,8 +60,8 @@ export const SET_TENSOR_CACHED_BYTES = SET_TENSOR_DATA_OFFSET + 8 + TENSOR_KEY_B
 /**
  * llama.cpp's RPC client asks rpc-server for tensors larger than this by hash (SET_TENSOR_HASH)
  * before it sends them (HASH_THRESHOLD in ggml-rpc.cpp). llmesh runs rpc-server without its
- * cache, which would save every such SET_TENSOR, prompt activations included: the answer is
- * always "not held", the whole SET_TENSOR follows, and the tunnel's tensor cache takes over.
+ * cache, which would save every such SET_TENSOR, prompt activations included: the worker's
+ * tensor cache answers for the weights it keeps, and rpc-server says "not held" to the rest.
  */
 export const LLAMA_RPC_HASH_THRESHOLD_BYTES = 10 * 1024 * 1024
 /** GGML_MAX_SRC */

@@ -1,4 +1,4 @@
-import { COMMAND_NAMES, commandName, FIXED_REQUEST_BYTES, isKnownCommand, REQUEST_HEADER_BYTES, RpcCommand, SET_TENSOR_CACHED_BYTES, SET_TENSOR_DATA_OFFSET, TunnelCommand } from './ggml-rpc.js'
+import { COMMAND_NAMES, commandName, encodeRequestHeader, FIXED_REQUEST_BYTES, isKnownCommand, REQUEST_HEADER_BYTES, RpcCommand, SET_TENSOR_CACHED_BYTES, SET_TENSOR_DATA_OFFSET, TunnelCommand } from './ggml-rpc.js'
 import { RpcHelloExpectedError, RpcMessageTooLargeError, RpcRequestSizeError, RpcTunnelError, RpcTunnelOptionsError, UnknownRpcCommandError } from './errors.js'
 
 /** Sees each request as the validator lets it through, to count bytes and time. */
@@ -15,7 +15,16 @@ export interface RequestObserver {
 export interface CachedTensorSource {
   /** the SET_TENSOR request (header and payload, in parts) that SET_TENSOR_CACHED's payload stands for; throws an RpcTunnelError when the data is not cached */
   expand: (request: Uint8Array) => Uint8Array[]
+  /**
+   * for a SET_TENSOR_HASH payload (rpc_tensor | offset | the data's FNV-1a hash): the SET_TENSOR
+   * (header and payload, in parts) to pass on instead when the cache holds that data, so that
+   * the client need not send it; undefined to pass the request on as it came
+   */
+  setByHash?: (request: Uint8Array) => Uint8Array[] | undefined
 }
+
+/** SET_TENSOR_HASH's answer when the server holds the data: size u64 LE 1 | result u8 1. */
+export const SET_TENSOR_HASH_HELD_RESPONSE: Uint8Array = Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0, 1)
 
 /** One observer that tells each of `observers` in turn. */
 export function observeAll (...observers: RequestObserver[]): RequestObserver {
@@ -34,7 +43,9 @@ export function observeAll (...observers: RequestObserver[]): RequestObserver {
  * command byte this release does not define, a fixed-size request of the wrong size, and
  * a payload larger than `maxMessageBytes`. After a refusal every further chunk is refused.
  * With a `cachedTensors` source it also accepts the tunnel's SET_TENSOR_CACHED and passes on
- * the SET_TENSOR it stands for instead.
+ * the SET_TENSOR it stands for instead, and may answer a SET_TENSOR_HASH itself: it then passes
+ * on the SET_TENSOR of the cached data and calls `hashAnswered`, whose caller sends the client
+ * SET_TENSOR_HASH_HELD_RESPONSE (the client waits for it, so no other response is due).
  */
 export class RpcRequestValidator {
   readonly #maxMessageBytes: number
@@ -49,14 +60,18 @@ export class RpcRequestValidator {
   #failure: RpcTunnelError | undefined
   /** the SET_TENSOR_CACHED request being received: held back whole, never passed on as it is */
   #cachedRequest: Uint8Array | undefined
+  /** the SET_TENSOR_HASH request being received: held back whole until the cache is asked */
+  #hashRequest: Uint8Array | undefined
+  readonly #hashAnswered: (() => void) | undefined
 
-  constructor (maxMessageBytes: number, observer?: RequestObserver, cachedTensors?: CachedTensorSource) {
+  constructor (maxMessageBytes: number, observer?: RequestObserver, cachedTensors?: CachedTensorSource, hashAnswered?: () => void) {
     if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < 1) {
       throw new RpcTunnelOptionsError(`the ggml-rpc message cap must be a positive whole number of bytes, got ${maxMessageBytes}`)
     }
     this.#maxMessageBytes = maxMessageBytes
     this.#observer = observer
     this.#cachedTensors = cachedTensors
+    this.#hashAnswered = hashAnswered
   }
 
   /**
@@ -87,6 +102,9 @@ export class RpcRequestValidator {
         const part = chunk.subarray(offset, offset + n)
         if (this.#cachedRequest !== undefined) {
           this.#cachedRequest.set(part, this.#payloadBytes - this.#payloadLeft)
+        } else if (this.#hashRequest !== undefined) {
+          this.#hashRequest.set(part, this.#payloadBytes - this.#payloadLeft)
+          this.#observer?.requestPayload?.(part)
         } else {
           out.push(part)
           this.#observer?.requestPayload?.(part)
@@ -131,9 +149,11 @@ export class RpcRequestValidator {
     this.#payloadBytes = Number(size)
     this.#payloadLeft = this.#payloadBytes
     this.#cachedRequest = cached ? new Uint8Array(this.#payloadBytes) : undefined
+    const hashed = command === RpcCommand.SET_TENSOR_HASH && this.#cachedTensors?.setByHash !== undefined && this.#hashAnswered !== undefined
+    this.#hashRequest = hashed ? new Uint8Array(this.#payloadBytes) : undefined
     this.#observer?.requestStart(command, this.#payloadBytes)
     // A copy: the header buffer is reused for the next request.
-    if (!cached) out.push(this.#header.slice())
+    if (!cached && !hashed) out.push(this.#header.slice())
     if (this.#payloadLeft === 0) this.#endRequest(out)
   }
 
@@ -146,6 +166,20 @@ export class RpcRequestValidator {
       if (payloadBytes > this.#maxMessageBytes) throw new RpcMessageTooLargeError(commandName(RpcCommand.SET_TENSOR), BigInt(payloadBytes), this.#maxMessageBytes)
       out.push(...(this.#cachedTensors as CachedTensorSource).expand(request))
     }
+    const hashRequest = this.#hashRequest
+    this.#hashRequest = undefined
+    const held = hashRequest === undefined ? undefined : this.#heldByHash(hashRequest)
+    if (hashRequest !== undefined && held === undefined) out.push(encodeRequestHeader(RpcCommand.SET_TENSOR_HASH, hashRequest.byteLength), hashRequest)
+    if (held !== undefined) out.push(...held)
     this.#observer?.requestEnd(this.#command, this.#payloadBytes)
+    if (held !== undefined) this.#hashAnswered?.()
+  }
+
+  // The SET_TENSOR that the cache can make of a SET_TENSOR_HASH, held to the same cap as one that crossed whole.
+  #heldByHash (request: Uint8Array): Uint8Array[] | undefined {
+    const parts = this.#cachedTensors?.setByHash?.(request)
+    if (parts === undefined) return undefined
+    const bytes = parts.reduce((sum, part) => sum + part.byteLength, 0) - REQUEST_HEADER_BYTES
+    return bytes <= this.#maxMessageBytes ? parts : undefined
   }
 }

@@ -46,8 +46,10 @@ describe('tunnel tensor cache', () => {
   })
 
   /** The worker bridge's validator for one session over `cache`. */
-  const workerSession = (tensorCache: TensorCache | undefined = cache): RpcRequestValidator =>
-    new RpcRequestValidator(CAP, tensorCache === undefined ? undefined : observeAll(tensorCache.recorder()), tensorCache?.source)
+  const workerSession = (tensorCache: TensorCache | undefined = cache, hashAnswered = (): void => {}): RpcRequestValidator => {
+    const session = tensorCache?.session()
+    return new RpcRequestValidator(CAP, session === undefined ? undefined : observeAll(session.observer), session?.source, hashAnswered)
+  }
 
   const weights = randomBytes(MIN_CACHED_TENSOR_BYTES + 4096)
   const norm = randomBytes(MIN_CACHED_TENSOR_BYTES - 1)
@@ -83,6 +85,34 @@ describe('tunnel tensor cache', () => {
     const validator = workerSession()
     feed(chunk => validator.push(chunk), concat([hello, setTensor(large), rpcRequest(RpcCommand.GRAPH_COMPUTE, 100)]))
     assert.ok((await cache.inventory()).some(tensor => tensor.key === tensorKey(large)))
+  })
+
+  it('answers llama.cpp\'s SET_TENSOR_HASH for a large tensor it keeps while the weights load, and only then', async () => {
+    const large = randomBytes(LLAMA_RPC_HASH_THRESHOLD_BYTES + 4096)
+    const fnv = randomBytes(8)
+    const hashRequest = (description: Uint8Array): Uint8Array => rpcRequest(RpcCommand.SET_TENSOR_HASH, concat([description, fnv]))
+    const description = randomBytes(SET_TENSOR_DATA_OFFSET)
+    let answered = 0
+    // The first load: rpc-server holds nothing, so llama.cpp sends the data after the hash.
+    const first = concat([hello, hashRequest(description), setTensor(large, description), rpcRequest(RpcCommand.GRAPH_COMPUTE, 100)])
+    assert.deepEqual(feed(chunk => workerSession(cache, () => { answered++ }).push(chunk), first, first.length), first)
+    await cache.inventory()
+    assert.equal(answered, 0)
+    assert.ok((await readdir(dir)).includes(`fnv-${Buffer.from(fnv).reverse().toString('hex')}`), 'the data is linked by the hash llama.cpp announced')
+
+    // A reload, to another place in another buffer: the worker sets the data itself.
+    const elsewhere = randomBytes(SET_TENSOR_DATA_OFFSET)
+    const reload = workerSession(cache, () => { answered++ })
+    assert.deepEqual(feed(chunk => reload.push(chunk), concat([hello, hashRequest(elsewhere)]), 100), concat([hello, setTensor(large, elsewhere)]))
+    assert.equal(answered, 1, 'the client gets its answer from the worker')
+    // After a graph, a SET_TENSOR_HASH is a prompt's activations: passed on, never answered.
+    const computing = concat([rpcRequest(RpcCommand.GRAPH_COMPUTE, 100), hashRequest(elsewhere)])
+    assert.deepEqual(feed(chunk => reload.push(chunk), computing), computing)
+    assert.equal(answered, 1)
+    // An unknown hash goes to rpc-server, which says it holds nothing.
+    const unknown = concat([hello, rpcRequest(RpcCommand.SET_TENSOR_HASH, concat([description, randomBytes(8)]))])
+    assert.deepEqual(feed(chunk => workerSession(cache, () => { answered++ }).push(chunk), unknown), unknown)
+    assert.equal(answered, 1)
   })
 
   it('sends a cached tensor as SET_TENSOR_CACHED, which the worker expands into the very same request', async () => {

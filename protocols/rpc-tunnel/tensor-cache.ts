@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { mkdir, open, readdir, rename, rm, stat, utimes } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, rm, stat, symlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { encodeRequestHeader, RpcCommand, SET_TENSOR_DATA_OFFSET, TENSOR_KEY_BYTES } from './ggml-rpc.js'
 import { RpcTensorCacheMissError } from './errors.js'
@@ -21,6 +21,13 @@ export interface CachedTensor {
 export const MIN_CACHED_TENSOR_BYTES = 256 * 1024
 
 const KEY_NAME = /^[0-9a-f]{64}$/
+/**
+ * A link to a tensor's file named by the FNV-1a hash that llama.cpp's RPC client sends in
+ * SET_TENSOR_HASH before a tensor over 10 MiB: through it the worker answers that request itself.
+ */
+const HASH_LINK = /^fnv-([0-9a-f]{16})$/
+/** SET_TENSOR_HASH's payload: rpc_tensor and offset (as SET_TENSOR's), then the FNV-1a hash u64 */
+const HASH_REQUEST_BYTES = SET_TENSOR_DATA_OFFSET + 8
 
 /** True for text that can be a tensor key (and so a file of the cache, never a path elsewhere). */
 export function isTensorKey (text: string): boolean {
@@ -61,6 +68,29 @@ function dataParts (payload: readonly Uint8Array[]): Uint8Array[] {
  */
 export function isCacheableTensor (dataBytes: number): boolean {
   return dataBytes >= MIN_CACHED_TENSOR_BYTES
+}
+
+/** The FNV-1a hash in a SET_TENSOR_HASH payload, as 16 hex digits. */
+function requestHash (request: Uint8Array): string {
+  return new DataView(request.buffer, request.byteOffset, request.byteLength).getBigUint64(SET_TENSOR_DATA_OFFSET, true).toString(16).padStart(16, '0')
+}
+
+/** True when two payloads start with the same rpc_tensor and offset: a SET_TENSOR_HASH and the SET_TENSOR it announces. */
+function sameDescription (a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength >= SET_TENSOR_DATA_OFFSET && b.byteLength >= SET_TENSOR_DATA_OFFSET &&
+    Buffer.from(a.buffer, a.byteOffset, SET_TENSOR_DATA_OFFSET).equals(Buffer.from(b.buffer, b.byteOffset, SET_TENSOR_DATA_OFFSET))
+}
+
+/** The first `bytes` bytes of data given in parts (fewer if it is shorter). */
+function leadingBytes (parts: readonly Uint8Array[], bytes: number): Uint8Array {
+  const out: Uint8Array[] = []
+  let left = bytes
+  for (const part of parts) {
+    if (left <= 0) break
+    out.push(part.subarray(0, left))
+    left -= Math.min(left, part.byteLength)
+  }
+  return Buffer.concat(out)
 }
 
 /**
@@ -117,7 +147,8 @@ export class TensorCache {
   async inventory (): Promise<CachedTensor[]> {
     await this.#created()
     await Promise.all(this.#pending)
-    const files = await Promise.all((await readdir(this.#dir)).filter(isTensorKey).map(async key => {
+    const names = await readdir(this.#dir)
+    const files = await Promise.all(names.filter(isTensorKey).map(async key => {
       const { size, mtimeMs } = await stat(join(this.#dir, key))
       return { key, bytes: size, usedAt: mtimeMs }
     }))
@@ -133,36 +164,73 @@ export class TensorCache {
         await rm(join(this.#dir, key), { force: true })
       }
     }
+    // Links whose file is gone (removed now, or never written whole).
+    for (const link of names.filter(name => HASH_LINK.test(name))) {
+      await stat(join(this.#dir, link)).catch(async () => { await rm(join(this.#dir, link), { force: true }) })
+    }
     return kept
   }
 
-  /** Watches a session's requests and keeps the weights of every cacheable SET_TENSOR that passes whole. */
-  recorder (): RequestObserver {
+  /**
+   * One tunnel session: `observer` keeps the weights of every cacheable SET_TENSOR that passes
+   * whole; `source` expands SET_TENSOR_CACHED and, while the weights load, answers a
+   * SET_TENSOR_HASH whose data the cache holds (the worker then sets the data itself, and
+   * the client sends nothing more). After the first graph computation nothing is kept or answered.
+   */
+  session (): { observer: RequestObserver, source: CachedTensorSource } {
     const weights = new WeightLoading()
     let parts: Uint8Array[] | undefined
-    return {
+    let hashRequest: Uint8Array[] | undefined
+    /** the hash llama.cpp announced for the SET_TENSOR that follows its SET_TENSOR_HASH */
+    let announced: { description: Uint8Array, hash: string } | undefined
+    const observer: RequestObserver = {
       requestStart: (command, payloadBytes) => {
         weights.request(command)
         parts = weights.loading && command === RpcCommand.SET_TENSOR && isCacheableTensor(payloadBytes - SET_TENSOR_DATA_OFFSET) ? [] : undefined
+        hashRequest = weights.loading && command === RpcCommand.SET_TENSOR_HASH && payloadBytes === HASH_REQUEST_BYTES ? [] : undefined
+        if (command !== RpcCommand.SET_TENSOR) announced = undefined
       },
-      requestPayload: part => { parts?.push(part) },
+      requestPayload: part => {
+        (parts ?? hashRequest)?.push(part)
+      },
       requestEnd: () => {
-        if (parts !== undefined) this.#remember(parts)
+        if (parts !== undefined) {
+          const announces = announced !== undefined && sameDescription(leadingBytes(parts, SET_TENSOR_DATA_OFFSET), announced.description)
+          this.#remember(parts, announces ? announced?.hash : undefined)
+        }
+        if (hashRequest !== undefined) {
+          const request = Buffer.concat(hashRequest)
+          announced = { description: request.subarray(0, SET_TENSOR_DATA_OFFSET), hash: requestHash(request) }
+        }
         parts = undefined
+        hashRequest = undefined
       }
     }
-  }
-
-  /** Expands a session's SET_TENSOR_CACHED requests from the cache. */
-  readonly source: CachedTensorSource = {
-    expand: request => {
-      const view = new DataView(request.buffer, request.byteOffset, request.byteLength)
-      const bytes = Number(view.getBigUint64(SET_TENSOR_DATA_OFFSET, true))
-      const key = Buffer.from(request.subarray(SET_TENSOR_DATA_OFFSET + 8, SET_TENSOR_DATA_OFFSET + 8 + TENSOR_KEY_BYTES)).toString('hex')
-      const data = this.#read(key, bytes)
-      this.#metrics.tensorCache('hit', bytes)
-      return [encodeRequestHeader(RpcCommand.SET_TENSOR, SET_TENSOR_DATA_OFFSET + bytes), request.subarray(0, SET_TENSOR_DATA_OFFSET), data]
+    const source: CachedTensorSource = {
+      expand: request => {
+        const view = new DataView(request.buffer, request.byteOffset, request.byteLength)
+        const bytes = Number(view.getBigUint64(SET_TENSOR_DATA_OFFSET, true))
+        const key = Buffer.from(request.subarray(SET_TENSOR_DATA_OFFSET + 8, SET_TENSOR_DATA_OFFSET + 8 + TENSOR_KEY_BYTES)).toString('hex')
+        const data = this.#read(key, bytes)
+        this.#metrics.tensorCache('hit', bytes)
+        return [encodeRequestHeader(RpcCommand.SET_TENSOR, SET_TENSOR_DATA_OFFSET + bytes), request.subarray(0, SET_TENSOR_DATA_OFFSET), data]
+      },
+      setByHash: request => {
+        if (!weights.loading || request.byteLength !== HASH_REQUEST_BYTES) return undefined
+        const link = join(this.#dir, `fnv-${requestHash(request)}`)
+        let data: Buffer
+        try {
+          data = readFileSync(link)
+        } catch {
+          return undefined
+        }
+        const now = new Date()
+        utimes(link, now, now).catch(() => {})
+        this.#metrics.tensorCache('hit', data.byteLength)
+        return [encodeRequestHeader(RpcCommand.SET_TENSOR, SET_TENSOR_DATA_OFFSET + data.byteLength), request.slice(0, SET_TENSOR_DATA_OFFSET), data]
+      }
     }
+    return { observer, source }
   }
 
   // Read synchronously: the expansion must take the request's place in the session's order,
@@ -182,7 +250,8 @@ export class TensorCache {
 
   // Hashing and writing wait for the next turn of the event loop, so the request they come
   // from reaches rpc-server first. A cache that cannot write only costs a whole send later.
-  #remember (payload: Uint8Array[]): void {
+  // `hash`: the FNV-1a hash llama.cpp announced for this data (tensors over 10 MiB), to link it by.
+  #remember (payload: Uint8Array[], hash: string | undefined): void {
     const work = new Promise<void>(resolve => setImmediate(resolve)).then(async () => {
       // Hashed and written part by part: a copy of every tensor would double the first load's memory traffic.
       const data = dataParts(payload)
@@ -190,7 +259,7 @@ export class TensorCache {
       if (this.#keysBeingWritten.has(key)) return
       this.#keysBeingWritten.add(key)
       try {
-        await this.#write(key, data)
+        if (await this.#write(key, data) && hash !== undefined) await this.#link(hash, key)
       } finally {
         this.#keysBeingWritten.delete(key)
       }
@@ -199,13 +268,14 @@ export class TensorCache {
     void work.finally(() => this.#pending.delete(work))
   }
 
-  async #write (key: string, data: readonly Uint8Array[]): Promise<void> {
+  // True once the file holds the data (written now or before).
+  async #write (key: string, data: readonly Uint8Array[]): Promise<boolean> {
     const bytes = data.reduce((sum, part) => sum + part.byteLength, 0)
     try {
       await this.#created()
       const file = join(this.#dir, key)
       const exists = await stat(file).then(s => s.size === bytes, () => false)
-      if (exists) return
+      if (exists) return true
       const partial = join(this.#dir, `.${key}.partial`)
       const handle = await open(partial, 'w', 0o600)
       try {
@@ -215,8 +285,20 @@ export class TensorCache {
       }
       await rename(partial, file)
       this.#metrics.tensorCache('stored', bytes)
+      return true
     } catch (err) {
       this.#log.error('cannot keep tensor data in the tensor cache %s: %s', this.#dir, (err as Error).message)
+      return false
+    }
+  }
+
+  async #link (hash: string, key: string): Promise<void> {
+    const link = join(this.#dir, `fnv-${hash}`)
+    try {
+      await rm(link, { force: true })
+      await symlink(key, link)
+    } catch (err) {
+      this.#log.error('cannot link tensor data in the tensor cache %s by its hash: %s', this.#dir, (err as Error).message)
     }
   }
 

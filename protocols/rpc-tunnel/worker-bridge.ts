@@ -2,7 +2,8 @@ import { connect, type Socket } from 'node:net'
 import { CommandMeter } from './command-meter.js'
 import { RpcIdleReadTimeoutError, RpcServerUnavailableError, RpcTunnelError, RpcTunnelRefusedError } from './errors.js'
 import { pipeSocketAndStream } from './pipe.js'
-import { observeAll, RpcRequestValidator } from './request-validator.js'
+import { RESPONSE_HEADER_BYTES } from './ggml-rpc.js'
+import { observeAll, RpcRequestValidator, SET_TENSOR_HASH_HELD_RESPONSE } from './request-validator.js'
 import { RpcResponseReader } from './response-reader.js'
 import type { RpcTunnelMetrics } from './metrics.js'
 import type { TensorCache } from './tensor-cache.js'
@@ -64,9 +65,15 @@ export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream
     return
   }
   const meter = new CommandMeter(init.metrics)
-  const cache = init.tensorCache
-  const observer = cache === undefined ? meter : observeAll(meter, cache.recorder())
-  const validator = new RpcRequestValidator(init.maxMessageBytes(connection.remotePeer), observer, cache?.source)
+  const cache = init.tensorCache?.session()
+  const observer = cache === undefined ? meter : observeAll(meter, cache.observer)
+  // A SET_TENSOR_HASH the cache answered: the client waits for this answer alone (ggml-rpc has
+  // one request with a response in flight at most), so it cannot overtake rpc-server's answers.
+  const hashAnswered = (): void => {
+    stream.send(SET_TENSOR_HASH_HELD_RESPONSE)
+    meter.responseEnd(SET_TENSOR_HASH_HELD_RESPONSE.byteLength - RESPONSE_HEADER_BYTES)
+  }
+  const validator = new RpcRequestValidator(init.maxMessageBytes(connection.remotePeer), observer, cache?.source, hashAnswered)
   const responses = new RpcResponseReader(bytes => { meter.responseEnd(bytes) })
   const failure = await pipeSocketAndStream(socket, stream, {
     fromStream: chunk => validator.push(chunk),
