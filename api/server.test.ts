@@ -117,6 +117,8 @@ describe('OpenAI-compatible API over the local engine', () => {
       ['/v1/chat/completions', { model: api.modelName, messages: chat, tools: Array.from({ length: 129 }, () => ({ type: 'function', function: { name: 'f' } })) }, 'tools', 400],
       ['/v1/chat/completions', { model: api.modelName, messages: chat, n: 2 }, 'n', 422],
       ['/v1/chat/completions', { model: api.modelName, messages: chat, tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }, 'tool_choice', 400],
+      // The test model's ChatML template has no place for tools.
+      ['/v1/chat/completions', { model: api.modelName, messages: chat, tools: [{ type: 'function', function: { name: 'f' } }] }, 'tools', 422],
       ['/v1/completions', { model: api.modelName, prompt: PROMPT, logit_bias: { 5: 101 } }, 'logit_bias.5', 400],
       ['/v1/completions', { model: api.modelName, prompt: PROMPT, presence_penalty: 2.5 }, 'presence_penalty', 400],
       ['/v1/chat/completions', { model: api.modelName, messages: [{ role: 'user', content: [{ type: 'image_url' }] }] }, 'messages[0].content', 422],

@@ -204,7 +204,12 @@ export async function chatCompletionRoutes (app: FastifyInstance, served: Served
     if (served.chatTemplate instanceof Error) throw served.chatTemplate
     const { tools, forced } = toolUse(body)
     const format = tools.length > 0 ? toolCallFormat(served.chatTemplate.source) : undefined
-    const prompt = served.chatTemplate.render(templateMessages(body.messages), tools)
+    const messages = templateMessages(body.messages)
+    const prompt = served.chatTemplate.render(messages, tools)
+    // A template that ignores tools leaves the model unaware of them: it could only call one by chance.
+    if (tools.length > 0 && forced === undefined && prompt === served.chatTemplate.render(messages)) {
+      throw new UnsupportedRequestError('the model\'s chat template does not render tools, so the model cannot know them; use tool_choice "required" or a named function (the call is then held to the tools by a grammar), or a model whose template supports tools', 'tools', 'unsupported_feature')
+    }
     if (body.top_logprobs != null && body.logprobs !== true) throw new InvalidRequestError('top_logprobs needs logprobs: true', 'top_logprobs')
     if (forced !== undefined && (body.response_format?.type ?? 'text') !== 'text') {
       throw new InvalidRequestError('a reply cannot be both a forced tool call and response_format JSON; leave one out', 'response_format')
