@@ -52,7 +52,7 @@ export interface LayerRange {
 export interface TensorUpload {
   /** SET_TENSOR requests that crossed the network */
   setTensorBytes: number
-  /** SET_TENSOR_HASH requests: llama.cpp asking whether rpc-server holds a large tensor (never: it runs without a cache; the tunnel's cache answers the SET_TENSOR that follows) */
+  /** SET_TENSOR_HASH requests: llama.cpp asking whether the worker holds a large tensor (its tensor cache answers for the weights it keeps) */
   setTensorHashBytes: number
   /** tensor data the tunnel's tensor cache passed to rpc-server instead of the network */
   tensorCacheHitBytes: number
