@@ -140,7 +140,7 @@ function benchApiCommand (): Command {
     .option('--json-schema', 'chat requests with a strict response_format json_schema instead of text completions')
     .option('--json', 'print one JSON object instead of a summary')
     .action(async (options: BenchApiOptions) => {
-      const { benchApi } = await import('../api-bench.js')
+      const { benchApi } = await import('../bench/api-bench.js')
       const load = options.tools === true ? 'tools' : options.jsonSchema === true ? 'json-schema' : 'text'
       const result = await benchApi({ modelPath: options.model, load, concurrency: options.concurrency, requests: options.requests, tokens: options.tokens })
       if (options.json === true) {

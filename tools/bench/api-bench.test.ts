@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
-import { runMesh } from './test-support/run-mesh.js'
+import { writeTestModel, type TestModel } from '../../engine/test-support/write-test-model.js'
+import { runMesh } from '../test-support/run-mesh.js'
 
 // Runs the real command on a tiny synthetic model: it checks the output contract, not the speed.
 // Needs the llama-server `mesh setup` builds.
