@@ -16,5 +16,12 @@ export default tseslint.config(
   {
     files: ['**/*.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } }
+  },
+  {
+    // The dashboard's page scripts run in the browser, not in Node.
+    files: ['api/dashboard/static/**/*.js'],
+    languageOptions: {
+      globals: Object.fromEntries(['window', 'document', 'fetch', 'sessionStorage', 'AbortController', 'setTimeout', 'clearTimeout', 'TextDecoderStream', 'performance', 'console'].map(name => [name, 'readonly']))
+    }
   }
 )

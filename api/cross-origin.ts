@@ -10,15 +10,19 @@ export interface CrossOriginOptions {
 
 async function crossOriginPlugin (app: FastifyInstance, options: CrossOriginOptions): Promise<void> {
   const allowed = new Set(options.origins)
+  const common = { methods: ['GET', 'POST'], allowedHeaders: ['authorization', 'content-type'], maxAge: 600 }
+  // No Origin header: not a browser page (curl, the openai clients), so CORS does not apply.
+  const foreignOrigin = async (origin: string | undefined): Promise<boolean> => {
+    if (origin === undefined || allowed.has(origin)) return origin !== undefined
+    throw new ForbiddenOriginError(`requests from the web page origin ${JSON.stringify(origin)} are refused; start the coordinator with --cors-origin ${origin} to allow it`, null, 'origin_not_allowed')
+  }
   await app.register(fastifyCors, {
-    // No Origin header: not a browser page (curl, the openai clients), so CORS does not apply.
-    origin: async (origin: string | undefined) => {
-      if (origin === undefined || allowed.has(origin)) return origin !== undefined
-      throw new ForbiddenOriginError(`requests from the web page origin ${JSON.stringify(origin)} are refused; start the coordinator with --cors-origin ${origin} to allow it`, null, 'origin_not_allowed')
-    },
-    methods: ['GET', 'POST'],
-    allowedHeaders: ['authorization', 'content-type'],
-    maxAge: 600
+    // The dashboard's own page (same origin: its module scripts and fetches carry an Origin
+    // header too) is not a cross-origin caller.
+    delegator: (request, callback) => {
+      const sameOrigin = request.headers.origin !== undefined && request.headers.origin === `http://${request.headers.host ?? ''}`
+      callback(null, { ...common, origin: sameOrigin ? false : foreignOrigin })
+    }
   })
 }
 

@@ -12,6 +12,7 @@ import fp from 'fastify-plugin'
 import type { GenerationObserver } from '../engine/observed-engine.js'
 import { RATE_WINDOW_S, TokenRate } from '../engine/token-rate.js'
 import type { AdmissionGauge } from './admission.js'
+import { LatencyWindow, type LatencyPercentiles } from './latency-window.js'
 
 /** The serving load as `mesh status` shows it. */
 export interface ServingLoad {
@@ -35,6 +36,7 @@ export class ApiMetrics implements GenerationObserver {
   readonly #promptTokens: Counter
   readonly #completionTokens: Counter
   readonly #rate = new TokenRate()
+  readonly #recentTtft = new LatencyWindow()
   #admission: AdmissionGauge | undefined
 
   constructor (registry: Registry) {
@@ -60,6 +62,7 @@ export class ApiMetrics implements GenerationObserver {
 
   firstToken (seconds: number): void {
     this.#ttft.observe(seconds)
+    this.#recentTtft.add(seconds)
     this.#rate.add()
   }
 
@@ -87,6 +90,11 @@ export class ApiMetrics implements GenerationObserver {
       queueDepth: this.#admission?.depth ?? 0,
       activeStreams: this.#admission?.active ?? 0
     }
+  }
+
+  /** Time to first token of the last minute's generations, p50 and p99 (the dashboard's chart). */
+  recentTimeToFirstToken (): LatencyPercentiles {
+    return this.#recentTtft.percentiles()
   }
 }
 

@@ -20,6 +20,7 @@ import { requestAudit, type RequestAuditOptions } from './audit.js'
 import { requestMetrics, type ApiMetricsOptions } from './metrics.js'
 import { requestFacts } from './request-facts.js'
 import { metricsRoutes } from './routes/metrics.js'
+import { dashboard, type DashboardSource } from './dashboard/dashboard.js'
 
 export interface ApiServerOptions {
   /** the engine that generates: the local engine or the cluster's llama-server */
@@ -44,6 +45,8 @@ export interface ApiServerOptions {
   metrics?: ApiMetricsOptions
   /** append every finished /v1 request to the audit ledger (default: no audit) */
   audit?: RequestAuditOptions
+  /** serve the web dashboard at GET / over this cluster's status (default: none; needs `metrics`) */
+  dashboard?: DashboardSource
 }
 
 /**
@@ -85,6 +88,10 @@ export async function createApiServer (options: ApiServerOptions): Promise<Fasti
   await app.register(securityHeaders)
   await app.register(crossOrigin, { origins: options.corsOrigins ?? [] })
   await app.register(healthRoutes, served)
+  if (options.dashboard !== undefined) {
+    if (options.metrics === undefined) throw new TypeError('the dashboard charts the API\'s metrics: pass `metrics` too')
+    await app.register(dashboard, { source: options.dashboard, load: options.metrics.metrics, apiKey: options.apiKey, keys: options.keys })
+  }
   await app.register(async v1 => {
     await v1.register(rateLimits, options.rateLimits ?? DEFAULT_RATE_LIMITS)
     await v1.register(bearerAuth, { apiKey: options.apiKey, keys: options.keys })

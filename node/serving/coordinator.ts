@@ -16,6 +16,7 @@ import { shortPeerId } from '../short-peer-id.js'
 import { chooseServingPlan, groupKey, samePlacement, type EngineChoice, type ServingPlan, type ServingPlanInput } from './serving-plan.js'
 import { ReplicaGroups, type RunningGroup } from './replica-groups.js'
 import { GroupMetrics } from './group-metrics.js'
+import { dashboardSource } from './dashboard-source.js'
 import type { MeshNode } from '../mesh-node.js'
 import type { DataDir } from '../data-dir.js'
 import type { Log } from '../log.js'
@@ -147,6 +148,7 @@ export class Coordinator {
       engine: new ObservedEngine(serving, metrics),
       metrics: { metrics, registry: init.node.metrics.registry, public: init.metricsPublic ?? false },
       audit: { ledger: init.node.audit, log: init.log },
+      dashboard: dashboardSource(init.node),
       apiKey,
       keys: init.node.apiKeys,
       ...init.apiLimits,
