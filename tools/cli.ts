@@ -2,6 +2,7 @@
 import { Command } from 'commander'
 import { hardeningSupported, hardenThisProcess } from '../engine/process-hardening.js'
 import { reportFatal } from './report-fatal.js'
+import { versionLine } from './version.js'
 
 /**
  * Each subcommand is imported only when it runs: libp2p and node-llama-cpp take seconds to
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 const program = new Command('mesh')
   .description('llmesh: the machines on your LAN as one private LLM server')
   .showHelpAfterError()
+  .version(versionLine(), '-V, --version', 'print llmesh\'s version and the llama.cpp release it builds')
 
 try {
   const requested = process.argv[2]
@@ -33,7 +35,7 @@ try {
   // disk. Not for `mesh setup`, which holds neither and must run before a C compiler is checked.
   if (hardeningSupported && requested !== 'setup') hardenThisProcess()
   // An unknown name or `mesh --help` needs every command, to list them or suggest one.
-  const names = requested != null && requested in COMMANDS ? [requested] : Object.keys(COMMANDS)
+  const names = requested === '--version' || requested === '-V' ? [] : requested != null && requested in COMMANDS ? [requested] : Object.keys(COMMANDS)
   for (const name of names) program.addCommand(await COMMANDS[name]())
   await program.parseAsync(process.argv)
 } catch (err) {
