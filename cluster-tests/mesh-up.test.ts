@@ -2,20 +2,18 @@
 // with the printed key, and Ctrl-C stopping every process it started.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadLocalEngine } from '../engine/local-engine.js'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
-import { MESH_BIN, runMesh } from '../tools/test-support/run-mesh.js'
-import { waitFor } from '../tools/wait-for.js'
+import { runMesh } from '../tools/test-support/run-mesh.js'
 import { descendantPids, runningPids } from './process-tree.js'
 import type { StatusReport } from '../node/status-report.js'
 import { freePort } from '../engine/free-port.js'
+import { MeshUp } from './mesh-up-process.js'
 
-const READY_TIMEOUT_MS = 300_000
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
 const COMPLETION_TOKENS = 32
 
@@ -41,38 +39,6 @@ function portOf (server: Server): number {
   const address = server.address()
   if (address == null || typeof address === 'string') throw new Error('no TCP port')
   return address.port
-}
-
-/** A running `mesh up` with its output so far. */
-class MeshUp {
-  stdout = ''
-  stderr = ''
-  readonly child: ChildProcess
-  readonly exited: Promise<number | null>
-
-  constructor (home: string, args: string[]) {
-    this.child = spawn(process.execPath, [MESH_BIN, 'up', ...args], { env: { ...process.env, LLMESH_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] })
-    this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { this.stdout += chunk })
-    this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { this.stderr += chunk })
-    this.exited = new Promise(resolve => { this.child.once('exit', code => { resolve(code) }) })
-  }
-
-  async ready (): Promise<void> {
-    const gone = new AbortController()
-    void this.exited.then(code => { gone.abort(new Error(`mesh up exited with code ${String(code)} before "ready"`)) })
-    await waitFor('"ready" from mesh up', async () => /^ready$/m.test(this.stdout) ? true : undefined, READY_TIMEOUT_MS, gone.signal)
-      .catch((err: Error) => { throw new Error(`${err.message}\nstdout:\n${this.stdout}\nstderr:\n${this.stderr}`) })
-  }
-
-  /** Kills mesh up and everything below it, for clean-up after a failed test. */
-  async kill (): Promise<void> {
-    if (this.child.pid === undefined || this.child.exitCode !== null) return
-    for (const pid of await descendantPids(this.child.pid)) {
-      try { process.kill(pid, 'SIGKILL') } catch { /* already gone */ }
-    }
-    this.child.kill('SIGKILL')
-    await this.exited
-  }
 }
 
 describe('mesh up', () => {

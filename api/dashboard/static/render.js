@@ -113,8 +113,8 @@ export function renderTopology (container, status) {
     g.append(svg('rect', { x: 0, y: 0, width: 8, height: boxH, rx: 3, fill: palette.get(node.peerId) }))
     const ranges = layerRanges(status, node.peerId)
     const lines = [
-      [`${node.role} ${short(node.peerId)}${node.self ? ' (this node)' : ''}`, 'title'],
-      [`${node.state}${ranges.length > 0 ? ' · ' + ranges.join(', ') : ' · no layers'}`, 'layers'],
+      [`${node.role} ${short(node.peerId)}`, 'title'],
+      [`${node.self ? 'this node' : node.state}${ranges.length > 0 ? ' · ' + ranges.join(', ') : ' · no layers'}`, 'layers'],
       [node.address.replace(/\/p2p\/.*$/, ''), ''],
       [`llama.cpp ${node.tag}`, ''],
       [`memory ${bytes(usedBytes(status, node.peerId))} used / ${bytes(node.offered)}`, '']
