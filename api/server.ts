@@ -45,6 +45,8 @@ export interface ApiServerOptions {
   metrics?: ApiMetricsOptions
   /** append every finished /v1 request to the audit ledger (default: no audit) */
   audit?: RequestAuditOptions
+  /** serve HTTPS with this PEM key and certificate chain (default: plain HTTP) */
+  tls?: { key: string, cert: string }
   /** serve the web dashboard at GET / over this cluster's status (default: none; needs `metrics`) */
   dashboard?: DashboardSource
 }
@@ -72,8 +74,10 @@ export async function createApiServer (options: ApiServerOptions): Promise<Fasti
     // Unique across restarts, so that the audit ledger's request ids never repeat.
     genReqId: () => randomUUID(),
     // A string where a number belongs is a client bug to report, not to paper over.
-    ajv: { customOptions: { coerceTypes: false } }
-  })
+    ajv: { customOptions: { coerceTypes: false } },
+    // Fastify types an HTTPS server's instance apart from an HTTP one; the routes are the same.
+    ...(options.tls !== undefined ? { https: options.tls } : {})
+  }) as FastifyInstance
   app.setErrorHandler(openAiErrorHandler)
   app.setNotFoundHandler(openAiNotFoundHandler)
   await app.register(requestFacts)

@@ -76,6 +76,8 @@ export interface CoordinatorInit {
   parallel?: number
   apiHost: string
   apiPort: number
+  /** serve the API over HTTPS with this PEM key and certificate chain (default: plain HTTP) */
+  apiTls?: { key: string, cert: string }
   /** serve GET /metrics without an API key (default false) */
   metricsPublic?: boolean
   /** the API's admission queue depth, rate limits and allowed browser origins (default: the API's defaults) */
@@ -148,6 +150,7 @@ export class Coordinator {
       engine: new ObservedEngine(serving, metrics),
       metrics: { metrics, registry: init.node.metrics.registry, public: init.metricsPublic ?? false },
       audit: { ledger: init.node.audit, log: init.log },
+      tls: init.apiTls,
       dashboard: dashboardSource(init.node),
       apiKey,
       keys: init.node.apiKeys,
@@ -191,7 +194,7 @@ export class Coordinator {
       }),
       unusedWorkers: layout?.unusedWorkers,
       slots: this.#serving.state === 'ready' ? this.#serving.slots : null,
-      apiUrl: `http://${this.#init.apiHost}:${this.#init.apiPort}/v1`,
+      apiUrl: `${this.#init.apiTls !== undefined ? 'https' : 'http'}://${this.#init.apiHost}:${this.#init.apiPort}/v1`,
       load: this.#metrics.load()
     }
   }
