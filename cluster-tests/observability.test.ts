@@ -88,7 +88,16 @@ describe('observability of a real cluster', () => {
     return await fetch(apiUrl + path, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` }, body: JSON.stringify(body) })
   }
 
-  it('serves chat and text completions, streamed and whole, with the canary in every prompt', async () => {
+  it('serves chat and text completions, streamed and whole, with the canary in every prompt; the dashboard\'s status and event stream carry none of it', async () => {
+    // The web dashboard's event stream, open while the requests run.
+    const events = new AbortController()
+    const stream = await fetch(`${apiUrl}/dashboard/api/events`, { headers: { authorization: `Bearer ${apiKey}` }, signal: events.signal })
+    assert.equal(stream.status, 200)
+    let streamed = ''
+    const reading = (async () => {
+      const decoder = new TextDecoder()
+      for await (const chunk of stream.body ?? []) streamed += decoder.decode(chunk as Uint8Array, { stream: true })
+    })().catch(() => {})
     const chat = { model: 'model', messages: [{ role: 'user', content: `Remember ${CANARY} and repeat it.` }], max_tokens: 8, temperature: 0 }
     const text = { model: 'model', prompt: `The secret is ${CANARY}. Again: ${CANARY}`, max_tokens: 8, temperature: 0 }
     for (const [path, body] of [['/v1/chat/completions', chat], ['/v1/completions', text]] as const) {
@@ -99,6 +108,15 @@ describe('observability of a real cluster', () => {
         assert.ok(!reply.includes(CANARY), 'the synthetic model echoed the canary; the leak search would be meaningless')
       }
     }
+    // Two load samples after the last request: the stream has told what it would of them.
+    const samplesBefore = streamed.split('event: load').length
+    await waitFor('two load samples after the requests', async () => streamed.split('event: load').length >= samplesBefore + 2 ? true : undefined, 30_000)
+    events.abort()
+    await reading
+    assert.ok(!streamed.includes(CANARY), 'the canary is in the dashboard\'s event stream')
+    const dashboardStatus = await fetch(`${apiUrl}/dashboard/api/status`, { headers: { authorization: `Bearer ${apiKey}` } })
+    assert.equal(dashboardStatus.status, 200)
+    assert.ok(!(await dashboardStatus.text()).includes(CANARY), 'the canary is in the dashboard\'s status')
   })
 
   it('GET /metrics needs the API key and shows requests, latencies, tokens, load, members and the tunnel', async () => {
