@@ -20,7 +20,7 @@ async function crossOriginPlugin (app: FastifyInstance, options: CrossOriginOpti
     // The dashboard's own page (same origin: its module scripts and fetches carry an Origin
     // header too) is not a cross-origin caller.
     delegator: (request, callback) => {
-      const sameOrigin = request.headers.origin !== undefined && request.headers.origin === `http://${request.headers.host ?? ''}`
+      const sameOrigin = request.headers.origin !== undefined && request.headers.origin === `${request.protocol}://${request.headers.host ?? ''}`
       callback(null, { ...common, origin: sameOrigin ? false : foreignOrigin })
     }
   })

@@ -39,6 +39,17 @@ describe('the API\'s protections', () => {
     })
   })
 
+  it('takes a page of its own origin (the dashboard) as no cross-origin caller, and one of the same host on another port as one', async () => {
+    await withApi({}, async api => {
+      const own = await fetch(`${api.url}/v1/models`, { headers: { authorization: `Bearer ${api.apiKey}`, origin: api.url } })
+      assert.equal(own.status, 200)
+      assert.equal(own.headers.get('access-control-allow-origin'), null)
+      const url = new URL(api.url)
+      const otherPort = `${url.protocol}//${url.hostname}:${Number(url.port) + 1}`
+      assert.equal((await fetch(`${api.url}/v1/models`, { headers: { authorization: `Bearer ${api.apiKey}`, origin: otherPort } })).status, 403)
+    })
+  })
+
   it('refuses cross-origin requests unless their origin is configured', async () => {
     const page = 'https://chat.example.lan'
     await withApi({}, async api => {
