@@ -5,6 +5,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { bundledLlamaCppSource } from '../engine/llama-cpp/source.js'
 import { issueCertificate, type Certificate } from './certificate.js'
 import { isAnswering } from './control-socket.js'
+import { createApiCa } from './api-certificate.js'
 import { ensureDataDir, exists, loadOrCreateNodeKey, openDatastore, readClusterConfig, writeClusterConfig, writeSecretFile, type DataDir } from './data-dir.js'
 import { ClusterExistsError, DataDirError } from './errors.js'
 import { LOCAL_FEATURES } from './features.js'
@@ -39,6 +40,8 @@ export async function createCluster (dir: DataDir, force: boolean): Promise<Crea
   await writeSecretFile(dir.apiKey, randomBytes(32).toString('base64url') + '\n')
   const clusterId = `llmesh-${randomBytes(6).toString('hex')}`
   await writeClusterConfig(dir, { clusterId, caPublicKey: Buffer.from(publicKeyToProtobuf(caKey.publicKey)).toString('base64'), coordinatorAddrs: [] })
+  // Replaced with the cluster: HTTPS clients of the old one must not trust the new one's API.
+  await createApiCa(dir, clusterId)
   const peerId = peerIdFromPrivateKey(nodeKey).toString()
   const datastore = await openDatastore(dir)
   try {

@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   init: async () => (await import('./commands/init.js')).initCommand(),
   token: async () => (await import('./commands/token.js')).tokenCommand(),
   join: async () => (await import('./commands/join.js')).joinCommand(),
+  'ca-cert': async () => (await import('./commands/ca-cert.js')).caCertCommand(),
   revoke: async () => (await import('./commands/revoke.js')).revokeCommand(),
   key: async () => (await import('./commands/key.js')).keyCommand(),
   start: async () => (await import('./commands/start.js')).startCommand(),

@@ -13,6 +13,7 @@ import { ENGINE_CHOICES, type EngineChoice } from '../../node/serving/serving-pl
 import { checkPlacement, parseStages, PLACEMENTS, type Placement, type PrivacyMode, type StageRange } from '../../scheduler/index.js'
 import type { Role } from '../../node/certificate.js'
 import type { Encryption } from '../../node/libp2p-node.js'
+import { apiTls } from '../api-tls.js'
 
 interface StartOptions {
   role: Role
@@ -39,6 +40,9 @@ interface StartOptions {
   rateLimitKey: number
   rateLimitIp: number
   corsOrigin: string[]
+  tls?: 'auto'
+  tlsCert?: string
+  tlsKey?: string
 }
 
 function parseStagesOption (value: string): StageRange[] {
@@ -78,7 +82,10 @@ export function startCommand (): Command {
     .addOption(new Option('--memory <bytes>', 'memory offered to the cluster (default: free memory at start)').argParser(parsePositiveInt))
     .option('--model <path>', 'coordinator: the GGUF model to serve through the API')
     .addOption(new Option('--engine <engine>', 'coordinator: local runs the model in this process, cluster splits it over the workers with llama-server, auto picks cluster when workers are alive').choices(ENGINE_CHOICES).default('auto'))
-    .option('--api-host <host>', 'coordinator: address the API listens on', '127.0.0.1')
+    .option('--api-host <host>', 'coordinator: address the API listens on; 0.0.0.0 for every address (then use TLS)', '127.0.0.1')
+    .addOption(new Option('--tls <mode>', 'coordinator: auto serves the API over HTTPS with a certificate from the cluster\'s CA ("mesh ca-cert" prints it for clients)').choices(['auto']).conflicts(['tlsCert', 'tlsKey']))
+    .option('--tls-cert <file>', 'coordinator: serve the API over HTTPS with this PEM certificate chain (with --tls-key)')
+    .option('--tls-key <file>', 'coordinator: the PEM private key of --tls-cert')
     .addOption(new Option('--privacy <mode>', 'coordinator: on keeps the first layer and the output head here, so workers never see text or token ids').choices(['on', 'off']).default('on'))
     .addOption(new Option('--stages <ranges>', 'coordinator: manual layer ranges, coordinator first, e.g. 0-9,10-27').argParser(parseStagesOption))
     .addOption(new Option('--placement <layout>', 'coordinator: pipeline serves one pipeline over all workers (adds memory), replicas one llama-server per group of workers that holds the model (adds throughput), auto whichever is predicted faster').choices(PLACEMENTS).default('auto'))
@@ -98,6 +105,10 @@ export function startCommand (): Command {
       if (options.model != null && options.role !== 'coordinator') {
         throw new InvalidArgumentError('--model is for the coordinator; workers lend memory to the coordinator\'s model')
       }
+      if ((options.tlsCert === undefined) !== (options.tlsKey === undefined)) throw new InvalidArgumentError('--tls-cert and --tls-key go together')
+      if (options.role !== 'coordinator' && (options.tls !== undefined || options.tlsCert !== undefined)) {
+        throw new InvalidArgumentError('--tls, --tls-cert and --tls-key are for the coordinator, which serves the API')
+      }
       try {
         checkPlacement(options)
       } catch (err) {
@@ -105,6 +116,7 @@ export function startCommand (): Command {
       }
       const log = createLog()
       const dir = dataDir()
+      const tls = options.role === 'coordinator' ? await apiTls(options, dir, log) : undefined
       const node = await MeshNode.start({
         dir,
         role: options.role,
@@ -133,6 +145,7 @@ export function startCommand (): Command {
             parallel: options.parallel,
             apiHost: options.apiHost,
             apiPort: options.apiPort,
+            apiTls: tls,
             metricsPublic: options.metricsPublic,
             apiLimits: {
               maxQueue: options.maxQueue,
