@@ -94,7 +94,7 @@ export async function createApiServer (options: ApiServerOptions): Promise<Fasti
   await app.register(healthRoutes, served)
   if (options.dashboard !== undefined) {
     if (options.metrics === undefined) throw new TypeError('the dashboard charts the API\'s metrics: pass `metrics` too')
-    await app.register(dashboard, { source: options.dashboard, load: options.metrics.metrics, apiKey: options.apiKey, keys: options.keys })
+    await app.register(dashboard, { source: options.dashboard, load: options.metrics.metrics, apiKey: options.apiKey, keys: options.keys, rateLimits: options.rateLimits ?? DEFAULT_RATE_LIMITS })
   }
   await app.register(async v1 => {
     await v1.register(rateLimits, options.rateLimits ?? DEFAULT_RATE_LIMITS)

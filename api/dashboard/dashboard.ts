@@ -6,6 +6,7 @@ import { PassThrough } from 'node:stream'
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import { bearerAuth, type BearerAuthOptions } from '../auth.js'
+import { rateLimits, type RateLimits } from '../rate-limits.js'
 import { DashboardFeed, type DashboardSource, type LoadSource } from './feed.js'
 
 export type { DashboardSource } from './feed.js'
@@ -35,6 +36,8 @@ const PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; conne
 export interface DashboardOptions extends BearerAuthOptions {
   source: DashboardSource
   load: LoadSource
+  /** the API's per-address and per-key limits, counted apart from /v1's: a key guessed here is guessed slowly too */
+  rateLimits: RateLimits
 }
 
 async function dashboardPlugin (app: FastifyInstance, options: DashboardOptions): Promise<void> {
@@ -49,6 +52,7 @@ async function dashboardPlugin (app: FastifyInstance, options: DashboardOptions)
   // The page sends the key as a Bearer header (fetch, not EventSource, which cannot): it never
   // appears in a URL, and no cookie carries it.
   await app.register(async api => {
+    await api.register(rateLimits, options.rateLimits)
     await api.register(bearerAuth, { apiKey: options.apiKey, keys: options.keys })
     api.get('/dashboard/api/status', async () => await options.source.status())
     api.get('/dashboard/api/events', async (request, reply) => {
