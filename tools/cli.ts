@@ -21,6 +21,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   key: async () => (await import('./commands/key.js')).keyCommand(),
   start: async () => (await import('./commands/start.js')).startCommand(),
   status: async () => (await import('./commands/status.js')).statusCommand(),
+  service: async () => (await import('./commands/service.js')).serviceCommand(),
   up: async () => (await import('./commands/up.js')).upCommand(),
   audit: async () => (await import('./commands/audit.js')).auditCommand()
 }
