@@ -97,7 +97,7 @@ function setLive (live) {
 }
 
 function onEvent (event, data) {
-  if (event === 'status') show(data.status)
+  if (event === 'status') show(data.status, data.restarts)
   else if (event === 'history') for (const chart of charts) chart.reset(data)
   else if (event === 'load') for (const chart of charts) chart.push(data)
   else if (event === 'audit') renderAudit($('audit').tBodies[0], data)
@@ -107,7 +107,7 @@ function onEvent (event, data) {
   }
 }
 
-function show (next) {
+function show (next, restarts = 0) {
   status = next
   const engine = status.engine
   const state = engine?.state ?? 'no engine'
@@ -115,7 +115,7 @@ function show (next) {
   $('engine-state').className = `pill ${state}`
   renderTopology($('topology'), status)
   renderLayers($('layers'), status, tooltip)
-  renderWarnings($('warnings'), status)
+  renderWarnings($('warnings'), status, restarts)
 }
 
 // Load charts: each a uPlot over the last WINDOW_S seconds of samples.

@@ -197,8 +197,9 @@ function attachTip (target, text, tooltip) {
 }
 
 /** Warnings: the status document's, a failed engine, members not alive. */
-export function renderWarnings (container, status) {
+export function renderWarnings (container, status, restarts) {
   const items = []
+  if (restarts > 0) items.push(['warn', `llama-server or rpc-server restarted ${restarts} time${restarts === 1 ? '' : 's'} after crashing`])
   const engine = status.engine
   if (engine != null && engine.state === 'failed') items.push(['error', `engine failed: ${engine.reason ?? 'no reason given'}`])
   for (const m of status.members) if (m.state !== 'alive') items.push(['error', `member ${short(m.peerId)} is ${m.state}`])
