@@ -12,7 +12,10 @@ import * as x509 from '@peculiar/x509'
 import { exists, writeSecretFile, type DataDir } from './data-dir.js'
 import { DataDirError } from './errors.js'
 
-x509.cryptoProvider.set(webcrypto)
+// Every call below names Node's own webcrypto, whose keys these are: @libp2p/tls sets x509's
+// shared provider to another implementation when it loads, and which module loaded last
+// depends on the process (a bench that loads the local engine first failed with "Key is not
+// of type 'CryptoKey'").
 
 const KEY_ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256' }
 const SIGNING_ALGORITHM = { name: 'ECDSA', hash: 'SHA-256' }
@@ -53,9 +56,9 @@ export async function createApiCa (dir: DataDir, clusterId: string): Promise<Api
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto)
     ]
-  })
+  }, webcrypto)
   const keyPem = x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY')
   const ca = { certPem: cert.toString('pem') + '\n', keyPem: keyPem + '\n' }
   const paths = apiCaPaths(dir)
@@ -111,10 +114,10 @@ export async function issueApiServerCertificate (ca: ApiCa, names: readonly stri
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
       new x509.SubjectAlternativeNameExtension(names.map(name => ({ type: isIP(name) !== 0 ? 'ip' as const : 'dns' as const, value: name }))),
-      await x509.AuthorityKeyIdentifierExtension.create(caCert),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey)
+      await x509.AuthorityKeyIdentifierExtension.create(caCert, false, webcrypto),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto)
     ]
-  })
+  }, webcrypto)
   const key = x509.PemConverter.encode(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey), 'PRIVATE KEY')
   // The chain a client needs beyond the CA it trusts: this certificate alone.
   return { key: key + '\n', cert: cert.toString('pem') + '\n' }
