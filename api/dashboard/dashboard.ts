@@ -57,14 +57,16 @@ async function dashboardPlugin (app: FastifyInstance, options: DashboardOptions)
     api.get('/dashboard/api/status', async () => await options.source.status())
     api.get('/dashboard/api/events', async (request, reply) => {
       const stream = new PassThrough()
-      const unsubscribe = await feed.subscribe(({ event, data }) => { stream.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`) })
       // A comment line every 15 s keeps proxies and idle timers from closing a quiet stream.
       const keepAlive = setInterval(() => { stream.write(': keep-alive\n\n') }, 15_000)
+      // Listening before subscribing: a page gone while the first status is read is let go too.
+      const subscribed = feed.subscribe(({ event, data }) => { stream.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`) })
       request.raw.once('close', () => {
         clearInterval(keepAlive)
-        unsubscribe()
         stream.end()
+        void subscribed.then(unsubscribe => { unsubscribe() }, () => {})
       })
+      await subscribed
       return await reply
         .header('content-type', 'text/event-stream; charset=utf-8')
         .header('cache-control', 'no-store')
