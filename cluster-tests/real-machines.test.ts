@@ -101,12 +101,12 @@ describe('the README\'s real-machines section in network namespaces', { timeout:
 
     // Install: this clone is built already (the test command compiles it), so npm's prepare
     // script is not run again (it would rewrite dist/ under the tests running beside this one);
-    // --prefix keeps the install inside the test.
+    // --prefix keeps the install inside the test; linking a folder needs no registry (--offline).
     const install = command(commands, 'npm install && npm install -g .')
     assert.match(install, /^npm install && npm install -g \.$/)
     prefix = await mkdtemp(join(tmpdir(), 'llmesh-prefix-'))
     await new Promise<void>((resolve, reject) => {
-      execFile('npm', ['install', '-g', '.', '--prefix', prefix as string, '--ignore-scripts', '--no-audit', '--no-fund'], { cwd: REPO_ROOT, timeout: 300_000 }, err => { if (err !== null) reject(err); else resolve() })
+      execFile('npm', ['install', '-g', '.', '--prefix', prefix as string, '--ignore-scripts', '--no-audit', '--no-fund', '--offline'], { cwd: REPO_ROOT, timeout: 300_000 }, err => { if (err !== null) reject(err); else resolve() })
     })
     path = [join(prefix, 'bin'), process.env.PATH ?? ''].join(delimiter)
     for (const machine of [coordinator, worker1, worker2]) {
