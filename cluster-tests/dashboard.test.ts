@@ -13,6 +13,7 @@ import type { Browser, Page } from 'puppeteer-core'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
 import { freePort } from '../engine/free-port.js'
 import { launchChromium } from './chromium.js'
+import { recordDashboardEvents } from './dashboard-events.js'
 import { MeshUp } from './mesh-up-process.js'
 import { descendantPids } from './process-tree.js'
 
@@ -102,14 +103,7 @@ describe('web dashboard in headless chromium', () => {
   })
 
   it('streams a chat reply with its tokens per second, and the event stream carries none of it', async () => {
-    const events = new AbortController()
-    const stream = await fetch(`${base}/dashboard/api/events`, { headers: { authorization: `Bearer ${apiKey}` }, signal: events.signal })
-    assert.equal(stream.status, 200)
-    let streamed = ''
-    const reading = (async () => {
-      const decoder = new TextDecoder()
-      for await (const chunk of stream.body ?? []) streamed += decoder.decode(chunk as Uint8Array, { stream: true })
-    })().catch(() => {})
+    const events = await recordDashboardEvents(base, apiKey)
     await page.type('#chat-input', `Remember ${CANARY} and say hello.`)
     await page.click('#chat-send')
     await page.waitForSelector('#chat-stats[data-done]', { timeout: CHAT_TIMEOUT_MS })
@@ -119,12 +113,11 @@ describe('web dashboard in headless chromium', () => {
     assert.match(await page.$eval('#chat-stats', e => e.textContent ?? ''), /^\d+ tokens · first token after \d+ ms · \d+\.\d tokens\/s$/)
     // The finished request reaches the page as an audit record: counts only.
     await page.waitForFunction("[...document.querySelectorAll('#audit tbody tr')].some(row => row.children.length === 5 && row.children[3].textContent !== '0' && row.children[1].textContent === '200')")
-    events.abort()
-    await reading
-    assert.match(streamed, /^event: load$/m, 'load samples came while the reply streamed')
-    assert.ok(!streamed.includes(CANARY), 'the dashboard event stream holds the prompt')
+    await events.stop()
+    assert.match(events.text, /^event: load$/m, 'load samples came while the reply streamed')
+    assert.ok(!events.text.includes(CANARY), 'the dashboard event stream holds the prompt')
     // The whole reply, not its words: a short word of random output can be in any status document.
-    if (reply.length >= 16) assert.ok(!streamed.includes(JSON.stringify(reply).slice(1, -1)), 'the dashboard event stream holds the reply')
+    if (reply.length >= 16) assert.ok(!events.text.includes(JSON.stringify(reply).slice(1, -1)), 'the dashboard event stream holds the reply')
     await shot('3-chat')
   })
 

@@ -18,6 +18,7 @@ import type { AuditRecord } from '../node/audit-ledger.js'
 import { freePort } from '../engine/free-port.js'
 import { bannedTokenBias, streamCompletion } from '../tools/bench/failover-bench.js'
 import { descendantPids } from './process-tree.js'
+import { recordDashboardEvents } from './dashboard-events.js'
 
 const READY_TIMEOUT_MS = 240_000
 const CANARY = `canary-${randomUUID()}`
@@ -90,14 +91,7 @@ describe('observability of a real cluster', () => {
 
   it('serves chat and text completions, streamed and whole, with the canary in every prompt; the dashboard\'s status and event stream carry none of it', async () => {
     // The web dashboard's event stream, open while the requests run.
-    const events = new AbortController()
-    const stream = await fetch(`${apiUrl}/dashboard/api/events`, { headers: { authorization: `Bearer ${apiKey}` }, signal: events.signal })
-    assert.equal(stream.status, 200)
-    let streamed = ''
-    const reading = (async () => {
-      const decoder = new TextDecoder()
-      for await (const chunk of stream.body ?? []) streamed += decoder.decode(chunk as Uint8Array, { stream: true })
-    })().catch(() => {})
+    const events = await recordDashboardEvents(apiUrl, apiKey)
     const chat = { model: 'model', messages: [{ role: 'user', content: `Remember ${CANARY} and repeat it.` }], max_tokens: 8, temperature: 0 }
     const text = { model: 'model', prompt: `The secret is ${CANARY}. Again: ${CANARY}`, max_tokens: 8, temperature: 0 }
     for (const [path, body] of [['/v1/chat/completions', chat], ['/v1/completions', text]] as const) {
@@ -109,11 +103,10 @@ describe('observability of a real cluster', () => {
       }
     }
     // Two load samples after the last request: the stream has told what it would of them.
-    const samplesBefore = streamed.split('event: load').length
-    await waitFor('two load samples after the requests', async () => streamed.split('event: load').length >= samplesBefore + 2 ? true : undefined, 30_000)
-    events.abort()
-    await reading
-    assert.ok(!streamed.includes(CANARY), 'the canary is in the dashboard\'s event stream')
+    const samplesBefore = events.text.split('event: load').length
+    await waitFor('two load samples after the requests', async () => events.text.split('event: load').length >= samplesBefore + 2 ? true : undefined, 30_000)
+    await events.stop()
+    assert.ok(!events.text.includes(CANARY), 'the canary is in the dashboard\'s event stream')
     const dashboardStatus = await fetch(`${apiUrl}/dashboard/api/status`, { headers: { authorization: `Bearer ${apiKey}` } })
     assert.equal(dashboardStatus.status, 200)
     assert.ok(!(await dashboardStatus.text()).includes(CANARY), 'the canary is in the dashboard\'s status')
