@@ -6,7 +6,7 @@ import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-const PARTIES = ['the coordinator', 'a worker, privacy on', 'a worker, privacy off', 'a worker\'s disk', 'any node\'s disk, after a crash', 'swap', 'the network', 'logs', 'metrics', 'the audit ledger']
+const PARTIES = ['the coordinator', 'a worker, privacy on', 'a worker, privacy off', 'a worker\'s disk', 'any node\'s disk, after a crash', 'swap', 'the network', 'logs', 'metrics', 'the audit ledger', 'the web dashboard']
 
 describe('README privacy promise', () => {
   it('has a row for every party, each naming a test that exists', async () => {
