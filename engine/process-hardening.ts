@@ -1,7 +1,8 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { ProcessHardeningError } from './errors.js'
 import { llmeshCacheDir } from './llama-cpp/cache.js'
 
@@ -15,64 +16,7 @@ import { llmeshCacheDir } from './llama-cpp/cache.js'
  *
  * Neither can be set from outside: the dumpable flag is reset by execve, and Node has no prctl.
  */
-const SOURCE = String.raw`
-#include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-
-/* CAP_IPC_LOCK lets a process lock memory whatever its RLIMIT_MEMLOCK. */
-static int may_lock_beyond_limit(void) {
-  FILE *status = fopen("/proc/self/status", "r");
-  char line[256];
-  unsigned long long caps = 0;
-  int found = 0;
-  if (status == NULL) return 0;
-  while (!found && fgets(line, sizeof line, status) != NULL) found = sscanf(line, "CapEff: %llx", &caps) == 1;
-  fclose(status);
-  return found && ((caps >> 14) & 1);
-}
-
-static void lock_memory(void) {
-  struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
-  struct rlimit limit;
-  if (setrlimit(RLIMIT_MEMLOCK, &unlimited) != 0 && !may_lock_beyond_limit() && getrlimit(RLIMIT_MEMLOCK, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
-    /* MCL_FUTURE under a finite limit makes later allocations fail: lock nothing rather than crash. */
-    fprintf(stderr, "llmesh-mlock: not allowed: RLIMIT_MEMLOCK is %llu bytes, and this process may neither raise it nor lock beyond it (CAP_IPC_LOCK)\n", (unsigned long long) limit.rlim_cur);
-    return;
-  }
-  if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
-    fprintf(stderr, "llmesh-mlock: not allowed: mlockall failed: %s\n", strerror(errno));
-    return;
-  }
-  fprintf(stderr, "llmesh-mlock: locked\n");
-}
-
-__attribute__((constructor)) static void llmesh_harden(void) {
-  struct rlimit none = { 0, 0 };
-  setrlimit(RLIMIT_CORE, &none);
-  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  const char *lock = getenv("LLMESH_MLOCK");
-  if (lock != NULL && strcmp(lock, "1") == 0) lock_memory();
-}
-
-/* Node addon entry (only the mesh process loads it so): exports the dumpable flag as read back. */
-typedef struct napi_env__ *napi_env;
-typedef struct napi_value__ *napi_value;
-extern int napi_create_int32(napi_env env, int value, napi_value *result) __attribute__((weak));
-extern int napi_set_named_property(napi_env env, napi_value object, const char *name, napi_value value) __attribute__((weak));
-
-__attribute__((visibility("default"))) napi_value napi_register_module_v1(napi_env env, napi_value exports) {
-  napi_value dumpable;
-  if (napi_create_int32 != NULL && napi_set_named_property != NULL && napi_create_int32(env, prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), &dumpable) == 0) {
-    napi_set_named_property(env, exports, "dumpable", dumpable);
-  }
-  return exports;
-}
-`
+const SOURCE_PATH = fileURLToPath(new URL('../../engine/process-hardening.c', import.meta.url))
 
 /** The environment variable that asks the library to lock a process's memory. */
 export const MLOCK_ENV = 'LLMESH_MLOCK'
@@ -128,21 +72,18 @@ let library: string | undefined
 export function hardeningLibrary (): string {
   if (library !== undefined) return library
   const dir = join(llmeshCacheDir(), 'hardening')
-  const path = join(dir, `llmesh-hardening-${createHash('sha256').update(SOURCE).digest('hex').slice(0, 12)}.so`)
+  const path = join(dir, `llmesh-hardening-${createHash('sha256').update(readFileSync(SOURCE_PATH)).digest('hex').slice(0, 12)}.so`)
   if (!existsSync(path)) {
     mkdirSync(dir, { recursive: true, mode: 0o755 })
     // Built under a name of its own and renamed into place: several processes may build it at once.
     const partial = `${path}.${process.pid}.partial`
-    const source = `${partial}.c`
     try {
-      writeFileSync(source, SOURCE)
-      execFileSync('cc', ['-shared', '-fPIC', '-O2', '-o', partial, source], { stdio: ['ignore', 'ignore', 'pipe'] })
+      execFileSync('cc', ['-shared', '-fPIC', '-O2', '-o', partial, SOURCE_PATH], { stdio: ['ignore', 'ignore', 'pipe'] })
       renameSync(partial, path)
     } catch (err) {
       const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim()
       throw new ProcessHardeningError(`cannot build the library that turns core dumps off (${path}): ${stderr !== undefined && stderr !== '' ? stderr : (err as Error).message}; install a C compiler (cc), which "mesh setup" needs too`)
     } finally {
-      rmSync(source, { force: true })
       rmSync(partial, { force: true })
     }
   }
