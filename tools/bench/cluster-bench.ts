@@ -25,6 +25,10 @@ export interface ClusterBenchResult extends Speeds {
   ratio: number
   identical_output: boolean
   plan: Array<{ node: string, role: 'coordinator' | 'worker', first_layer: number, layers: number }>
+  /** decode time per token through the tunnel, median over the runs, in ms (issue 23) */
+  ms_per_token: number
+  /** the same with `--rpc` pointed at the rpc-servers directly */
+  baseline_ms_per_token: number
 }
 
 export interface ClusterBenchOptions {
@@ -61,9 +65,14 @@ async function measureOnce (modelPath: string, args: string[], tokens: number, p
   }
 }
 
-/** The median speeds of several runs of one side, with the first run's tokens. */
-function summarize (runs: ReadonlyArray<DecodeRun & { prefill: number }>): DecodeRun & { prefill: number } {
-  return { tokens: runs[0].tokens, tokensPerSecond: median(runs.map(run => run.tokensPerSecond)), prefill: median(runs.map(run => run.prefill)) }
+/** The median speeds (and decode time per token) of several runs of one side, with the first run's tokens. */
+function summarize (runs: ReadonlyArray<DecodeRun & { prefill: number }>): DecodeRun & { prefill: number, msPerToken: number } {
+  return {
+    tokens: runs[0].tokens,
+    tokensPerSecond: median(runs.map(run => run.tokensPerSecond)),
+    prefill: median(runs.map(run => run.prefill)),
+    msPerToken: median(runs.map(run => 1000 / run.tokensPerSecond))
+  }
 }
 
 /**
@@ -148,7 +157,9 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
       baseline: { name: 'llama-server --rpc direct', tokens_per_second: baseline.tokensPerSecond, prefill_tokens_per_second: baseline.prefill },
       ratio: tunnel.tokensPerSecond / baseline.tokensPerSecond,
       identical_output: tunnel.tokens.length === baseline.tokens.length && tunnel.tokens.every((token, i) => token === baseline.tokens[i]),
-      plan: plan.stages.map(stage => ({ node: stage.nodeId, role: stage.role, first_layer: stage.firstLayer, layers: stage.layerCount }))
+      plan: plan.stages.map(stage => ({ node: stage.nodeId, role: stage.role, first_layer: stage.firstLayer, layers: stage.layerCount })),
+      ms_per_token: tunnel.msPerToken,
+      baseline_ms_per_token: baseline.msPerToken
     }
   } finally {
     await Promise.all(nodes.map(async node => { await node.stop() }))

@@ -72,6 +72,7 @@ function benchClusterCommand (): Command {
         `plan           ${result.plan.map(stage => `${stage.node} ${stage.layers} layers`).join(', ')}`,
         `tunnel         ${result.tokens_per_second.toFixed(1)} tokens/s decode, ${result.prefill_tokens_per_second.toFixed(1)} tokens/s prompt`,
         `--rpc direct   ${result.baseline.tokens_per_second.toFixed(1)} tokens/s decode, ${result.baseline.prefill_tokens_per_second.toFixed(1)} tokens/s prompt`,
+        `per token      ${result.ms_per_token.toFixed(2)} ms through the tunnel, ${result.baseline_ms_per_token.toFixed(2)} ms direct (+${(result.ms_per_token - result.baseline_ms_per_token).toFixed(2)} ms)`,
         `ratio          ${result.ratio.toFixed(3)}`,
         `same tokens    ${result.identical_output ? 'yes' : 'NO'}`,
         ''
