@@ -2,6 +2,7 @@
 // `mesh bench cluster` and the tunnel tests run the RPC tunnel between these, and unit tests
 // run single services (the private DHT, say) on them.
 import '../node/polyfill.js'
+import { quic } from '@chainsafe/libp2p-quic'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2p, type ServiceFactoryMap } from 'libp2p'
 import { meshNoise } from '../node/connection-encrypter.js'
@@ -11,11 +12,15 @@ import type { ServiceMap } from '@libp2p/interface'
 
 export type TunnelNode = Libp2p<{ rpcTunnel: RpcTunnel }>
 
-/** A bare libp2p peer (TCP, llmesh's Noise and yamux, on 127.0.0.1) running `services`. */
-export async function startLoopbackPeer<T extends ServiceMap> (services: ServiceFactoryMap<T>): Promise<Libp2p<T>> {
+/** The transports a loopback peer listens and dials on: TCP (with llmesh's Noise and yamux) and optionally QUIC. */
+export type LoopbackTransports = 'tcp' | 'tcp+quic'
+
+/** A bare libp2p peer (TCP, llmesh's Noise and yamux, on 127.0.0.1; QUIC as well if asked) running `services`. */
+export async function startLoopbackPeer<T extends ServiceMap> (services: ServiceFactoryMap<T>, transports: LoopbackTransports = 'tcp'): Promise<Libp2p<T>> {
+  const withQuic = transports === 'tcp+quic'
   return await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
+    addresses: { listen: withQuic ? ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/udp/0/quic-v1'] : ['/ip4/127.0.0.1/tcp/0'] },
+    transports: withQuic ? [tcp(), quic()] : [tcp()],
     connectionEncrypters: [meshNoise()],
     streamMuxers: [meshStreamMuxer()],
     connectionManager: { allow: ['/ip4/127.0.0.0/ipcidr/8'] },
@@ -24,6 +29,6 @@ export async function startLoopbackPeer<T extends ServiceMap> (services: Service
 }
 
 /** A bare libp2p peer carrying only the RPC tunnel service. */
-export async function startTunnelNode (init: RpcTunnelInit = {}): Promise<TunnelNode> {
-  return await startLoopbackPeer({ rpcTunnel: rpcTunnel(init) })
+export async function startTunnelNode (init: RpcTunnelInit = {}, transports: LoopbackTransports = 'tcp'): Promise<TunnelNode> {
+  return await startLoopbackPeer({ rpcTunnel: rpcTunnel(init) }, transports)
 }

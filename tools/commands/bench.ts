@@ -202,6 +202,38 @@ function benchScaleCommand (): Command {
     })
 }
 
+interface BenchTunnelOptions {
+  samples: number
+  bulkMb: number
+  transport: 'tcp' | 'quic'
+  json?: boolean
+}
+
+/** `mesh bench tunnel`: round trips and bulk rate of the ggml-rpc tunnel against a plain TCP relay, in one run. */
+function benchTunnelCommand (): Command {
+  return new Command('tunnel')
+    .description('measure the ggml-rpc tunnel between two libp2p peers on 127.0.0.1 against a plain node:net relay to the same rpc-server stand-in: round trips of a decode step\'s messages (11 KB out, 4 KB back) after a 10 ms pause, and SET_TENSOR bulk transfer, the two taking turns')
+    .addOption(new Option('--samples <n>', 'round trips per side; the median is reported').argParser(parsePositiveInt).default(300))
+    .addOption(new Option('--bulk-mb <n>', 'MiB of tensor data per bulk run (three runs per side, the median rate is reported)').argParser(parsePositiveInt).default(64))
+    .addOption(new Option('--transport <name>', 'quic: the peers listen on QUIC and TCP; tcp: TCP only, as where QUIC is blocked').choices(['quic', 'tcp']).default('quic'))
+    .option('--json', 'print {"tunnel_rtt_p50_us","relay_rtt_p50_us","ratio","bulk_mb_per_s","relay_bulk_mb_per_s","transport"} instead of a summary')
+    .action(async (options: BenchTunnelOptions) => {
+      // Loaded here: libp2p takes a while to import and only this subcommand needs it.
+      const { benchTunnel } = await import('../bench/tunnel-bench.js')
+      const result = await benchTunnel({ samples: options.samples, bulkBytes: options.bulkMb * 1024 * 1024, bulkRuns: 3, transport: options.transport })
+      if (options.json === true) {
+        process.stdout.write(`${JSON.stringify(result)}\n`)
+        return
+      }
+      process.stdout.write([
+        `transport      ${result.transport}`,
+        `round trip     ${result.tunnel_rtt_p50_us} us through the tunnel, ${result.relay_rtt_p50_us} us through a plain relay (median; ratio ${result.ratio.toFixed(2)})`,
+        `bulk           ${result.bulk_mb_per_s.toFixed(0)} MB/s through the tunnel, ${result.relay_bulk_mb_per_s.toFixed(0)} MB/s through a plain relay`,
+        ''
+      ].join('\n'))
+    })
+}
+
 /** `mesh bench`: performance measurements. */
 export function benchCommand (): Command {
   return new Command('bench')
@@ -211,4 +243,5 @@ export function benchCommand (): Command {
     .addCommand(benchFailoverCommand())
     .addCommand(benchApiCommand())
     .addCommand(benchScaleCommand())
+    .addCommand(benchTunnelCommand())
 }

@@ -1,0 +1,69 @@
+// The worker's side of `mesh bench tunnel`, run in a worker thread so that it has an event loop
+// of its own, as a worker on another machine would: a libp2p peer whose tunnel bridge admits only
+// the bench's coordinator, and an rpc-server stand-in behind it that the plain relay reaches too.
+import { parentPort, Worker, workerData } from 'node:worker_threads'
+import { DEFAULT_MESSAGE_CAP_BYTES } from '../../protocols/rpc-tunnel/index.js'
+import { startTunnelNode, type LoopbackTransports } from '../tunnel-node.js'
+import { startRpcStandIn } from './rpc-stand-in.js'
+
+interface FarEndInit {
+  role: 'tunnel-bench-far-end'
+  /** the only peer the bridge admits */
+  coordinator: string
+  transports: LoopbackTransports
+}
+
+/** Where the far end listens. */
+export interface FarEnd {
+  /** the worker peer's multiaddrs (with its peer id) */
+  addrs: string[]
+  /** the rpc-server stand-in's port on 127.0.0.1 */
+  rpcPort: number
+  stop: () => Promise<void>
+}
+
+/** Starts the far end in a worker thread; `coordinator` is the peer id its bridge admits. */
+export async function startFarEnd (coordinator: string, transports: LoopbackTransports): Promise<FarEnd> {
+  const init: FarEndInit = { role: 'tunnel-bench-far-end', coordinator, transports }
+  const worker = new Worker(new URL(import.meta.url), { workerData: init })
+  try {
+    const ready = await new Promise<{ addrs: string[], rpcPort: number }>((resolve, reject) => {
+      worker.once('message', resolve)
+      worker.once('error', reject)
+      worker.once('exit', code => { reject(new Error(`the bench's worker thread exited with code ${code} before it was ready`)) })
+    })
+    return {
+      ...ready,
+      stop: async () => {
+        const exited = new Promise(resolve => worker.once('exit', resolve))
+        worker.postMessage('stop')
+        await exited
+      }
+    }
+  } catch (err) {
+    await worker.terminate()
+    throw err
+  }
+}
+
+async function runFarEnd (init: FarEndInit, port: NonNullable<typeof parentPort>): Promise<void> {
+  const rpc = await startRpcStandIn()
+  const node = await startTunnelNode({
+    bridge: {
+      authorize: peer => peer.toString() === init.coordinator,
+      rpcServerPort: () => rpc.port,
+      messageCapCeiling: () => DEFAULT_MESSAGE_CAP_BYTES
+    }
+  }, init.transports)
+  port.once('message', () => {
+    void (async () => {
+      await node.stop()
+      await rpc.close()
+      port.close()
+    })()
+  })
+  port.postMessage({ addrs: node.getMultiaddrs().map(String), rpcPort: rpc.port })
+}
+
+const init = workerData as FarEndInit | null
+if (parentPort !== null && init?.role === 'tunnel-bench-far-end') void runFarEnd(init, parentPort)

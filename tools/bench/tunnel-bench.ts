@@ -1,0 +1,147 @@
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { multiaddr } from '@multiformats/multiaddr'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { median } from '../../engine/benchmark.js'
+import { startTunnelNode, type TunnelNode } from '../tunnel-node.js'
+import { startFarEnd, type FarEnd } from './tunnel-bench-far-end.js'
+import { RpcBenchClient, setTensorRequest, tokenStepRequest, getTensorRequest } from './rpc-stand-in.js'
+
+/** Result of `mesh bench tunnel`; the JSON field names are a public contract (issue 23). */
+export interface TunnelBenchResult {
+  /** median round trip of a decode step's messages through the tunnel, after a pause, in µs */
+  tunnel_rtt_p50_us: number
+  /** the same through a plain node:net relay */
+  relay_rtt_p50_us: number
+  /** tunnel_rtt_p50_us / relay_rtt_p50_us */
+  ratio: number
+  /** SET_TENSOR bytes through the tunnel per second, median of the runs, in MB/s */
+  bulk_mb_per_s: number
+  relay_bulk_mb_per_s: number
+  /** the libp2p transport the tunnel crossed: "tcp" or "quic" */
+  transport: 'tcp' | 'quic'
+}
+
+export interface TunnelBenchOptions {
+  /** round trips per side */
+  samples: number
+  /** bytes of SET_TENSOR data per bulk run */
+  bulkBytes: number
+  /** bulk runs per side; the median rate is reported */
+  bulkRuns: number
+  /** 'quic': both peers listen on QUIC and TCP and the tunnel may use either; 'tcp': TCP only, as on a network that blocks QUIC */
+  transport: 'tcp' | 'quic'
+}
+
+/** llama-server's traffic to a worker per decoded token (a 16-layer 1024-wide model): GRAPH_COMPUTE and GET_TENSOR out, the hidden state back. */
+export const STEP_REQUEST_BYTES = 11 * 1024
+export const STEP_RESPONSE_BYTES = 4 * 1024
+/** Idle time before each round trip: a worker waits this long for its stage while other stages compute. */
+export const PAUSE_MS = 10
+/** SET_TENSOR data per message in the bulk runs: a mid-sized weight matrix. */
+const TENSOR_BYTES = 4 * 1024 * 1024
+const WARMUP_ROUND_TRIPS = 20
+
+/** A plain relay: each connection on 127.0.0.1 is piped to `port`, as a Node.js TCP forwarder would. */
+async function startRelay (port: number): Promise<{ port: number, close: () => Promise<void> }> {
+  const sockets = new Set<Socket>()
+  const server: Server = createServer({ noDelay: true }, client => {
+    const upstream = connect({ host: '127.0.0.1', port, noDelay: true })
+    for (const socket of [client, upstream]) {
+      sockets.add(socket)
+      socket.once('close', () => sockets.delete(socket))
+      socket.on('error', () => { client.destroy(); upstream.destroy() })
+    }
+    client.pipe(upstream)
+    upstream.pipe(client)
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen({ host: '127.0.0.1', port: 0 }, resolve)
+  })
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: async () => {
+      for (const socket of sockets) socket.destroy()
+      await new Promise<void>(resolve => { server.close(() => { resolve() }) })
+    }
+  }
+}
+
+async function roundTrip (client: RpcBenchClient, step: Buffer): Promise<number> {
+  const start = performance.now()
+  await client.exchange([step], 8 + STEP_RESPONSE_BYTES)
+  return (performance.now() - start) * 1000
+}
+
+// Bytes of SET_TENSOR requests, then a GET_TENSOR whose answer says that all of them arrived.
+async function bulkRun (client: RpcBenchClient, bytes: number): Promise<number> {
+  const messages: Buffer[] = []
+  for (let left = bytes; left > 0; left -= TENSOR_BYTES) messages.push(setTensorRequest(Math.min(left, TENSOR_BYTES)))
+  const sent = messages.reduce((sum, m) => sum + m.byteLength, 0)
+  const start = performance.now()
+  await client.exchange([...messages, getTensorRequest(8)], 8 + 8)
+  return sent / 1e6 / ((performance.now() - start) / 1000)
+}
+
+/**
+ * Measures the ggml-rpc tunnel between two libp2p peers on 127.0.0.1 (the worker's in a thread
+ * of its own, its bridge admitting only the coordinator) against a plain node:net relay to the
+ * same rpc-server stand-in, the two taking turns sample by sample so that load hits both alike.
+ */
+export async function benchTunnel (options: TunnelBenchOptions): Promise<TunnelBenchResult> {
+  const transports = options.transport === 'quic' ? 'tcp+quic' : 'tcp'
+  const stops: Array<() => Promise<void>> = []
+  const clients: RpcBenchClient[] = []
+  try {
+    const coordinator: TunnelNode = await startTunnelNode({}, transports)
+    stops.push(async () => { await coordinator.stop() })
+    const farEnd: FarEnd = await startFarEnd(coordinator.peerId.toString(), transports)
+    stops.push(farEnd.stop)
+    const wanted = options.transport === 'quic' ? '/quic-v1/' : '/tcp/'
+    const addr = farEnd.addrs.find(a => a.includes(wanted))
+    if (addr === undefined) throw new Error(`the worker peer does not listen on ${options.transport}`)
+    const connection = await coordinator.dial(multiaddr(addr))
+    const worker = peerIdFromString(addr.slice(addr.lastIndexOf('/p2p/') + '/p2p/'.length))
+    const endpoint = await coordinator.services.rpcTunnel.openListener(worker)
+    const relay = await startRelay(farEnd.rpcPort)
+    stops.push(relay.close)
+
+    const tunnel = await RpcBenchClient.open(Number(endpoint.split(':')[1]))
+    clients.push(tunnel)
+    const direct = await RpcBenchClient.open(relay.port)
+    clients.push(direct)
+    const step = tokenStepRequest(STEP_REQUEST_BYTES, STEP_RESPONSE_BYTES)
+    for (let i = 0; i < WARMUP_ROUND_TRIPS; i++) {
+      await roundTrip(tunnel, step)
+      await roundTrip(direct, step)
+    }
+    const rtt = { tunnel: [] as number[], relay: [] as number[] }
+    for (let i = 0; i < options.samples; i++) {
+      for (const side of i % 2 === 0 ? ['tunnel', 'relay'] as const : ['relay', 'tunnel'] as const) {
+        await sleep(PAUSE_MS)
+        rtt[side].push(await roundTrip(side === 'tunnel' ? tunnel : direct, step))
+      }
+    }
+    const bulk = { tunnel: [] as number[], relay: [] as number[] }
+    for (let i = 0; i < options.bulkRuns; i++) {
+      for (const side of i % 2 === 0 ? ['tunnel', 'relay'] as const : ['relay', 'tunnel'] as const) {
+        bulk[side].push(await bulkRun(side === 'tunnel' ? tunnel : direct, options.bulkBytes))
+      }
+    }
+    const tunnelRtt = Math.round(median(rtt.tunnel))
+    const relayRtt = Math.round(median(rtt.relay))
+    return {
+      tunnel_rtt_p50_us: tunnelRtt,
+      relay_rtt_p50_us: relayRtt,
+      ratio: tunnelRtt / relayRtt,
+      bulk_mb_per_s: median(bulk.tunnel),
+      relay_bulk_mb_per_s: median(bulk.relay),
+      transport: connection.remoteAddr.toString().includes('/quic') ? 'quic' : 'tcp'
+    }
+  } finally {
+    for (const client of clients) client.close()
+    for (const stop of stops.reverse()) await stop()
+  }
+}

@@ -1,0 +1,30 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { runMesh } from '../test-support/run-mesh.js'
+
+// Runs the real command (two libp2p peers, the tunnel's bridge and listener, a plain relay) with
+// few samples: it checks the output contract of issue 23 and the transport asked for, not the speed.
+describe('mesh bench tunnel', () => {
+  for (const transport of ['quic', 'tcp'] as const) {
+    it(`prints exactly the documented JSON object (--transport ${transport})`, async () => {
+      const result = await runMesh(['bench', 'tunnel', '--transport', transport, '--samples', '20', '--bulk-mb', '4', '--json'], { timeoutMs: 120_000 })
+      assert.equal(result.code, 0, result.stderr)
+      const lines = result.stdout.trim().split('\n')
+      assert.equal(lines.length, 1, 'stdout holds one JSON object and nothing else')
+      const report = JSON.parse(lines[0]) as Record<string, number | string>
+      assert.deepEqual(Object.keys(report), ['tunnel_rtt_p50_us', 'relay_rtt_p50_us', 'ratio', 'bulk_mb_per_s', 'relay_bulk_mb_per_s', 'transport'])
+      for (const field of ['tunnel_rtt_p50_us', 'relay_rtt_p50_us', 'bulk_mb_per_s', 'relay_bulk_mb_per_s'] as const) {
+        assert.ok(typeof report[field] === 'number' && report[field] > 0, `${field} is ${report[field]}`)
+      }
+      assert.equal(report.ratio, (report.tunnel_rtt_p50_us as number) / (report.relay_rtt_p50_us as number))
+      assert.equal(report.transport, transport, 'the tunnel crossed the transport asked for')
+    })
+  }
+
+  it('refuses an unknown transport in one clear line', async () => {
+    const result = await runMesh(['bench', 'tunnel', '--transport', 'udp', '--json'])
+    assert.equal(result.code, 1)
+    assert.equal(result.stdout, '')
+    assert.match(result.stderr, /udp/)
+  })
+})
