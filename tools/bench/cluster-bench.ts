@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir, totalmem } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -29,6 +29,10 @@ export interface ClusterBenchResult extends Speeds {
   ms_per_token: number
   /** the same with `--rpc` pointed at the rpc-servers directly */
   baseline_ms_per_token: number
+  /** llama-server's start until healthy through the tunnel, the workers' tensor caches empty, median over the runs, in ms (issue 23) */
+  load_ms: number
+  /** the same with `--rpc` pointed at the rpc-servers directly */
+  baseline_load_ms: number
 }
 
 export interface ClusterBenchOptions {
@@ -63,6 +67,15 @@ async function measureOnce (modelPath: string, args: string[], tokens: number, p
   } finally {
     await server.dispose()
   }
+}
+
+/** Milliseconds from llama-server's start until it is healthy: its model loaded, weights sent to the workers. */
+async function measureLoad (modelPath: string, args: string[]): Promise<number> {
+  const start = performance.now()
+  const server = await startLlamaServer({ modelPath, threads: THREADS, extraArgs: args })
+  const ms = performance.now() - start
+  await server.dispose()
+  return ms
 }
 
 /** The median speeds (and decode time per token) of several runs of one side, with the first run's tokens. */
@@ -103,6 +116,7 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
   })
 
   const dataDir = await mkdtemp(join(tmpdir(), 'llmesh-bench-cluster-'))
+  const tensorCacheDir = (nodeId: string): string => join(dataDir, nodeId, 'tensor-cache')
   const rpcServers: RpcServer[] = []
   const nodes: TunnelNode[] = []
   try {
@@ -119,7 +133,7 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
           authorize: peer => peer.equals(coordinator.peerId),
           rpcServerPort: () => server.port,
           messageCapCeiling: () => messageCapFor(offeredBytes),
-          tensorCache: { dir: join(dataDir, stage.nodeId, 'tensor-cache'), maxBytes: () => offeredBytes }
+          tensorCache: { dir: tensorCacheDir(stage.nodeId), maxBytes: () => offeredBytes }
         }
       })
       nodes.push(worker)
@@ -142,6 +156,22 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
     // The sides take turns, each run on a fresh llama-server (rpc-server serves one at a time),
     // so that a change in the machine's load hits both alike.
     const sides = { baseline: async () => renderLlamaServerArgs(plan, direct), tunnel: tunnelArgs }
+    // Loads first, each with the workers' tensor caches empty, as a first load is. The cap exchange
+    // waits until a worker has stored what the last load sent, so nothing of it is left to write.
+    const emptyTensorCaches = async (): Promise<void> => {
+      await tunnelArgs()
+      await coordinator.services.rpcTunnel.closeListeners()
+      for (const dir of workerStages.map(({ stage }) => tensorCacheDir(stage.nodeId))) {
+        for (const name of await readdir(dir)) await rm(join(dir, name), { force: true })
+      }
+    }
+    const loads = { baseline: [] as number[], tunnel: [] as number[] }
+    for (let run = 0; run < runs; run++) {
+      for (const side of run % 2 === 0 ? ['baseline', 'tunnel'] as const : ['tunnel', 'baseline'] as const) {
+        await emptyTensorCaches()
+        loads[side].push(await measureLoad(options.modelPath, await sides[side]()))
+      }
+    }
     const measured = { baseline: [] as Array<DecodeRun & { prefill: number }>, tunnel: [] as Array<DecodeRun & { prefill: number }> }
     for (let run = 0; run < runs; run++) {
       for (const side of run % 2 === 0 ? ['baseline', 'tunnel'] as const : ['tunnel', 'baseline'] as const) {
@@ -159,7 +189,9 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
       identical_output: tunnel.tokens.length === baseline.tokens.length && tunnel.tokens.every((token, i) => token === baseline.tokens[i]),
       plan: plan.stages.map(stage => ({ node: stage.nodeId, role: stage.role, first_layer: stage.firstLayer, layers: stage.layerCount })),
       ms_per_token: tunnel.msPerToken,
-      baseline_ms_per_token: baseline.msPerToken
+      baseline_ms_per_token: baseline.msPerToken,
+      load_ms: median(loads.tunnel),
+      baseline_load_ms: median(loads.baseline)
     }
   } finally {
     await Promise.all(nodes.map(async node => { await node.stop() }))

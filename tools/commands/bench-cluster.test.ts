@@ -19,7 +19,7 @@ describe('mesh bench cluster', () => {
     const lines = result.stdout.trim().split('\n')
     assert.equal(lines.length, 1, 'stdout holds one JSON object and nothing else')
     const report = JSON.parse(lines[0]) as Record<string, unknown>
-    assert.deepEqual(Object.keys(report), ['tokens_per_second', 'prefill_tokens_per_second', 'baseline', 'ratio', 'identical_output', 'plan', 'ms_per_token', 'baseline_ms_per_token'])
+    assert.deepEqual(Object.keys(report), ['tokens_per_second', 'prefill_tokens_per_second', 'baseline', 'ratio', 'identical_output', 'plan', 'ms_per_token', 'baseline_ms_per_token', 'load_ms', 'baseline_load_ms'])
     const baseline = report.baseline as Record<string, unknown>
     assert.deepEqual(Object.keys(baseline), ['name', 'tokens_per_second', 'prefill_tokens_per_second'])
     assert.equal(baseline.name, 'llama-server --rpc direct')
@@ -30,6 +30,7 @@ describe('mesh bench cluster', () => {
     // One run: its time per token is the inverse of its decode speed.
     assert.ok(Math.abs((report.ms_per_token as number) - 1000 / (report.tokens_per_second as number)) < 1e-9)
     assert.ok(Math.abs((report.baseline_ms_per_token as number) - 1000 / (baseline.tokens_per_second as number)) < 1e-9)
+    assert.ok((report.load_ms as number) > 0 && (report.baseline_load_ms as number) > 0)
     assert.equal(report.identical_output, true)
     const plan = report.plan as Array<{ role: string, layers: number }>
     assert.deepEqual(plan.map(stage => stage.role), ['coordinator', 'worker', 'worker'])

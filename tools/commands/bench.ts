@@ -73,6 +73,7 @@ function benchClusterCommand (): Command {
         `tunnel         ${result.tokens_per_second.toFixed(1)} tokens/s decode, ${result.prefill_tokens_per_second.toFixed(1)} tokens/s prompt`,
         `--rpc direct   ${result.baseline.tokens_per_second.toFixed(1)} tokens/s decode, ${result.baseline.prefill_tokens_per_second.toFixed(1)} tokens/s prompt`,
         `per token      ${result.ms_per_token.toFixed(2)} ms through the tunnel, ${result.baseline_ms_per_token.toFixed(2)} ms direct (+${(result.ms_per_token - result.baseline_ms_per_token).toFixed(2)} ms)`,
+        `load           ${result.load_ms.toFixed(0)} ms through the tunnel, ${result.baseline_load_ms.toFixed(0)} ms direct (llama-server's start until healthy, tensor caches empty)`,
         `ratio          ${result.ratio.toFixed(3)}`,
         `same tokens    ${result.identical_output ? 'yes' : 'NO'}`,
         ''
