@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { availableParallelism } from 'node:os'
 import { describe, it } from 'node:test'
 import {
-  parseCgroupMounts, parseCgroupV1CpuQuota, parseCgroupV2CpuMax, parseProcCgroup, readCpuBudget, threadsForBudget
+  compileJobsForBudget, parseCgroupMounts, parseCgroupV1CpuQuota, parseCgroupV2CpuMax, parseProcCgroup, readCpuBudget, threadsForBudget
 } from './cpu-budget.js'
 
 // Real file contents, copied from a Docker container (cgroup v2), a Kubernetes pod on a cgroup v1
@@ -78,6 +78,13 @@ describe('CPU budget', () => {
     assert.equal(threadsForBudget(16, 2.5), 2)
     assert.equal(threadsForBudget(16, 0.5), 1)
     assert.equal(threadsForBudget(1, undefined), 1)
+  })
+
+  it('compiles on every core the budget allows, counting part of a CPU of quota as a job', () => {
+    assert.equal(compileJobsForBudget(2, undefined), 2)
+    assert.equal(compileJobsForBudget(2, 8), 2)
+    assert.equal(compileJobsForBudget(16, 2.5), 3)
+    assert.equal(compileJobsForBudget(16, 0.5), 1)
   })
 
   it('measures this process: threads within the affinity mask', async () => {

@@ -43,6 +43,16 @@ export function threadsForBudget (cores: number, quota: number | undefined): num
   return Math.max(1, limit)
 }
 
+/**
+ * Parallel compile jobs for a CPU budget: every core of the affinity mask, fewer only where the
+ * quota allows less. Unlike ggml's threads, compilers wait for nobody, so part of a CPU of quota
+ * still counts as a job (rounded up).
+ */
+export function compileJobsForBudget (cores: number, quota: number | undefined): number {
+  const limit = quota === undefined ? cores : Math.min(cores, Math.ceil(quota))
+  return Math.max(1, limit)
+}
+
 /** Parses a cgroup v2 `cpu.max` file ("max 100000" or "150000 100000") into CPUs, undefined when unlimited. */
 export function parseCgroupV2CpuMax (text: string): number | undefined {
   const [quota, period] = text.trim().split(/\s+/)

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { parseBuildProgress } from './build.js'
+import { parseBuildProgress } from './build-step.js'
 import { buildKey } from './cache.js'
 import { cmakeFlags } from './build-options.js'
 

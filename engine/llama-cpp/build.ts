@@ -1,34 +1,26 @@
-import { spawn } from 'node:child_process'
-import { createWriteStream, type WriteStream } from 'node:fs'
+import { createWriteStream } from 'node:fs'
 import { copyFile, mkdir, rename, rm, writeFile, access } from 'node:fs/promises'
-import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
+import { compileJobsForBudget, readCpuBudget } from '../cpu-budget.js'
 import { cmakeFlags, resolveGpuBackend, type GpuBackend, type GpuChoice } from './build-options.js'
 import { buildKey, llamaCppCacheDir, MANIFEST_FILE, type BuildManifest } from './cache.js'
 import { lockCacheEntry } from './cache-lock.js'
-import { BuildPrerequisiteError, LlamaCppBuildError } from './errors.js'
+import { BuildPrerequisiteError } from './errors.js'
 import { findExecutable } from './find-executable.js'
+import { parseBuildProgress, runStep, type BuildProgress } from './build-step.js'
 import { bundledLlamaCppSource } from './source.js'
 import { selectedBuildFile, toolsInBuildDir, type LlamaCppTools } from './tools.js'
 
-/** The cmake targets llmesh needs; nothing else of llama.cpp is compiled. */
+/**
+ * The cmake targets llmesh runs; nothing else of llama.cpp is compiled (ggml, llama and
+ * llama-server's own libraries only as far as these two link them).
+ */
 const TARGETS = ['ggml-rpc-server', 'llama-server'] as const
-
-export type BuildPhase = 'waiting' | 'extracting' | 'configuring' | 'compiling' | 'installing'
-
-export interface BuildProgress {
-  phase: BuildPhase
-  /** build steps finished so far (compiling only) */
-  completed?: number
-  /** build steps in total (compiling only) */
-  total?: number
-}
 
 export interface EnsureLlamaCppToolsOptions {
   /** GPU backend to compile in (default `auto`) */
   gpu?: GpuChoice
-  /** parallel compile jobs (default: the CPUs this process may use) */
+  /** parallel compile jobs (default: every core the CPU budget allows, see compileJobsForBudget) */
   jobs?: number
   /** stops the build; the partial work is kept so the next run resumes it */
   signal?: AbortSignal
@@ -110,7 +102,7 @@ async function build (buildDir: string, tag: string, backend: GpuBackend, flags:
     await runStep('configuring llama.cpp (cmake)', 'cmake', ['-S', sourceDir, '-B', cmakeBuildDir, ...generator, ...flags], step)
 
     progress({ phase: 'compiling', completed: 0 })
-    const jobs = options.jobs ?? availableParallelism()
+    const jobs = options.jobs ?? await defaultCompileJobs()
     await runStep('compiling llama.cpp', 'cmake', ['--build', cmakeBuildDir, '--target', ...TARGETS, '--parallel', String(jobs)], {
       ...step,
       onLine: line => {
@@ -155,13 +147,9 @@ async function install (buildDir: string, binDir: string, facts: Omit<BuildManif
   return { llamaCppTag: manifest.llamaCppTag, rpcServer: manifest.rpcServer, llamaServer: manifest.llamaServer, flags: manifest.flags }
 }
 
-/** Reads `[12/342]` (ninja) or `[ 35%]` (make) from a build output line. */
-export function parseBuildProgress (line: string): { completed: number, total: number } | undefined {
-  const ninja = /^\[(\d+)\/(\d+)\]/.exec(line)
-  if (ninja != null) return { completed: Number(ninja[1]), total: Number(ninja[2]) }
-  const make = /^\[\s*(\d+)%\]/.exec(line)
-  if (make != null) return { completed: Number(make[1]), total: 100 }
-  return undefined
+async function defaultCompileJobs (): Promise<number> {
+  const { cores, quota } = await readCpuBudget()
+  return compileJobsForBudget(cores, quota)
 }
 
 async function recordSelectedBuild (tag: string, buildDir: string): Promise<void> {
@@ -174,37 +162,5 @@ async function exists (path: string): Promise<boolean> {
     return true
   } catch {
     return false
-  }
-}
-
-interface StepOptions {
-  log: WriteStream
-  logPath: string
-  signal?: AbortSignal
-  onLine?: (line: string) => void
-}
-
-/** Runs one build command, appending its output to the build log; rejects with the log's path. */
-async function runStep (what: string, command: string, args: string[], options: StepOptions): Promise<void> {
-  options.signal?.throwIfAborted()
-  options.log.write(`\n$ ${command} ${args.join(' ')}\n`)
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], signal: options.signal })
-  const lastLines: string[] = []
-  const onLine = (line: string): void => {
-    options.log.write(`${line}\n`)
-    lastLines.push(line)
-    if (lastLines.length > 20) lastLines.shift()
-    options.onLine?.(line)
-  }
-  createInterface({ input: child.stdout }).on('line', onLine)
-  createInterface({ input: child.stderr }).on('line', onLine)
-
-  const exitCode = await new Promise<number | null>((resolve, reject) => {
-    child.once('error', reject)
-    child.once('close', resolve)
-  })
-  if (exitCode !== 0) {
-    const firstError = lastLines.find(line => /error/i.test(line))
-    throw new LlamaCppBuildError(`${what} failed (${command} exited with code ${exitCode})${firstError != null ? `: ${firstError.trim()}` : ''}; full log: ${options.logPath}`, options.logPath)
   }
 }

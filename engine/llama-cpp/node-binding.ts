@@ -1,6 +1,9 @@
+import { createWriteStream } from 'node:fs'
 import { access, lstat, mkdir, readdir, readlink, rename, rm, symlink } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { getLlama, LlamaLogLevel, type LlamaOptions } from 'node-llama-cpp'
+import { parseBuildProgress, runStep, type BuildProgress } from './build-step.js'
 import { llmeshCacheDir } from './cache.js'
 import { lockCacheEntry } from './cache-lock.js'
 import { bundledLlamaCppSource } from './source.js'
@@ -22,19 +25,22 @@ export const NODE_LLAMA_OPTIONS = { gpu: false, logLevel: LlamaLogLevel.error } 
 export interface EnsureNodeBindingOptions {
   /** build even when a native build exists */
   rebuild?: boolean
-  /** print cmake's progress: true for stdout, 'stderr' (the default), false for none */
-  progressLogs?: boolean | 'stderr'
-  /** called when another `mesh setup` is building the binding and this one waits for it */
-  onWaiting?: () => void
-  /** called when the build starts (none was cached) */
-  onBuildStart?: () => void
+  /** stops the build (node-llama-cpp starts the next one afresh) */
+  signal?: AbortSignal
+  /** where the build stands: waiting for another setup's, configuring, compiling (with the steps done) */
+  onProgress?: (progress: BuildProgress) => void
 }
 
 export interface NodeBindingResult {
   /** true when this call compiled the binding, false when a native build was already there */
   built: boolean
   seconds: number
+  /** the build's full output (set when it was built) */
+  logPath?: string
 }
+
+/** The script that compiles the binding in a process of its own (see compileInChild). */
+const COMPILE_SCRIPT = fileURLToPath(new URL('./compile-node-binding.js', import.meta.url))
 
 /** Reports whether node-llama-cpp has a native build from `mesh setup`, without building anything. */
 export async function hasNativeNodeBinding (): Promise<boolean> {
@@ -100,22 +106,43 @@ export async function ensureNodeBinding (options: EnsureNodeBindingOptions = {})
   if (options.rebuild !== true && await hasNativeNodeBinding()) return { built: false, seconds: 0 }
   await linkLocalBuildsToCache()
   if (options.rebuild !== true && await hasNativeNodeBinding()) return { built: false, seconds: 0 }
-  const release = await lockCacheEntry(cachedLocalBuildsDir(), options.onWaiting)
+  const release = await lockCacheEntry(cachedLocalBuildsDir(), () => options.onProgress?.({ phase: 'waiting' }))
+  let logPath: string
   try {
     if (options.rebuild !== true && await hasNativeNodeBinding()) return { built: false, seconds: 0 }
-    options.onBuildStart?.()
-    await useInstalledNodeHeaders()
-    const llama = await getLlama({
-      ...NODE_LLAMA_OPTIONS,
-      // OpenMP (whenever cmake finds it) and -march=native are node-llama-cpp's defaults for a
-      // build on the machine itself; custom cmake options would move the build to a folder that a
-      // plain getLlama() does not look in.
-      build: 'forceRebuild',
-      progressLogs: options.progressLogs ?? 'stderr'
-    })
-    await llama.dispose()
+    logPath = await compileInChild(options)
   } finally {
     await release()
   }
-  return { built: true, seconds: (performance.now() - started) / 1000 }
+  return { built: true, seconds: (performance.now() - started) / 1000, logPath }
+}
+
+/**
+ * Compiles the binding in a child process: node-llama-cpp writes the build's output to the
+ * stdout of the process that builds, and this one reads it line by line, for the log file and
+ * for the same progress (ninja's or make's steps) as the llama.cpp tools' build. OpenMP (whenever
+ * cmake finds it) and -march=native are node-llama-cpp's defaults for a build on the machine
+ * itself; custom cmake options would move the build to a folder that a plain getLlama() does not
+ * look in.
+ */
+async function compileInChild (options: EnsureNodeBindingOptions): Promise<string> {
+  await useInstalledNodeHeaders()
+  const logPath = join(dirname(cachedLocalBuildsDir()), 'build.log')
+  const log = createWriteStream(logPath, { flags: 'w' })
+  const progress = options.onProgress ?? (() => {})
+  try {
+    progress({ phase: 'configuring' })
+    await runStep('compiling node-llama-cpp\'s native binding', process.execPath, [COMPILE_SCRIPT], {
+      log,
+      logPath,
+      signal: options.signal,
+      onLine: line => {
+        const counted = parseBuildProgress(line)
+        if (counted != null) progress({ phase: 'compiling', ...counted })
+      }
+    })
+  } finally {
+    await new Promise(resolve => log.end(resolve))
+  }
+  return logPath
 }

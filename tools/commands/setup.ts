@@ -10,12 +10,16 @@ interface SetupOptions {
   print?: boolean
 }
 
-/** `mesh setup`: builds llama-server and ggml-rpc-server from the llama.cpp source node-llama-cpp ships. */
+/**
+ * `mesh setup`: builds llama-server and ggml-rpc-server from the llama.cpp source node-llama-cpp
+ * ships, and the local engine's native binding: everything any command may use (`mesh up`
+ * builds only what its job needs).
+ */
 export function setupCommand (): Command {
   return new Command('setup')
     .description('build the llama.cpp tools (llama-server, ggml-rpc-server) and the local engine\'s native binding into the cache, or find them there')
     .addOption(new Option('--gpu <backend>', 'GPU backend to compile in; auto uses CUDA when nvcc and an NVIDIA GPU are present').choices(GPU_CHOICES).default('auto'))
-    .addOption(new Option('--jobs <n>', 'parallel compile jobs (default: the CPUs available)').argParser(parsePositiveInt))
+    .addOption(new Option('--jobs <n>', 'parallel compile jobs of the llama.cpp tools (default: every core the CPU budget allows: the affinity mask, capped by a cgroup CPU quota)').argParser(parsePositiveInt))
     .option('--print', 'print the tool paths as JSON on stdout (building them first if needed)')
     .action(async (options: SetupOptions) => {
       const controller = new AbortController()
@@ -24,7 +28,7 @@ export function setupCommand (): Command {
       process.once('SIGTERM', abort)
       try {
         const tools = await ensureLlamaCppToolsWithProgress({ gpu: options.gpu, jobs: options.jobs, signal: controller.signal })
-        await ensureNodeBindingWithProgress()
+        await ensureNodeBindingWithProgress({ signal: controller.signal })
         // Built now, not at the first `mesh start`: every process llmesh runs loads it.
         if (hardeningSupported) hardeningLibrary()
         if (options.print === true) {
