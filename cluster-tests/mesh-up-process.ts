@@ -13,8 +13,9 @@ export class MeshUp {
   readonly child: ChildProcess
   readonly exited: Promise<number | null>
 
-  constructor (home: string, args: string[]) {
-    this.child = spawn(process.execPath, [MESH_BIN, 'up', ...args], { env: { ...process.env, LLMESH_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] })
+  /** `env`: variables added to the test process's environment besides LLMESH_HOME; `meshBin`: another installation's `mesh` */
+  constructor (home: string, args: string[], options: { env?: NodeJS.ProcessEnv, meshBin?: string } = {}) {
+    this.child = spawn(process.execPath, [options.meshBin ?? MESH_BIN, 'up', ...args], { env: { ...process.env, ...options.env, LLMESH_HOME: home }, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => { this.stdout += chunk })
     this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => { this.stderr += chunk })
     this.exited = new Promise(resolve => { this.child.once('exit', code => { resolve(code) }) })

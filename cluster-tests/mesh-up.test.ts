@@ -2,17 +2,19 @@
 // with the printed key, and Ctrl-C stopping every process it started.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { access, mkdir, mkdtemp, readdir, readFile, rm, symlink } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { basename, dirname, join } from 'node:path'
 import { loadLocalEngine } from '../engine/local-engine.js'
+import { findLlamaCppTools } from '../engine/llama-cpp/tools.js'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
 import { runMesh } from '../tools/test-support/run-mesh.js'
 import { descendantPids, runningPids } from './process-tree.js'
 import type { StatusReport } from '../node/status-report.js'
 import { freePort } from '../engine/free-port.js'
 import { MeshUp } from './mesh-up-process.js'
+import { freshInstall, type FreshInstall } from './fresh-install.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
 const COMPLETION_TOKENS = 32
@@ -41,28 +43,53 @@ function portOf (server: Server): number {
   return address.port
 }
 
+/**
+ * A cache as a first start leaves it once the llama.cpp tools are built: their build (linked from
+ * the cache `mesh setup` filled before the tests) and nothing else, no native binding.
+ */
+async function cacheWithToolsOnly (): Promise<string> {
+  const tools = await findLlamaCppTools()
+  const buildDir = dirname(dirname(tools.llamaServer))
+  const cache = await mkdtemp(join(tmpdir(), 'llmesh-first-start-cache-'))
+  await mkdir(join(cache, 'llama.cpp'))
+  await symlink(buildDir, join(cache, 'llama.cpp', basename(buildDir)), 'dir')
+  return cache
+}
+
 describe('mesh up', () => {
   let model: TestModel
   let home: string
+  let firstStartCache: string
+  let install: FreshInstall
   const runs: MeshUp[] = []
 
   before(async () => {
     // Eight layers, so that the layout has some for the coordinator and each of two workers.
     model = await writeTestModel({ layers: 8 })
     home = await mkdtemp(join(tmpdir(), 'llmesh-mesh-up-'))
+    firstStartCache = await cacheWithToolsOnly()
+    install = await freshInstall()
   })
 
   after(async () => {
     await Promise.all(runs.map(async run => run.kill()))
     await rm(home, { recursive: true, force: true })
+    await rm(firstStartCache, { recursive: true, force: true })
+    await install.remove()
     await model.remove()
   })
 
   it('serves the API with two workers, prints the key and the plan, and stops everything on Ctrl-C', async () => {
     const port = await freePort()
-    const up = new MeshUp(home, ['--workers', '2', '--api-port', String(port), '--model', model.path])
+    // A first start, from an installation without the local engine's native binding: the
+    // workers' job waits for the llama.cpp tools only, not for that binding (12 minutes more on
+    // 2 cores), which it neither builds nor links.
+    const up = new MeshUp(home, ['--workers', '2', '--api-port', String(port), '--model', model.path], { env: { LLMESH_CACHE: firstStartCache }, meshBin: install.meshBin })
     runs.push(up)
     await up.ready()
+    assert.doesNotMatch(up.stderr, /native binding/)
+    await assert.rejects(access(install.localBuilds), 'no native binding was built or linked')
+    assert.deepEqual((await readdir(firstStartCache)).filter(entry => entry.startsWith('node-llama-cpp')), [], 'nothing of the native binding is made in the cache')
 
     const apiKey = (await readFile(join(home, 'up', 'coordinator', 'api-key'), 'utf8')).trim()
     assert.match(up.stdout, new RegExp(`^api key: ${apiKey}$`, 'm'))

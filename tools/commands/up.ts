@@ -75,7 +75,10 @@ export function upCommand (): Command {
     .addOption(new Option('--drain-timeout <duration>', 'on Ctrl-C or SIGTERM, how long requests in flight may take to finish while new ones get 503, e.g. 30s').argParser(parseDuration).default(DEFAULT_DRAIN_TIMEOUT_MS, '30s'))
     .action(async (options: UpOptions) => {
       await ensureLlamaCppToolsWithProgress()
-      await ensureNodeBindingWithProgress()
+      // Only a mesh without workers serves with the local engine. With workers it is a stand-in
+      // (the first plan, before they join; all of them lost), where node-llama-cpp's prebuilt
+      // binary serves until `mesh setup` builds the native one: not worth 12 minutes more on 2 cores.
+      if (options.workers === 0) await ensureNodeBindingWithProgress()
       const modelPath = options.model !== undefined ? resolve(options.model) : await ensureDemoModel()
       await inspectModelFile(modelPath)
       await assertPortFree(options.apiPort)
