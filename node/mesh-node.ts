@@ -421,7 +421,7 @@ export class MeshNode {
       engine,
       rpcServer: this.rpcServer === undefined ? null : { state: this.rpcServer.state, reason: this.rpcServer.failure ?? null, restarts: this.rpcServer.restarts },
       memoryLock: memoryLockStatus(),
-      warnings: statusWarnings({ self: selfStatus, members, plan: engine?.plan ?? null, flaps: peer => this.flaps.count(peer), selfComputeGflops: this.capabilities.computeGflops })
+      warnings: statusWarnings({ self: selfStatus, members, plans: engine?.groups?.map(group => group.plan) ?? (engine?.plan != null ? [engine.plan] : []), flaps: peer => this.flaps.count(peer), selfComputeGflops: this.capabilities.computeGflops })
     }
   }
 

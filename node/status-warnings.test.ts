@@ -37,25 +37,25 @@ function plan (stages: Array<{ nodeId: string, layers: number, totalMiB?: number
 }
 
 function input (fields: Partial<WarningInput>): WarningInput {
-  return { self: SELF, members: [], plan: null, flaps: () => 0, selfComputeGflops: 10, ...fields }
+  return { self: SELF, members: [], plans: [], flaps: () => 0, selfComputeGflops: 10, ...fields }
 }
 
 describe('status warnings', () => {
   it('a healthy cluster has none', () => {
     const members = [member('w1'), member('w2')]
-    assert.deepEqual(statusWarnings(input({ members, plan: plan([{ nodeId: 'coordinator', layers: 4 }, { nodeId: 'w1', layers: 4 }, { nodeId: 'w2', layers: 4 }]) })), [])
+    assert.deepEqual(statusWarnings(input({ members, plans: [plan([{ nodeId: 'coordinator', layers: 4 }, { nodeId: 'w1', layers: 4 }, { nodeId: 'w2', layers: 4 }])] })), [])
   })
 
   it('names the bottleneck stage from measured time per token, or from layers per speed', () => {
     const measured = [member('w1', { timePerToken: { computeMs: 30, transferMs: 2 } }), member('w2', { timePerToken: { computeMs: 8, transferMs: 2 } })]
     const stages = plan([{ nodeId: 'coordinator', layers: 1 }, { nodeId: 'w1', layers: 4 }, { nodeId: 'w2', layers: 4 }])
-    const [warning] = statusWarnings(input({ members: measured, plan: stages }))
+    const [warning] = statusWarnings(input({ members: measured, plans: [stages] }))
     assert.equal(warning.kind, 'bottleneck')
     assert.equal(warning.peerId, 'w1')
     assert.match(warning.message, /takes 32\.0 ms per token, 3\.2x the next slowest worker/)
 
     const slow = [member('w1', { computeGflops: 2 }), member('w2')]
-    const estimated = statusWarnings(input({ members: slow, plan: plan([{ nodeId: 'coordinator', layers: 4 }, { nodeId: 'w1', layers: 4 }, { nodeId: 'w2', layers: 4 }]) }))
+    const estimated = statusWarnings(input({ members: slow, plans: [plan([{ nodeId: 'coordinator', layers: 4 }, { nodeId: 'w1', layers: 4 }, { nodeId: 'w2', layers: 4 }])] }))
     assert.deepEqual(estimated.map(w => [w.kind, w.peerId]), [['bottleneck', 'w1']])
   })
 
@@ -63,13 +63,28 @@ describe('status warnings', () => {
     const members = [member('w1', { llamaCppTag: 'b2' }), member('w2'), member('w3', { state: 'revoked', llamaCppTag: 'b0' })]
     const warnings = statusWarnings(input({
       members,
-      plan: plan([{ nodeId: 'coordinator', layers: 4 }, { nodeId: 'w1', layers: 4 }, { nodeId: 'w2', layers: 4, totalMiB: 950, offeredMiB: 1000 }]),
+      plans: [plan([{ nodeId: 'coordinator', layers: 4 }, { nodeId: 'w1', layers: 4 }, { nodeId: 'w2', layers: 4, totalMiB: 950, offeredMiB: 1000 }])],
       flaps: peer => peer === 'w2' ? 3 : 2
     }))
     assert.deepEqual(warnings.map(w => [w.kind, w.peerId]), [['memory', 'w2'], ['version', 'w1'], ['flapping', 'w2']])
     assert.match(warnings[0].message, /near its memory limit: its stage needs 950\.0 MiB of the 1000\.0 MiB it offers \(95%\)/)
     assert.match(warnings[1].message, /runs llama\.cpp b2, this node b1/)
     assert.match(warnings[2].message, /lost contact 3 times in the last 5 minutes/)
+  })
+
+  it('looks at every replica group: a bottleneck in the second, the coordinator charged once per group', () => {
+    const members = ['w1', 'w2', 'w3', 'w4'].map(id => member(id, { timePerToken: { computeMs: id === 'w4' ? 40 : 10, transferMs: 0 } }))
+    // The coordinator's part of each group fits what it offers, but not twice over.
+    const first = plan([{ nodeId: 'coordinator', layers: 1, totalMiB: 600 }, { nodeId: 'w1', layers: 4 }, { nodeId: 'w2', layers: 3 }])
+    const second = plan([{ nodeId: 'coordinator', layers: 1, totalMiB: 600 }, { nodeId: 'w3', layers: 4 }, { nodeId: 'w4', layers: 3 }])
+    const warnings = statusWarnings(input({ members, plans: [first, second] }))
+    assert.deepEqual(warnings.map(w => [w.kind, w.peerId]), [['bottleneck', 'w4'], ['memory', 'coordinator']])
+    assert.match(warnings[0].message, /^the stage on w4 in replica group 2 is the bottleneck: it takes 40\.0 ms per token, 4\.0x the next slowest worker/)
+    assert.match(warnings[1].message, /near its memory limit: its stages in 2 replica groups need 1\.2 GiB of the 1000\.0 MiB it offers \(120%\)/)
+    // One group alone: the same coordinator part is well within its offer, and the message names no group.
+    const alone = statusWarnings(input({ members, plans: [second] }))
+    assert.deepEqual(alone.map(w => [w.kind, w.peerId]), [['bottleneck', 'w4']])
+    assert.match(alone[0].message, /^the stage on w4 is the bottleneck/)
   })
 
   it('warns about a live worker that offers no memory, and only about that one', () => {

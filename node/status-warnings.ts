@@ -14,8 +14,8 @@ export const FLAP_WARNING_COUNT = 3
 export interface WarningInput {
   self: SelfStatus
   members: readonly MemberStatus[]
-  /** the stage plan the engine runs, if any */
-  plan: StagePlan | null
+  /** the plan of every replica group the layout has (one for a single pipeline, none while no layout is planned) */
+  plans: readonly StagePlan[]
   /** losses of contact with a member in the recent window (see MemberFlaps) */
   flaps: (peerId: string) => number
   /** the coordinator's compute speed, to weigh its own stage */
@@ -27,12 +27,12 @@ export function statusWarnings (input: WarningInput): StatusWarning[] {
   return [...bottleneck(input), ...memory(input), ...versions(input), ...flapping(input), ...noMemory(input)]
 }
 
-// Stages' time per token: the workers' as the tunnel measured them when every worker's is known
-// (the coordinator's own stage is not measured), else every stage's layers over its node's speed.
-function stageCosts (input: WarningInput): Array<{ peerId: string, cost: number, measured: boolean }> {
-  if (input.plan === null) return []
+// Stages' time per token in one group: the workers' as the tunnel measured them when every
+// worker's is known (the coordinator's own stage is not measured), else every stage's layers
+// over its node's speed.
+function stageCosts (input: WarningInput, plan: StagePlan): Array<{ peerId: string, cost: number, measured: boolean }> {
   const byId = new Map(input.members.map(m => [m.peerId, m]))
-  const stages = input.plan.stages.filter(stage => stage.layerCount > 0)
+  const stages = plan.stages.filter(stage => stage.layerCount > 0)
   const workers = stages.filter(stage => stage.nodeId !== input.self.peerId)
   const measured = workers.map(stage => ({ peerId: stage.nodeId, time: byId.get(stage.nodeId)?.timePerToken ?? null }))
   if (measured.every(m => m.time !== null)) return measured.map(m => ({ peerId: m.peerId, cost: (m.time?.computeMs ?? 0) + (m.time?.transferMs ?? 0), measured: true }))
@@ -42,24 +42,39 @@ function stageCosts (input: WarningInput): Array<{ peerId: string, cost: number,
   })
 }
 
-function bottleneck (input: WarningInput): StatusWarning[] {
-  const costs = stageCosts(input)
-  if (costs.length < 2) return []
-  const [slowest, next] = [...costs].sort((a, b) => b.cost - a.cost)
-  if (next.cost <= 0 || slowest.cost / next.cost < BOTTLENECK_RATIO) return []
-  const ratio = (slowest.cost / next.cost).toFixed(1)
-  const what = slowest.measured ? `takes ${slowest.cost.toFixed(1)} ms per token, ${ratio}x the next slowest worker` : `has ${ratio}x the work per unit of speed of the next slowest stage`
-  return [{ kind: 'bottleneck', peerId: slowest.peerId, message: `the stage on ${shortPeerId(slowest.peerId)} is the bottleneck: it ${what}; give it fewer layers (--stages) or a faster machine` }]
+/** "in replica group N" where the layout has several groups, else nothing. */
+function inGroup (input: WarningInput, index: number): string {
+  return input.plans.length > 1 ? ` in replica group ${index + 1}` : ''
 }
 
+// A group's stages run one after another, so each group has its own bottleneck.
+function bottleneck (input: WarningInput): StatusWarning[] {
+  return input.plans.flatMap((plan, index) => {
+    const costs = stageCosts(input, plan)
+    if (costs.length < 2) return []
+    const [slowest, next] = [...costs].sort((a, b) => b.cost - a.cost)
+    if (next.cost <= 0 || slowest.cost / next.cost < BOTTLENECK_RATIO) return []
+    const ratio = (slowest.cost / next.cost).toFixed(1)
+    const what = slowest.measured ? `takes ${slowest.cost.toFixed(1)} ms per token, ${ratio}x the next slowest worker` : `has ${ratio}x the work per unit of speed of the next slowest stage`
+    return [{ kind: 'bottleneck' as const, peerId: slowest.peerId, message: `the stage on ${shortPeerId(slowest.peerId)}${inGroup(input, index)} is the bottleneck: it ${what}; give it fewer layers (--stages) or a faster machine` }]
+  })
+}
+
+// A node's memory is charged for each of its stages: the coordinator has one in every group.
 function memory (input: WarningInput): StatusWarning[] {
-  if (input.plan === null) return []
-  return input.plan.stages
-    .filter(stage => stage.offeredBytes > 0 && stage.memory.totalBytes / stage.offeredBytes >= MEMORY_WARNING_SHARE)
-    .map(stage => ({
+  const nodes = new Map<string, { neededBytes: number, offeredBytes: number, stages: number }>()
+  for (const stage of input.plans.flatMap(plan => plan.stages)) {
+    const node = nodes.get(stage.nodeId) ?? { neededBytes: 0, offeredBytes: stage.offeredBytes, stages: 0 }
+    node.neededBytes += stage.memory.totalBytes
+    node.stages++
+    nodes.set(stage.nodeId, node)
+  }
+  return [...nodes]
+    .filter(([, node]) => node.offeredBytes > 0 && node.neededBytes / node.offeredBytes >= MEMORY_WARNING_SHARE)
+    .map(([peerId, node]) => ({
       kind: 'memory',
-      peerId: stage.nodeId,
-      message: `${shortPeerId(stage.nodeId)} is near its memory limit: its stage needs ${formatBytes(stage.memory.totalBytes)} of the ${formatBytes(stage.offeredBytes)} it offers (${Math.round(100 * stage.memory.totalBytes / stage.offeredBytes)}%)`
+      peerId,
+      message: `${shortPeerId(peerId)} is near its memory limit: ${node.stages > 1 ? `its stages in ${node.stages} replica groups need` : 'its stage needs'} ${formatBytes(node.neededBytes)} of the ${formatBytes(node.offeredBytes)} it offers (${Math.round(100 * node.neededBytes / node.offeredBytes)}%)`
     }))
 }
 

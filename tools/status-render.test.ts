@@ -47,14 +47,16 @@ describe('mesh status rendering', () => {
   it('shows each replica group with its load and its stages', () => {
     const plan = REPORT.engine?.plan
     assert.ok(plan != null)
-    const groups = [1, 2].map(n => ({ id: String(n + 4), plan, slots: 8, activeRequests: n, tokensPerSecond: 10 * n }))
+    const groups = [1, 2, 3].map(n => ({ id: n === 3 ? null : String(n + 4), plan, slots: n === 3 ? 0 : 8, activeRequests: n, tokensPerSecond: 10 * n }))
     const report = { ...REPORT, engine: { ...REPORT.engine!, state: 'ready' as const, reason: null, groups, unusedWorkers: [LONG_PEER] } }
     const lines = renderStatus(report)
     for (const line of lines) assert.ok(line.length <= STATUS_WIDTH, `${line.length}: ${line}`)
     const text = lines.join('\n')
     assert.match(text, /^group 1 \(id 5\): 10\.0 tokens\/s, 1 generating in 8 slots$/m)
     assert.match(text, /^group 2 \(id 6\): 20\.0 tokens\/s, 2 generating in 8 slots$/m)
-    assert.equal(text.match(/^STAGE +NODE/gm)?.length, 2, 'a stage table per group')
+    assert.match(text, /^group 3: not running$/m)
+    assert.equal(text.match(/^STAGE +NODE/gm)?.length, 3, 'a stage table per group')
+    assert.match(text, /^memory +the coordinator's parts of 3 groups take 3\.0 TiB of the 1023\.9 GiB it offers$/m, 'the coordinator is charged for every group')
     assert.match(text, /^workers in no group: 12D3KooW…/m)
   })
 

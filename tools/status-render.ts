@@ -111,6 +111,14 @@ function planLines (plan: StagePlan, members: ReadonlyMap<string, MemberStatus>)
   return lines
 }
 
+// The coordinator has a stage in every group, each with its own copy of its layers and its own
+// KV cache: the sum is what its memory is charged, which no single group's table shows.
+function coordinatorShare (plans: readonly StagePlan[]): string[] {
+  const stages = plans.map(plan => plan.stages[0])
+  const needed = stages.reduce((sum, stage) => sum + stage.memory.totalBytes, 0)
+  return [fit(`memory   the coordinator's parts of ${plans.length} groups take ${formatBytes(needed)} of the ${formatBytes(stages[0].offeredBytes)} it offers`, STATUS_WIDTH)]
+}
+
 function engineLines (engine: EngineStatus, members: ReadonlyMap<string, MemberStatus>): string[] {
   const serving = engine.kind != null ? `${engine.state} (${engine.kind})` : engine.state
   const lines = [
@@ -121,9 +129,11 @@ function engineLines (engine: EngineStatus, members: ReadonlyMap<string, MemberS
   ]
   const groups = engine.groups ?? []
   if (groups.length > 1) {
+    lines.push(...coordinatorShare(groups.map(group => group.plan)))
     groups.forEach((group, index) => {
-      const id = group.id !== null ? ` (id ${group.id})` : ''
-      lines.push('', fit(`group ${index + 1}${id}: ${group.tokensPerSecond.toFixed(1)} tokens/s, ${group.activeRequests} generating${slotsText(group.slots)}`, STATUS_WIDTH), ...planLines(group.plan, members))
+      // A group planned but not running (crashed beside the others, or still loading) has no id yet.
+      const title = group.id !== null ? `group ${index + 1} (id ${group.id}): ${group.tokensPerSecond.toFixed(1)} tokens/s, ${group.activeRequests} generating${slotsText(group.slots)}` : `group ${index + 1}: not running`
+      lines.push('', fit(title, STATUS_WIDTH), ...planLines(group.plan, members))
     })
     if ((engine.unusedWorkers ?? []).length > 0) lines.push(fit(`workers in no group: ${(engine.unusedWorkers ?? []).map(shortPeerId).join(', ')}`, STATUS_WIDTH))
   } else if (engine.plan !== null) {
