@@ -80,6 +80,17 @@ describe('tunnel tensor cache', () => {
     assert.deepEqual(feed(chunk => dedup.push(chunk), computing), computing, 'after a graph, even a cached tensor goes whole')
   })
 
+  it('keeps nothing of a tensor whose session ended part-way through it', async () => {
+    const cutOff = randomBytes(MIN_CACHED_TENSOR_BYTES * 4)
+    const session = cache.session()
+    const validator = new RpcRequestValidator(CAP, session.observer, session.source)
+    const request = concat([hello, setTensor(cutOff)])
+    feed(chunk => validator.push(chunk), request.subarray(0, request.byteLength - 1000))
+    session.end()
+    assert.ok(!(await cache.inventory()).some(tensor => tensor.bytes === cutOff.byteLength))
+    assert.deepEqual((await readdir(dir)).filter(name => name.startsWith('.')), [], 'no spool file is left')
+  })
+
   it('keeps tensors above llama.cpp\'s hash threshold too: rpc-server keeps none', async () => {
     const large = new Uint8Array(LLAMA_RPC_HASH_THRESHOLD_BYTES + 1).fill(7)
     const validator = workerSession()

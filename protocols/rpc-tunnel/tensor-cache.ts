@@ -4,6 +4,7 @@ import { mkdir, open, readdir, rename, rm, stat, symlink, utimes } from 'node:fs
 import { join } from 'node:path'
 import { encodeRequestHeader, RpcCommand, SET_TENSOR_DATA_OFFSET, TENSOR_KEY_BYTES } from './ggml-rpc.js'
 import { RpcTensorCacheMissError } from './errors.js'
+import { TensorSpool, type SpoolBacklog } from './tensor-spool.js'
 import type { RpcTunnelMetrics } from './metrics.js'
 import type { CachedTensorSource, RequestObserver } from './request-validator.js'
 import type { Logger } from '@libp2p/interface'
@@ -46,21 +47,6 @@ export function tensorKey (data: Uint8Array | readonly Uint8Array[]): string {
   return hash.digest('hex')
 }
 
-/** The data of a SET_TENSOR payload given in parts: the parts' views past its description (rpc_tensor and offset). */
-function dataParts (payload: readonly Uint8Array[]): Uint8Array[] {
-  let skip = SET_TENSOR_DATA_OFFSET
-  const data: Uint8Array[] = []
-  for (const part of payload) {
-    if (skip >= part.byteLength) {
-      skip -= part.byteLength
-      continue
-    }
-    data.push(skip > 0 ? part.subarray(skip) : part)
-    skip = 0
-  }
-  return data
-}
-
 /**
  * True for tensor data of a size the tunnel's tensor cache keeps: every size worth a file. It
  * also takes the tensors above llama.cpp's hash threshold, because rpc-server runs without its
@@ -79,18 +65,6 @@ function requestHash (request: Uint8Array): string {
 function sameDescription (a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength >= SET_TENSOR_DATA_OFFSET && b.byteLength >= SET_TENSOR_DATA_OFFSET &&
     Buffer.from(a.buffer, a.byteOffset, SET_TENSOR_DATA_OFFSET).equals(Buffer.from(b.buffer, b.byteOffset, SET_TENSOR_DATA_OFFSET))
-}
-
-/** The first `bytes` bytes of data given in parts (fewer if it is shorter). */
-function leadingBytes (parts: readonly Uint8Array[], bytes: number): Uint8Array {
-  const out: Uint8Array[] = []
-  let left = bytes
-  for (const part of parts) {
-    if (left <= 0) break
-    out.push(part.subarray(0, left))
-    left -= Math.min(left, part.byteLength)
-  }
-  return Buffer.concat(out)
 }
 
 /**
@@ -112,12 +86,38 @@ export class WeightLoading {
   }
 }
 
+/** A tensor's data written whole to its spool file, waiting to be hashed and named by its key. */
+interface SpooledTensor {
+  path: string
+  bytes: number
+  /** the FNV-1a hash llama.cpp announced for it (tensors over 10 MiB), to link it by */
+  hash: string | undefined
+}
+
+/** Spool files are named `.spool-N`: hidden, never a key, so never taken for cached data. */
+const SPOOL_NAME = /^\.spool-\d+$/
+
+/**
+ * The most tensor data a worker holds in memory waiting for its disk. A disk slower than the
+ * link must not fill the worker's memory during a load: tensors beyond this are not kept.
+ */
+export const MAX_SPOOL_BACKLOG_BYTES = 256 * 1024 * 1024
+
+/** A spool file is hashed in reads of this size, so the event loop is never held long. */
+const HASH_READ_BYTES = 1024 * 1024
+
 /**
  * Worker: keeps the data of the weights' SET_TENSOR requests, one file per tensor named by the
  * sha256 of its data: the only tensor cache on a worker (rpc-server runs without `--cache`).
  * A coordinator that loads a plan again (after a failure, say) learns from the cap exchange
  * what is cached and sends SET_TENSOR_CACHED instead of the data; the bridge expands it back
  * into the SET_TENSOR it stands for, so rpc-server sees ordinary requests.
+ *
+ * Nothing of this is on the path of a load: while the weights pass, each tensor's data is only
+ * written to a spool file, in the background, as it passes; once no session is loading weights
+ * any more (its first graph computation, or its end), the spool files are hashed and renamed to
+ * their keys, one at a time. Hashing 1 GB takes about a second of a core, time a load through
+ * the tunnel would otherwise wait for.
  *
  * Files are only removed while the inventory is taken, before an engine start, least recently
  * used first, to keep the cache within its budget: what the coordinator was told stays.
@@ -127,9 +127,20 @@ export class TensorCache {
   readonly #budgetBytes: () => number
   readonly #metrics: RpcTunnelMetrics
   readonly #log: Pick<Logger, 'error'>
-  /** hashing and writing still under way */
-  readonly #pending = new Set<Promise<void>>()
-  readonly #keysBeingWritten = new Set<string>()
+  readonly #backlog: SpoolBacklog = { bytes: 0, maxBytes: MAX_SPOOL_BACKLOG_BYTES }
+  /** spools whose tensor passed whole, still being written */
+  readonly #closing = new Set<Promise<void>>()
+  /** spool files waiting to be hashed, in the order their tensors passed */
+  readonly #spooled: SpooledTensor[] = []
+  /** spool files of this process (the others are left over from one that ended mid-write) */
+  readonly #spoolPaths = new Set<string>()
+  #spools = 0
+  /** sessions still loading weights: spool files wait for them (the load needs the CPU) */
+  #loading = 0
+  /** inventories waiting: they hash what is spooled at once */
+  #flushing = 0
+  /** the spool file being hashed, undefined when none is */
+  #hashing: Promise<void> | undefined
   #ready: Promise<void> | undefined
 
   /** `budgetBytes` is the most the files may take together, asked each time the inventory is taken. */
@@ -142,11 +153,18 @@ export class TensorCache {
 
   /**
    * What the cache holds, most recently used first, after removing the least recently used
-   * files beyond the budget. Waits for the data still being written.
+   * files beyond the budget. Waits for the data of the tensors that passed to be stored.
    */
   async inventory (): Promise<CachedTensor[]> {
     await this.#created()
-    await Promise.all(this.#pending)
+    this.#flushing++
+    try {
+      await Promise.all(this.#closing)
+      this.#hashNext()
+      while (this.#hashing !== undefined) await this.#hashing
+    } finally {
+      this.#flushing--
+    }
     const names = await readdir(this.#dir)
     const files = await Promise.all(names.filter(isTensorKey).map(async key => {
       const { size, mtimeMs } = await stat(join(this.#dir, key))
@@ -168,6 +186,10 @@ export class TensorCache {
     for (const link of names.filter(name => HASH_LINK.test(name))) {
       await stat(join(this.#dir, link)).catch(async () => { await rm(join(this.#dir, link), { force: true }) })
     }
+    // Spool files of a process that ended while writing them.
+    for (const name of names.filter(name => SPOOL_NAME.test(name) && !this.#spoolPaths.has(join(this.#dir, name)))) {
+      await rm(join(this.#dir, name), { force: true })
+    }
     return kept
   }
 
@@ -175,34 +197,53 @@ export class TensorCache {
    * One tunnel session: `observer` keeps the weights of every cacheable SET_TENSOR that passes
    * whole; `source` expands SET_TENSOR_CACHED and, while the weights load, answers a
    * SET_TENSOR_HASH whose data the cache holds (the worker then sets the data itself, and
-   * the client sends nothing more). After the first graph computation nothing is kept or answered.
+   * the client sends nothing more). After the first graph computation nothing is kept or
+   * answered. `end` is called once the session is over.
    */
-  session (): { observer: RequestObserver, source: CachedTensorSource } {
+  session (): { observer: RequestObserver, source: CachedTensorSource, end: () => void } {
     const weights = new WeightLoading()
-    let parts: Uint8Array[] | undefined
+    let loading = true
+    this.#loading++
+    const loaded = (): void => {
+      if (!loading) return
+      loading = false
+      this.#loading--
+      this.#hashNext()
+    }
+    /** the cacheable SET_TENSOR passing now: its description (rpc_tensor and offset) and its data's spool */
+    let passing: { description: Uint8Array, described: number, spool: TensorSpool } | undefined
     let hashRequest: Uint8Array[] | undefined
     /** the hash llama.cpp announced for the SET_TENSOR that follows its SET_TENSOR_HASH */
     let announced: { description: Uint8Array, hash: string } | undefined
     const observer: RequestObserver = {
       requestStart: (command, payloadBytes) => {
         weights.request(command)
-        parts = weights.loading && command === RpcCommand.SET_TENSOR && isCacheableTensor(payloadBytes - SET_TENSOR_DATA_OFFSET) ? [] : undefined
+        if (!weights.loading) loaded()
+        const cacheable = weights.loading && command === RpcCommand.SET_TENSOR && isCacheableTensor(payloadBytes - SET_TENSOR_DATA_OFFSET)
+        passing = cacheable ? { description: new Uint8Array(SET_TENSOR_DATA_OFFSET), described: 0, spool: this.#spool() } : undefined
         hashRequest = weights.loading && command === RpcCommand.SET_TENSOR_HASH && payloadBytes === HASH_REQUEST_BYTES ? [] : undefined
         if (command !== RpcCommand.SET_TENSOR) announced = undefined
       },
       requestPayload: part => {
-        (parts ?? hashRequest)?.push(part)
+        hashRequest?.push(part)
+        if (passing === undefined) return
+        const describing = Math.min(part.byteLength, SET_TENSOR_DATA_OFFSET - passing.described)
+        if (describing > 0) {
+          passing.description.set(part.subarray(0, describing), passing.described)
+          passing.described += describing
+        }
+        if (describing < part.byteLength) passing.spool.add(describing > 0 ? part.subarray(describing) : part)
       },
       requestEnd: () => {
-        if (parts !== undefined) {
-          const announces = announced !== undefined && sameDescription(leadingBytes(parts, SET_TENSOR_DATA_OFFSET), announced.description)
-          this.#remember(parts, announces ? announced?.hash : undefined)
+        if (passing !== undefined) {
+          const announces = announced !== undefined && sameDescription(passing.description, announced.description)
+          this.#close(passing.spool, announces ? announced?.hash : undefined)
         }
         if (hashRequest !== undefined) {
           const request = Buffer.concat(hashRequest)
           announced = { description: request.subarray(0, SET_TENSOR_DATA_OFFSET), hash: requestHash(request) }
         }
-        parts = undefined
+        passing = undefined
         hashRequest = undefined
       }
     }
@@ -230,7 +271,13 @@ export class TensorCache {
         return [encodeRequestHeader(RpcCommand.SET_TENSOR, SET_TENSOR_DATA_OFFSET + data.byteLength), request.slice(0, SET_TENSOR_DATA_OFFSET), data]
       }
     }
-    return { observer, source }
+    const end = (): void => {
+      // A tensor cut off part-way is not the tensor.
+      if (passing !== undefined) this.#discard(passing.spool)
+      passing = undefined
+      loaded()
+    }
+    return { observer, source, end }
   }
 
   // Read synchronously: the expansion must take the request's place in the session's order,
@@ -248,47 +295,62 @@ export class TensorCache {
     return data
   }
 
-  // Hashing and writing wait for the next turn of the event loop, so the request they come
-  // from reaches rpc-server first. A cache that cannot write only costs a whole send later.
-  // `hash`: the FNV-1a hash llama.cpp announced for this data (tensors over 10 MiB), to link it by.
-  #remember (payload: Uint8Array[], hash: string | undefined): void {
-    const work = new Promise<void>(resolve => setImmediate(resolve)).then(async () => {
-      // Hashed and written part by part: a copy of every tensor would double the first load's memory traffic.
-      const data = dataParts(payload)
-      const key = tensorKey(data)
-      if (this.#keysBeingWritten.has(key)) return
-      this.#keysBeingWritten.add(key)
-      try {
-        if (await this.#write(key, data) && hash !== undefined) await this.#link(hash, key)
-      } finally {
-        this.#keysBeingWritten.delete(key)
-      }
-    })
-    this.#pending.add(work)
-    void work.finally(() => this.#pending.delete(work))
+  #spool (): TensorSpool {
+    const path = join(this.#dir, `.spool-${this.#spools++}`)
+    this.#spoolPaths.add(path)
+    return new TensorSpool(path, this.#backlog, this.#created())
   }
 
-  // True once the file holds the data (written now or before).
-  async #write (key: string, data: readonly Uint8Array[]): Promise<boolean> {
-    const bytes = data.reduce((sum, part) => sum + part.byteLength, 0)
+  // `hash`: the FNV-1a hash llama.cpp announced for this data (tensors over 10 MiB), to link it by.
+  #close (spool: TensorSpool, hash: string | undefined): void {
+    const closing = spool.close().then(whole => {
+      if (whole) {
+        this.#spooled.push({ path: spool.path, bytes: spool.bytes, hash })
+        this.#hashNext()
+      } else {
+        this.#spoolPaths.delete(spool.path)
+        this.#log.error('cannot keep tensor data in the tensor cache %s: its file could not be written, or the disk fell behind the load', this.#dir)
+      }
+    })
+    this.#closing.add(closing)
+    void closing.finally(() => this.#closing.delete(closing))
+  }
+
+  #discard (spool: TensorSpool): void {
+    const discarded = spool.discard().then(() => { this.#spoolPaths.delete(spool.path) })
+    this.#closing.add(discarded)
+    void discarded.finally(() => this.#closing.delete(discarded))
+  }
+
+  // One spool file at a time, and only while no session loads weights (unless an inventory waits).
+  #hashNext (): void {
+    if (this.#hashing !== undefined || (this.#loading > 0 && this.#flushing === 0)) return
+    const next = this.#spooled.shift()
+    if (next === undefined) return
+    this.#hashing = this.#store(next).finally(() => {
+      this.#hashing = undefined
+      this.#hashNext()
+    })
+  }
+
+  // Names a spool file by the key of its data (or removes it, when the cache has that data already).
+  async #store ({ path, bytes, hash }: SpooledTensor): Promise<void> {
     try {
-      await this.#created()
+      const key = await hashFile(path)
       const file = join(this.#dir, key)
       const exists = await stat(file).then(s => s.size === bytes, () => false)
-      if (exists) return true
-      const partial = join(this.#dir, `.${key}.partial`)
-      const handle = await open(partial, 'w', 0o600)
-      try {
-        await handle.writev(data)
-      } finally {
-        await handle.close()
+      if (exists) {
+        await rm(path, { force: true })
+      } else {
+        await rename(path, file)
+        this.#metrics.tensorCache('stored', bytes)
       }
-      await rename(partial, file)
-      this.#metrics.tensorCache('stored', bytes)
-      return true
+      if (hash !== undefined) await this.#link(hash, key)
     } catch (err) {
       this.#log.error('cannot keep tensor data in the tensor cache %s: %s', this.#dir, (err as Error).message)
-      return false
+      await rm(path, { force: true }).catch(() => {})
+    } finally {
+      this.#spoolPaths.delete(path)
     }
   }
 
@@ -306,4 +368,21 @@ export class TensorCache {
     this.#ready ??= mkdir(this.#dir, { recursive: true, mode: 0o700 }).then(() => {})
     await this.#ready
   }
+}
+
+/** The key of a file's data, read a part at a time. */
+async function hashFile (path: string): Promise<string> {
+  const hash = tensorKeyHash()
+  const handle = await open(path, 'r')
+  try {
+    const buffer = Buffer.allocUnsafe(HASH_READ_BYTES)
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, null)
+      if (bytesRead === 0) break
+      hash.update(buffer.subarray(0, bytesRead))
+    }
+  } finally {
+    await handle.close()
+  }
+  return hash.digest('hex')
 }

@@ -88,6 +88,7 @@ export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream
       error: () => new RpcIdleReadTimeoutError(init.idleReadTimeoutMs)
     }
   })
+  cache?.end()
   if (failure instanceof RpcTunnelError) {
     init.metrics.refused(failure.reason)
     init.log('closed tunnel stream from %p: %s', connection.remotePeer, failure.message)
