@@ -28,14 +28,13 @@ export interface StepOptions {
   logPath: string
   signal?: AbortSignal
   onLine?: (line: string) => void
-  env?: NodeJS.ProcessEnv
 }
 
 /** Runs one build command, appending its output to the build log; rejects with the log's path. */
 export async function runStep (what: string, command: string, args: string[], options: StepOptions): Promise<void> {
   options.signal?.throwIfAborted()
   options.log.write(`\n$ ${command} ${args.join(' ')}\n`)
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], signal: options.signal, env: options.env })
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], signal: options.signal })
   const lastLines: string[] = []
   const onLine = (line: string): void => {
     options.log.write(`${line}\n`)
