@@ -10,12 +10,13 @@ import { DEFAULT_MAX_QUEUE } from '../../api/constants.js'
 import { DEFAULT_RATE_LIMITS } from '../../api/rate-limits.js'
 import { Coordinator, DEFAULT_DRAIN_TIMEOUT_MS } from '../../node/serving/coordinator.js'
 import { ENGINE_CHOICES, type EngineChoice } from '../../node/serving/serving-plan.js'
-import { checkPlacement, parseStages, PLACEMENTS, type Placement, type PrivacyMode, type StageRange } from '../../scheduler/index.js'
+import { parseStages, type PrivacyMode, type StageRange } from '../../scheduler/index.js'
+import { checkPlacementOptions, placementOption, replicasOption, type PlacementOptions } from '../placement-options.js'
 import type { Role } from '../../node/certificate.js'
 import type { Encryption } from '../../node/libp2p-node.js'
 import { apiTls } from '../api-tls.js'
 
-interface StartOptions {
+interface StartOptions extends PlacementOptions {
   role: Role
   listen?: string[]
   peer: string[]
@@ -28,8 +29,6 @@ interface StartOptions {
   apiHost: string
   privacy: PrivacyMode
   stages?: StageRange[]
-  placement: Placement
-  replicas?: number
   threads?: number
   ctx?: number
   parallel: number
@@ -88,8 +87,8 @@ export function startCommand (): Command {
     .option('--tls-key <file>', 'coordinator: the PEM private key of --tls-cert')
     .addOption(new Option('--privacy <mode>', 'coordinator: on keeps the first layer and the output head here, so workers never see text or token ids').choices(['on', 'off']).default('on'))
     .addOption(new Option('--stages <ranges>', 'coordinator: manual layer ranges, coordinator first, e.g. 0-9,10-27').argParser(parseStagesOption))
-    .addOption(new Option('--placement <layout>', 'coordinator: pipeline serves one pipeline over all workers (adds memory), replicas one llama-server per group of workers that holds the model (adds throughput), auto whichever is predicted faster').choices(PLACEMENTS).default('auto'))
-    .addOption(new Option('--replicas <n>', 'coordinator: serve exactly N replica groups (refused when they do not fit)').argParser(parsePositiveInt))
+    .addOption(placementOption('coordinator: '))
+    .addOption(replicasOption('coordinator: '))
     .addOption(new Option('--threads <n>', 'coordinator: compute threads of each llama-server (default: the CPU budget\'s)').argParser(parsePositiveInt))
     .option('--metrics-public', 'coordinator: serve GET /metrics without an API key (for a Prometheus on a trusted network)')
     .addOption(new Option('--drain-timeout <duration>', 'coordinator: on SIGTERM or Ctrl-C, how long requests in flight may take to finish while new ones get 503, e.g. 30s').argParser(parseDuration).default(DEFAULT_DRAIN_TIMEOUT_MS, '30s'))
@@ -109,11 +108,7 @@ export function startCommand (): Command {
       if (options.role !== 'coordinator' && (options.tls !== undefined || options.tlsCert !== undefined)) {
         throw new InvalidArgumentError('--tls, --tls-cert and --tls-key are for the coordinator, which serves the API')
       }
-      try {
-        checkPlacement(options)
-      } catch (err) {
-        throw new InvalidArgumentError((err as Error).message)
-      }
+      checkPlacementOptions(options)
       const log = createLog()
       const dir = dataDir()
       const tls = options.role === 'coordinator' ? await apiTls(options, dir, log) : undefined

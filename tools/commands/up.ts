@@ -13,8 +13,9 @@ import { DEFAULT_DRAIN_TIMEOUT_MS } from '../../node/serving/coordinator.js'
 import { servedModelId, waitForApi } from '../up/api-ready.js'
 import { ApiPortInUseError, CoordinatorExitedError } from '../up/errors.js'
 import { LocalCluster, upLayout } from '../up/local-cluster.js'
+import { checkPlacementOptions, placementArgs, placementOption, replicasOption, type PlacementOptions } from '../placement-options.js'
 
-interface UpOptions {
+interface UpOptions extends PlacementOptions {
   workers: number
   model?: string
   apiPort: number
@@ -71,9 +72,12 @@ export function upCommand (): Command {
     .option('--model <path>', 'GGUF model to serve (default: the synthetic demo model)')
     .addOption(new Option('--api-port <n>', 'port of the API on 127.0.0.1').argParser(parsePositiveInt).default(8080))
     .addOption(new Option('--parallel <n>', 'requests the engine generates at once; they share the context evenly').argParser(parsePositiveInt).default(1))
+    .addOption(placementOption())
+    .addOption(replicasOption())
     .option('--mlock', 'lock every node\'s llama-server and rpc-server memory (weights, KV cache) in RAM, where the machine allows it (mesh status says whether it did)')
     .addOption(new Option('--drain-timeout <duration>', 'on Ctrl-C or SIGTERM, how long requests in flight may take to finish while new ones get 503, e.g. 30s').argParser(parseDuration).default(DEFAULT_DRAIN_TIMEOUT_MS, '30s'))
     .action(async (options: UpOptions) => {
+      checkPlacementOptions(options)
       await ensureLlamaCppToolsWithProgress()
       // Only a mesh without workers serves with the local engine. With workers it is a stand-in
       // (the first plan, before they join; all of them lost), where node-llama-cpp's prebuilt
@@ -90,7 +94,7 @@ export function upCommand (): Command {
         layout: upLayout(dataDir().root),
         workers: options.workers,
         nodeArgs: options.mlock === true ? ['--mlock'] : [],
-        coordinatorArgs: ['--model', modelPath, '--engine', 'auto', '--api-host', '127.0.0.1', '--api-port', String(options.apiPort), '--parallel', String(options.parallel), '--drain-timeout', `${options.drainTimeout}ms`],
+        coordinatorArgs: ['--model', modelPath, '--engine', 'auto', '--api-host', '127.0.0.1', '--api-port', String(options.apiPort), '--parallel', String(options.parallel), ...placementArgs(options), '--drain-timeout', `${options.drainTimeout}ms`],
         progress,
         signal: stop.signal,
         // The drain, then the engine and the node shutting down.
