@@ -10,7 +10,10 @@ export interface Capabilities {
   llamaCppTag: string
   /** ggml build flags the node's llama.cpp was built with */
   buildFlags: string[]
-  /** measured single-thread float throughput, GFLOP/s */
+  /**
+   * measured float throughput of the threads the node computes with (its llama-servers' on the
+   * coordinator, its rpc-server's on a worker): one thread's, times their count, GFLOP/s
+   */
   computeGflops: number
 }
 
@@ -41,15 +44,26 @@ export function measureComputeGflops (budgetMs = 50): number {
   return Math.max(0.01, Math.round((2 * n * n * n * rounds) / seconds / 1e7) / 100)
 }
 
-/** The capabilities of this machine; `memoryBytes` defaults to the free memory now. */
-export function localCapabilities (llamaCppTag: string, memoryBytes = freemem()): Capabilities {
+export interface LocalCapabilitiesOptions {
+  /** threads of the node's compute process: the scheduler weighs the node by their speed */
+  computeThreads: number
+  /** memory offered (default: the free memory now) */
+  memoryBytes?: number
+  /** one thread's throughput (default: measured now) */
+  threadGflops?: number
+}
+
+/** The capabilities of this machine. */
+export function localCapabilities (llamaCppTag: string, options: LocalCapabilitiesOptions): Capabilities {
+  const threadGflops = options.threadGflops ?? measureComputeGflops()
   return {
-    memoryBytes,
+    memoryBytes: options.memoryBytes ?? freemem(),
     cpuCores: availableParallelism(),
     gpu: null,
     llamaCppTag,
     buildFlags: ['GGML_RPC=ON', 'LLAMA_CURL=OFF'],
-    computeGflops: measureComputeGflops()
+    // ggml splits each operation over its threads: close to linear on the cores a node gives it.
+    computeGflops: Math.round(threadGflops * options.computeThreads * 100) / 100
   }
 }
 

@@ -6,6 +6,7 @@ import { bundledLlamaCppSource } from '../engine/llama-cpp/source.js'
 import { describeExit } from '../engine/child-process.js'
 import { memoryLockStatus } from '../engine/process-hardening.js'
 import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
+import { readCpuBudget } from '../engine/cpu-budget.js'
 import { messageCapFor } from '../protocols/rpc-tunnel/index.js'
 import { authStreamHandler, requestAdmission } from '../protocols/auth/auth-handshake.js'
 import { AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../protocols/auth/constants.js'
@@ -52,6 +53,12 @@ export interface MeshNodeOptions {
   mdns: boolean
   /** memory offered to the cluster (default: free memory at start) */
   memoryBytes?: number
+  /**
+   * compute threads of the process that computes for the cluster here: the coordinator's
+   * llama-servers or the worker's rpc-server (default: the CPU budget's); the speed this node
+   * offers is theirs
+   */
+  computeThreads?: number
   /** port of the coordinator's HTTP API, shown by `mesh status` */
   apiPort: number
   log: Log
@@ -139,11 +146,12 @@ export class MeshNode {
         build: { llamaCppTag, features: LOCAL_FEATURES }
       })
       const peers = [...options.peers, ...config.coordinatorAddrs]
-      const capabilities = localCapabilities(llamaCppTag, options.memoryBytes)
+      const computeThreads = options.computeThreads ?? (await readCpuBudget()).threads
+      const capabilities = localCapabilities(llamaCppTag, { computeThreads, memoryBytes: options.memoryBytes })
       // What this node lends while it can (its offer falls to 0 if rpc-server is given up on).
       const offeredBytes = capabilities.memoryBytes
       // A worker lends its memory through rpc-server, which only the coordinator reaches, through the tunnel.
-      const rpcServer = options.role === 'worker' ? await startRpcServer({ dataDir: dir.root }) : undefined
+      const rpcServer = options.role === 'worker' ? await startRpcServer({ dataDir: dir.root, threads: computeThreads }) : undefined
       const newestRecords = new SequenceHighWater(datastore, '/llmesh/seq/caps')
       try {
         const libp2p = await createLibp2pNode({

@@ -120,6 +120,8 @@ export function startCommand (): Command {
         encryption: options.encryption,
         mdns: options.mdns,
         memoryBytes: options.memory,
+        // The coordinator computes in its llama-servers, with --threads each.
+        computeThreads: options.role === 'coordinator' ? options.threads : undefined,
         apiPort: options.apiPort,
         log
       })
