@@ -112,13 +112,10 @@ describe('pipeSocketAndStream holding bytes back', () => {
 
 // The worker's side of a model load: tensor data from the stream into rpc-server's socket.
 describe('pipeSocketAndStream into a socket whose reader stalls', () => {
-  const TOTAL_BYTES = 48 * 1024 * 1024
-  // Enough for yamux to have grown the sender's window to its largest before the stall.
-  const READ_BEFORE_STALL_BYTES = 16 * 1024 * 1024
-  const STALL_MS = 1500
+  const MiB = 1024 * 1024
   let sender: TunnelNode
   let receiver: TunnelNode
-  let server: Server
+  const servers: Server[] = []
 
   before(async () => {
     sender = await startTunnelNode()
@@ -127,45 +124,64 @@ describe('pipeSocketAndStream into a socket whose reader stalls', () => {
   })
 
   after(async () => {
-    server?.close()
+    for (const server of servers) server.close()
     await Promise.all([sender?.stop(), receiver?.stop()])
   })
 
-  it('holds the sender back while the reader stalls, and loses nothing', async () => {
-    // A reader that takes part of the data, stops reading for a while (rpc-server busy), then takes the rest.
+  /**
+   * Sends `totalBytes` as fast as the stream takes them into a pipe whose socket's reader stops
+   * reading for `stallMs` each time it has read another `stallEveryBytes` (rpc-server busy), and
+   * fails unless the reader gets every byte without the stream being aborted.
+   */
+  async function sendThroughStallingReader (totalBytes: number, stallEveryBytes: number, stallMs: number): Promise<void> {
     let readBytes = 0
     const allRead = new Promise<void>(resolve => {
-      server = createServer(socket => {
-        let stalled = false
+      const server = createServer(socket => {
+        let stalls = 0
         socket.on('data', (chunk: Buffer) => {
           readBytes += chunk.byteLength
-          if (readBytes >= TOTAL_BYTES) resolve()
-          if (!stalled && readBytes >= READ_BEFORE_STALL_BYTES) {
-            stalled = true
+          if (readBytes >= totalBytes) resolve()
+          if (readBytes >= stallEveryBytes * (stalls + 1)) {
+            stalls++
             socket.pause()
-            setTimeout(() => socket.resume(), STALL_MS)
+            setTimeout(() => socket.resume(), stallMs)
           }
         })
       })
+      servers.push(server)
     })
+    const server = servers[servers.length - 1]
     await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
     const piped = new Promise<Error | undefined>(resolve => {
       void receiver.handle(PROTOCOL, async stream => {
         const socket = connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port })
         await once(socket, 'connect')
         resolve(await pipeSocketAndStream(socket, stream))
-      })
+      }, { force: true })
     })
     const stream = await sender.dialProtocol(receiver.peerId, PROTOCOL)
     const chunk = new Uint8Array(64 * 1024)
-    for (let sent = 0; sent < TOTAL_BYTES && stream.status === 'open'; sent += chunk.byteLength) {
+    for (let sent = 0; sent < totalBytes && stream.status === 'open'; sent += chunk.byteLength) {
       if (!stream.send(chunk)) await Promise.race([once(stream, 'drain'), once(stream, 'close')])
     }
     // An aborted stream ends the pipe with its error long before the reader has everything.
     const failure = await Promise.race([allRead.then(() => undefined), piped.then(err => err ?? new Error('the pipe ended early'))])
     assert.equal(failure, undefined)
-    assert.equal(readBytes, TOTAL_BYTES)
+    assert.equal(readBytes, totalBytes)
     await stream.close()
     assert.equal(await piped, undefined)
+  }
+
+  it('holds the sender back while the reader stalls, and loses nothing', async () => {
+    // 16 MiB before the stall: enough for yamux to have grown the sender's window to its largest.
+    await sendThroughStallingReader(48 * MiB, 16 * MiB, 1500)
+  })
+
+  it('holds the sender back through stall after stall, each soon after the stream resumed', async () => {
+    // Stalls closer together than the stream's window: each resume delivers what arrived during
+    // the pause, that fills the socket again, and the stream must pause again at once. (It once
+    // did not: the sender kept its window while the stream was paused and overran the stream's
+    // 4 MiB read buffer, which reset the tunnel stream of a model load on a busy worker.)
+    await sendThroughStallingReader(16 * MiB, MiB / 4, 10)
   })
 })

@@ -74,9 +74,24 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
       if (readTimeout === undefined || waitingForSocket || streamClosed || !readTimeout.stalled()) return
       timer = setTimeout(() => { fail(readTimeout.error()) }, readTimeout.ms)
     }
+    // libp2p's resume() delivers what arrived during the pause before it re-opens the muxer's
+    // receive window, so a pause made while it delivers would be undone at once: the remote
+    // would go on sending into a paused stream until its 4 MiB read buffer overflowed, which
+    // aborts the stream (StreamBufferError). A pause asked for then is made after resume().
+    let resuming = false
     const onSocketDrain = (): void => {
       waitingForSocket = false
-      stream.resume()
+      resuming = true
+      try {
+        stream.resume()
+        resuming = false
+        // What the resumed stream delivered filled the socket again.
+        if (waitingForSocket) stream.pause()
+      } catch (err) {
+        fail(err as Error)
+      } finally {
+        resuming = false
+      }
       armTimer()
     }
     const onStreamDrain = (): void => {
@@ -94,7 +109,7 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
           for (const part of fromStream?.(chunk) ?? [chunk]) {
             if (!socket.write(part) && !waitingForSocket) {
               waitingForSocket = true
-              stream.pause()
+              if (!resuming) stream.pause()
               socket.once('drain', onSocketDrain)
             }
           }
