@@ -51,6 +51,8 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
   let facts: ModelFacts
   let plan: StagePlan
   const roles = new Map<string, 'coordinator' | 'worker'>()
+  /** What the worker's bridge wrote to the worker's own log, "level message". */
+  const workerLog: string[] = []
 
   before(async () => {
     model = await writeTestModel()
@@ -69,7 +71,8 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
       bridge: {
         authorize: (peer: PeerId) => roles.get(peer.toString()) === 'coordinator',
         rpcServerPort: () => rpcServer.port,
-        messageCapCeiling: () => messageCapFor(GiB)
+        messageCapCeiling: () => messageCapFor(GiB),
+        nodeLog: (level, message) => { workerLog.push(`${level} ${message}`) }
       },
       idleReadTimeoutMs: 2000
     })
@@ -140,9 +143,14 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     assert.equal(worker.services.rpcTunnel.messageCap(coordinator.peerId), before)
   })
 
-  for (const [what, badRequest] of [
-    ['an unknown command byte', Uint8Array.of(0xc8)],
-    ['a length of 2^40', rpcRequest(RpcCommand.SET_TENSOR, 0, 2n ** 40n)]
+  /** True once the worker's log has a warning that a tunnel stream from `peer` ended, for a reason matching `why`. */
+  function workerLogged (peer: TunnelNode, why: RegExp): boolean {
+    return workerLog.some(line => line.startsWith(`warn tunnel stream from ${peer.peerId.toString()} `) && why.test(line))
+  }
+
+  for (const [what, badRequest, reason] of [
+    ['an unknown command byte', Uint8Array.of(0xc8), /closed by this worker: ggml-rpc command 200 is refused/],
+    ['a length of 2^40', rpcRequest(RpcCommand.SET_TENSOR, 0, 2n ** 40n), /closed by this worker: ggml-rpc set_tensor announces 1099511627776 bytes/]
   ] as const) {
     it(`closes a tunnel stream that sends ${what}; rpc-server keeps running and the next session works`, async () => {
       const pid = rpcServer.pid
@@ -154,6 +162,7 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
       assert.ok(await seen.closed !== undefined, 'the bridge resets the stream')
       assert.equal(rpcServer.pid, pid)
       assert.ok(!rpcServer.recentOutput.some(line => /Unknown command|Failed to allocate/.test(line)), 'the bad request never reached rpc-server')
+      await until(() => workerLogged(coordinator, reason), 'the worker\'s log to say why it closed the stream')
       assert.equal(await deviceCount(coordinator), 1)
       assert.equal(rpcServer.pid, pid)
     })
@@ -164,6 +173,7 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     const seen = watchStream(stream)
     stream.send(rpcRequest(RpcCommand.HELLO, 24).subarray(0, 5))
     assert.ok(await seen.closed !== undefined, 'the bridge resets the stream after its idle read timeout')
+    await until(() => workerLogged(coordinator, /closed by this worker: a ggml-rpc message stalled for more than 2000 ms/), 'the worker\'s log to say why it closed the stream')
     assert.equal(await deviceCount(coordinator), 1)
   })
 
@@ -177,5 +187,6 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     assert.equal(rpcServer.recentOutput.filter(line => line.includes('Accepted client connection')).length, accepted, 'rpc-server saw no connection')
     const refused = await worker.services.rpcTunnel.registry.getSingleMetricAsString('llmesh_rpc_refused_streams_total')
     assert.match(refused, /reason="not-coordinator"} 1/)
+    await until(() => workerLogged(otherMember, /refused: peer \S+ is not the cluster's coordinator/), 'the worker\'s log to say why it refused the stream')
   })
 })

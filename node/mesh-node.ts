@@ -173,7 +173,8 @@ export class MeshNode {
                 // The coordinator sets the cap from its plan; no plan puts more on this worker than it offers.
                 messageCapCeiling: () => messageCapFor(offeredBytes),
                 // Nor does any plan give it more tensors to keep than it offers memory for.
-                tensorCache: { dir: dir.tensorCache, maxBytes: () => offeredBytes }
+                tensorCache: { dir: dir.tensorCache, maxBytes: () => offeredBytes },
+                nodeLog: options.log
               }
         })
         const node = new MeshNode({ options: { ...options, peers }, privateKey, libp2p, membership, metrics, datastore, capabilities, rpcServer, apiKeys, newestRecords })

@@ -64,6 +64,12 @@ export interface RpcTunnelBridgeInit {
    * engine start, when files beyond it are removed. Left out, every load sends every tensor.
    */
   tensorCache?: { dir: string, maxBytes: () => number }
+  /**
+   * the worker's own log (what `mesh start` prints): one line for every tunnel stream the bridge
+   * ends, naming why and never anything the stream carried; a warning where the session ended
+   * otherwise than by the coordinator closing it
+   */
+  nodeLog?: (level: 'debug' | 'warn', message: string) => void
 }
 
 export interface RpcTunnelInit {

@@ -22,6 +22,8 @@ export interface WorkerBridgeInit {
   tensorCache?: TensorCache
   metrics: RpcTunnelMetrics
   log: Logger
+  /** the worker's own log: told why each tunnel stream ended (see RpcTunnelBridgeInit) */
+  nodeLog?: (level: 'debug' | 'warn', message: string) => void
 }
 
 async function connectLocal (port: number): Promise<Socket> {
@@ -41,9 +43,15 @@ async function connectLocal (port: number): Promise<Socket> {
  * rpc-server and timing every command.
  */
 export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream, connection: Connection): Promise<void> {
+  // Every end of a tunnel stream is logged with its reason: a coordinator only sees a stream
+  // closed or reset, and llama-server only that its RPC server went away.
+  const ended = (level: 'debug' | 'warn', why: string): void => {
+    init.log('tunnel stream from %p %s', connection.remotePeer, why)
+    init.nodeLog?.(level, `tunnel stream from ${connection.remotePeer.toString()} ${why}`)
+  }
   const refuse = (err: RpcTunnelError): void => {
     init.metrics.refused(err.reason)
-    init.log('closing tunnel stream from %p: %s', connection.remotePeer, err.message)
+    ended('warn', `refused: ${err.message}`)
     stream.abort(err)
   }
   // A failing membership lookup must refuse, never admit.
@@ -64,6 +72,10 @@ export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream
     refuse(new RpcServerUnavailableError((err as Error).message))
     return
   }
+  // Which side closed first, for a session that ended without an error.
+  let closedFirstBy: 'the coordinator' | 'rpc-server' | undefined
+  stream.addEventListener('remoteCloseWrite', () => { closedFirstBy ??= 'the coordinator' }, { once: true })
+  socket.once('end', () => { closedFirstBy ??= 'rpc-server' })
   const meter = new CommandMeter(init.metrics)
   const cache = init.tensorCache?.session()
   const observer = cache === undefined ? meter : observeAll(meter, cache.observer)
@@ -91,8 +103,15 @@ export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream
   cache?.end()
   if (failure instanceof RpcTunnelError) {
     init.metrics.refused(failure.reason)
-    init.log('closed tunnel stream from %p: %s', connection.remotePeer, failure.message)
+    ended('warn', `closed by this worker: ${failure.message}`)
+  } else if (failure?.name === 'StreamResetError') {
+    ended('debug', 'reset by the coordinator (its llama-server connection failed, or it gave up on this worker)')
   } else if (failure !== undefined) {
-    init.log('tunnel stream from %p ended: %s', connection.remotePeer, failure.message)
+    // A local abort (by libp2p: a read buffer overflow, the connection closing) or rpc-server's connection failing.
+    ended('warn', `ended early: ${failure.name}: ${failure.message}`)
+  } else if (closedFirstBy === 'rpc-server') {
+    ended('warn', 'closed by this worker: rpc-server closed its connection first (it drops a connection whose request it cannot serve, or it exited)')
+  } else {
+    ended('debug', 'closed by the coordinator')
   }
 }
