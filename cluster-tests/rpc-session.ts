@@ -1,13 +1,21 @@
 // Raw ggml-rpc sessions over tunnel streams, for the tunnel tests.
 import type { Stream } from '@libp2p/interface'
+import { CreditStream } from '../protocols/rpc-tunnel/credit-stream.js'
 import { RpcCommand } from '../protocols/rpc-tunnel/ggml-rpc.js'
 import { rpcRequest } from '../protocols/rpc-tunnel/test-support/frames.js'
 
-/** Collects a stream's bytes and tells how it ended (an error when it was reset or aborted). */
-export function watchStream (stream: Stream): { bytes: () => Uint8Array, closed: Promise<Error | undefined> } {
+/**
+ * A raw session on a tunnel stream: sends ggml-rpc bytes as the tunnel's data frames, collects
+ * the data that comes back (granting credit for it) and tells how the stream ended (an error
+ * when it was reset or aborted).
+ */
+export function watchStream (stream: Stream): { send: (bytes: Uint8Array) => void, bytes: () => Uint8Array, closed: Promise<Error | undefined> } {
+  const tunnel = new CreditStream(stream)
   const chunks: Uint8Array[] = []
   stream.addEventListener('message', event => {
-    chunks.push(event.data instanceof Uint8Array ? event.data : event.data.subarray())
+    const data = tunnel.push(event.data instanceof Uint8Array ? event.data : event.data.subarray())
+    chunks.push(...data)
+    tunnel.release(data.reduce((sum, part) => sum + part.byteLength, 0))
   })
   const closed = new Promise<Error | undefined>(resolve => {
     // A stream refused at once can be reset before the dial returns it.
@@ -15,13 +23,13 @@ export function watchStream (stream: Stream): { bytes: () => Uint8Array, closed:
     else if (stream.status === 'closed') resolve(undefined)
     stream.addEventListener('close', event => { resolve(event.error) }, { once: true })
   })
-  return { bytes: () => new Uint8Array(Buffer.concat(chunks)), closed }
+  return { send: bytes => { tunnel.send(bytes) }, bytes: () => new Uint8Array(Buffer.concat(chunks)), closed }
 }
 
 /** Sends HELLO on a tunnel stream the bridge may already have reset. */
-export function trySendHello (stream: Stream): void {
+export function trySendHello (session: { send: (bytes: Uint8Array) => void }): void {
   try {
-    stream.send(rpcRequest(RpcCommand.HELLO, 24))
+    session.send(rpcRequest(RpcCommand.HELLO, 24))
   } catch {
     // a reset stream refuses sends, which is what a refusal looks like from this side
   }

@@ -70,7 +70,7 @@ describe('the ggml-rpc tunnel between real mesh nodes', { timeout: 600_000 }, ()
       await waitFor('worker B to be admitted by worker A', async () => nodeB.membership.isAuthenticated(idA) ? true : undefined)
       const stream = await nodeB.libp2p.dialProtocol(multiaddr(addrA), RPC_TUNNEL_PROTOCOL)
       const seen = watchStream(stream)
-      trySendHello(stream)
+      trySendHello(seen)
       assert.ok(await seen.closed !== undefined, 'worker A resets the stream')
       assert.equal(seen.bytes().length, 0, 'nothing came back from worker A\'s rpc-server')
       // A cap well inside A's ceiling: only B's role can make A refuse it.

@@ -105,8 +105,8 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
   async function deviceCount (from: TunnelNode): Promise<number> {
     const stream = await from.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)
     const seen = watchStream(stream)
-    stream.send(rpcRequest(RpcCommand.HELLO, 24))
-    stream.send(rpcRequest(RpcCommand.DEVICE_COUNT, 0))
+    seen.send(rpcRequest(RpcCommand.HELLO, 24))
+    seen.send(rpcRequest(RpcCommand.DEVICE_COUNT, 0))
     await until(() => seen.bytes().length >= HELLO_RESPONSE_BYTES + DEVICE_COUNT_RESPONSE_BYTES, 'the DEVICE_COUNT response')
     const bytes = seen.bytes()
     assert.equal(bytes[8], 6, 'rpc-server speaks ggml-rpc protocol 6')
@@ -156,9 +156,9 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
       const pid = rpcServer.pid
       const stream = await coordinator.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)
       const seen = watchStream(stream)
-      stream.send(rpcRequest(RpcCommand.HELLO, 24))
+      seen.send(rpcRequest(RpcCommand.HELLO, 24))
       await until(() => seen.bytes().length >= HELLO_RESPONSE_BYTES, 'the HELLO response')
-      stream.send(badRequest)
+      seen.send(badRequest)
       assert.ok(await seen.closed !== undefined, 'the bridge resets the stream')
       assert.equal(rpcServer.pid, pid)
       assert.ok(!rpcServer.recentOutput.some(line => /Unknown command|Failed to allocate/.test(line)), 'the bad request never reached rpc-server')
@@ -171,7 +171,7 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
   it('closes a tunnel stream that stalls part-way through a request', async () => {
     const stream = await coordinator.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)
     const seen = watchStream(stream)
-    stream.send(rpcRequest(RpcCommand.HELLO, 24).subarray(0, 5))
+    seen.send(rpcRequest(RpcCommand.HELLO, 24).subarray(0, 5))
     assert.ok(await seen.closed !== undefined, 'the bridge resets the stream after its idle read timeout')
     await until(() => workerLogged(coordinator, /closed by this worker: a ggml-rpc message stalled for more than 2000 ms/), 'the worker\'s log to say why it closed the stream')
     assert.equal(await deviceCount(coordinator), 1)
@@ -181,7 +181,7 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     const accepted = rpcServer.recentOutput.filter(line => line.includes('Accepted client connection')).length
     const stream = await otherMember.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)
     const seen = watchStream(stream)
-    trySendHello(stream)
+    trySendHello(seen)
     assert.ok(await seen.closed !== undefined, 'the bridge resets the stream')
     assert.equal(seen.bytes().length, 0, 'nothing came back from rpc-server')
     assert.equal(rpcServer.recentOutput.filter(line => line.includes('Accepted client connection')).length, accepted, 'rpc-server saw no connection')

@@ -2,8 +2,11 @@ export const PROTOCOL_PREFIX = 'llmesh'
 export const PROTOCOL_NAME = 'rpc'
 export const PROTOCOL_VERSION = '1.0.0'
 
-/** The tunnel's libp2p protocol id, `/llmesh/rpc/1.0.0`. */
-export const RPC_TUNNEL_PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${PROTOCOL_VERSION}`
+/** Version 2 frames the ggml-rpc bytes and carries the tunnel's own flow control (credit-stream.ts). */
+export const TUNNEL_PROTOCOL_VERSION = '2.0.0'
+
+/** The tunnel's libp2p protocol id, `/llmesh/rpc/2.0.0`. */
+export const RPC_TUNNEL_PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}/${TUNNEL_PROTOCOL_VERSION}`
 
 /**
  * Added to the largest tensor for the message cap. A SET_TENSOR carries one tensor plus its

@@ -1,4 +1,5 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { CreditStream } from './credit-stream.js'
 import { RpcSessionEndedByWorkerError, RpcWorkerStalledError } from './errors.js'
 import { pipeSocketAndStream } from './pipe.js'
 import { ResponseWatchdog } from './response-watchdog.js'
@@ -47,6 +48,7 @@ export class TunnelListener {
   readonly #openStream: () => Promise<Stream>
   readonly #log: Logger
   readonly #watch: FailureWatch
+  #endpoint = ''
 
   private constructor (openStream: () => Promise<Stream>, log: Logger, watch: FailureWatch) {
     this.#openStream = openStream
@@ -62,16 +64,17 @@ export class TunnelListener {
       listener.#server.once('error', reject)
       listener.#server.listen({ host: '127.0.0.1', port: 0 }, () => {
         listener.#server.off('error', reject)
+        const { address, port } = listener.#server.address() as AddressInfo
+        listener.#endpoint = `${address}:${port}`
         resolve()
       })
     })
     return listener
   }
 
-  /** The `host:port` to give llama-server's `--rpc`. */
+  /** The `host:port` to give llama-server's `--rpc`; kept from the start, since log lines name it after the listener closed. */
   get endpoint (): string {
-    const { address, port } = this.#server.address() as AddressInfo
-    return `${address}:${port}`
+    return this.#endpoint
   }
 
   async #accept (socket: Socket): Promise<void> {
@@ -103,7 +106,7 @@ export class TunnelListener {
       socket.destroy()
       onFailure?.(err)
     })
-    const failure = await pipeSocketAndStream(socket, stream, {
+    const failure = await pipeSocketAndStream(socket, new CreditStream(stream), {
       fromSocket: chunk => {
         watchdog.request(chunk)
         traffic?.request(chunk)

@@ -114,3 +114,19 @@ export class RpcSessionEndedByWorkerError extends RpcTunnelError {
     this.name = 'RpcSessionEndedByWorkerError'
   }
 }
+
+/** A tunnel stream's frame is malformed (wrong magic, version, type or size): the peer does not speak this tunnel protocol. */
+export class RpcTunnelFrameError extends RpcTunnelError {
+  constructor (why: string) {
+    super(`a tunnel frame was refused: ${why}`, 'bad-frame')
+    this.name = 'RpcTunnelFrameError'
+  }
+}
+
+/** The remote sent more data than this side granted it, or granted credit for data it never received. */
+export class RpcCreditExceededError extends RpcTunnelError {
+  constructor (what: string) {
+    super(`the tunnel's flow control was violated: ${what}`, 'credit-exceeded')
+    this.name = 'RpcCreditExceededError'
+  }
+}

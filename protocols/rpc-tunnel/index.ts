@@ -9,7 +9,7 @@
  * listener on 127.0.0.1 per worker stands in for that worker's rpc-server.
  */
 import { RpcTunnel as RpcTunnelClass } from './rpc-tunnel.js'
-import type { ComponentLogger, PeerId } from '@libp2p/interface'
+import type { ComponentLogger, PeerId, PeerStore } from '@libp2p/interface'
 import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import type { Registry } from 'prom-client'
 
@@ -91,6 +91,7 @@ export interface RpcTunnelInit {
 export interface RpcTunnelComponents {
   registrar: Registrar
   connectionManager: ConnectionManager
+  peerStore: PeerStore
   logger: ComponentLogger
 }
 

@@ -5,6 +5,7 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { after, before, describe, it } from 'node:test'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { startTunnelNode, type TunnelNode } from '../../tools/tunnel-node.js'
+import { CreditStream, MAX_DATA_FRAME_BYTES, TUNNEL_WINDOW_BYTES } from './credit-stream.js'
 import { pipeSocketAndStream } from './pipe.js'
 import type { Stream } from '@libp2p/interface'
 
@@ -45,7 +46,11 @@ describe('pipeSocketAndStream holding bytes back', () => {
     const stream = await sender.dialProtocol(receiver.peerId, PROTOCOL)
     const far = await inbound
     const messages: string[] = []
-    far.addEventListener('message', event => { messages.push(Buffer.from(event.data.subarray()).toString()) })
+    const farTunnel = new CreditStream(far)
+    far.addEventListener('message', event => {
+      const data = farTunnel.push(event.data.subarray())
+      if (data.length > 0) messages.push(Buffer.concat(data).toString())
+    })
     // The far end closes when the near end does, as the worker bridge's rpc-server would.
     const ended = new Promise<void>(resolve => {
       far.addEventListener('remoteCloseWrite', () => {
@@ -54,7 +59,7 @@ describe('pipeSocketAndStream holding bytes back', () => {
       }, { once: true })
     })
     let seen = 0
-    const piped = pipeSocketAndStream(socket, stream, {
+    const piped = pipeSocketAndStream(socket, new CreditStream(stream), {
       fromSocket: chunk => {
         seen += chunk.byteLength
         return [chunk]
@@ -110,78 +115,89 @@ describe('pipeSocketAndStream holding bytes back', () => {
   })
 })
 
-// The worker's side of a model load: tensor data from the stream into rpc-server's socket.
-describe('pipeSocketAndStream into a socket whose reader stalls', () => {
-  const MiB = 1024 * 1024
-  let sender: TunnelNode
-  let receiver: TunnelNode
-  const servers: Server[] = []
+// The worker's side of a model load: tensor data from the stream into rpc-server's socket. Pausing
+// a QUIC stream does not hold its sender back: only the tunnel's own credit does, on either transport.
+for (const transport of ['tcp', 'quic'] as const) {
+  describe(`pipeSocketAndStream into a socket whose reader stalls (${transport})`, () => {
+    const MiB = 1024 * 1024
+    let sender: TunnelNode
+    let receiver: TunnelNode
+    const servers: Server[] = []
 
-  before(async () => {
-    sender = await startTunnelNode()
-    receiver = await startTunnelNode()
-    await sender.dial(receiver.getMultiaddrs()[0])
-  })
+    before(async () => {
+      sender = await startTunnelNode({}, 'tcp+quic')
+      receiver = await startTunnelNode({}, 'tcp+quic')
+      const connection = await sender.dial(receiver.getMultiaddrs().filter(addr => addr.toString().includes(transport === 'quic' ? '/quic-v1' : '/tcp/'))[0])
+      assert.equal(connection.remoteAddr.toString().includes('/quic-v1'), transport === 'quic')
+    })
 
-  after(async () => {
-    for (const server of servers) server.close()
-    await Promise.all([sender?.stop(), receiver?.stop()])
-  })
+    after(async () => {
+      for (const server of servers) server.close()
+      await Promise.all([sender?.stop(), receiver?.stop()])
+    })
 
-  /**
-   * Sends `totalBytes` as fast as the stream takes them into a pipe whose socket's reader stops
-   * reading for `stallMs` each time it has read another `stallEveryBytes` (rpc-server busy), and
-   * fails unless the reader gets every byte without the stream being aborted.
-   */
-  async function sendThroughStallingReader (totalBytes: number, stallEveryBytes: number, stallMs: number): Promise<void> {
-    let readBytes = 0
-    const allRead = new Promise<void>(resolve => {
-      const server = createServer(socket => {
-        let stalls = 0
-        socket.on('data', (chunk: Buffer) => {
-          readBytes += chunk.byteLength
-          if (readBytes >= totalBytes) resolve()
-          if (readBytes >= stallEveryBytes * (stalls + 1)) {
-            stalls++
-            socket.pause()
-            setTimeout(() => socket.resume(), stallMs)
-          }
+    /**
+     * Sends `totalBytes` as fast as the tunnel's credit allows into a pipe whose socket's reader
+     * stops reading for `stallMs` each time it has read another `stallEveryBytes` (rpc-server busy),
+     * and fails unless the reader gets every byte without the stream being aborted, and the
+     * receiving side never holds more than the credit window for the stalled reader.
+     */
+    async function sendThroughStallingReader (totalBytes: number, stallEveryBytes: number, stallMs: number): Promise<void> {
+      let readBytes = 0
+      let mostBuffered = 0
+      const allRead = new Promise<void>(resolve => {
+        const server = createServer(socket => {
+          let stalls = 0
+          socket.on('data', (chunk: Buffer) => {
+            readBytes += chunk.byteLength
+            if (readBytes >= totalBytes) resolve()
+            if (readBytes >= stallEveryBytes * (stalls + 1)) {
+              stalls++
+              socket.pause()
+              setTimeout(() => socket.resume(), stallMs)
+            }
+          })
         })
+        servers.push(server)
       })
-      servers.push(server)
-    })
-    const server = servers[servers.length - 1]
-    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-    const piped = new Promise<Error | undefined>(resolve => {
-      void receiver.handle(PROTOCOL, async stream => {
-        const socket = connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port })
-        await once(socket, 'connect')
-        resolve(await pipeSocketAndStream(socket, stream))
-      }, { force: true })
-    })
-    const stream = await sender.dialProtocol(receiver.peerId, PROTOCOL)
-    const chunk = new Uint8Array(64 * 1024)
-    for (let sent = 0; sent < totalBytes && stream.status === 'open'; sent += chunk.byteLength) {
-      if (!stream.send(chunk)) await Promise.race([once(stream, 'drain'), once(stream, 'close')])
+      const server = servers[servers.length - 1]
+      await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+      const piped = new Promise<Error | undefined>(resolve => {
+        void receiver.handle(PROTOCOL, async stream => {
+          const socket = connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port })
+          await once(socket, 'connect')
+          const watch = setInterval(() => { mostBuffered = Math.max(mostBuffered, socket.writableLength) }, 5)
+          resolve(await pipeSocketAndStream(socket, new CreditStream(stream)))
+          clearInterval(watch)
+        }, { force: true })
+      })
+      const stream = await sender.dialProtocol(receiver.peerId, PROTOCOL)
+      const tunnel = new CreditStream(stream)
+      // The receiver's grants come back on the stream.
+      stream.addEventListener('message', event => { tunnel.push(event.data.subarray()) })
+      const chunk = new Uint8Array(64 * 1024)
+      for (let sent = 0; sent < totalBytes && stream.status === 'open'; sent += chunk.byteLength) {
+        if (!tunnel.send(chunk)) await Promise.race([new Promise<void>(resolve => { tunnel.onceWritable(resolve) }), once(stream, 'close')])
+      }
+      // An aborted stream ends the pipe with its error long before the reader has everything.
+      const failure = await Promise.race([allRead.then(() => undefined), piped.then(err => err ?? new Error('the pipe ended early'))])
+      assert.equal(failure, undefined)
+      assert.equal(readBytes, totalBytes)
+      assert.ok(mostBuffered <= TUNNEL_WINDOW_BYTES + MAX_DATA_FRAME_BYTES, `the receiver held ${mostBuffered} bytes for the stalled reader, more than the credit window`)
+      await stream.close()
+      assert.equal(await piped, undefined)
     }
-    // An aborted stream ends the pipe with its error long before the reader has everything.
-    const failure = await Promise.race([allRead.then(() => undefined), piped.then(err => err ?? new Error('the pipe ended early'))])
-    assert.equal(failure, undefined)
-    assert.equal(readBytes, totalBytes)
-    await stream.close()
-    assert.equal(await piped, undefined)
-  }
 
-  it('holds the sender back while the reader stalls, and loses nothing', async () => {
-    // 16 MiB before the stall: enough for yamux to have grown the sender's window to its largest.
-    await sendThroughStallingReader(48 * MiB, 16 * MiB, 1500)
-  })
+    it('holds the sender back while the reader stalls, and loses nothing', async () => {
+      // 16 MiB before the stall: far beyond the 4 MiB a stream may hold unread.
+      await sendThroughStallingReader(48 * MiB, 16 * MiB, 1500)
+    })
 
-  it('holds the sender back through stall after stall, each soon after the stream resumed', async () => {
-    // Stalls closer together than the stream's window: each resume delivers what arrived during
-    // the pause, that fills the socket again, and the stream must pause again at once. (It once
-    // did not: the sender kept its window while the stream was paused and overran the stream's
-    // 4 MiB read buffer, which reset the tunnel stream of a model load on a busy worker.)
-    await sendThroughStallingReader(16 * MiB, MiB / 4, 10)
+    it('holds the sender back through stall after stall, each soon after the socket drained', async () => {
+      // Stalls closer together than the window: what arrived meanwhile fills the socket again at
+      // once. (Over yamux's pause() it once overran the stream's 4 MiB read buffer, which reset the
+      // tunnel stream of a model load on a busy worker.)
+      await sendThroughStallingReader(16 * MiB, MiB / 4, 10)
+    })
   })
-})
+}

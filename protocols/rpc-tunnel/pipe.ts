@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
-import type { Stream, StreamMessageEvent } from '@libp2p/interface'
+import type { CreditStream } from './credit-stream.js'
+import type { StreamMessageEvent } from '@libp2p/interface'
 
 /** How a pipe inspects and times the bytes it carries. */
 export interface PipeOptions {
@@ -37,19 +38,23 @@ function chunksOf (data: StreamMessageEvent['data']): Iterable<Uint8Array> {
 }
 
 /**
- * Pipes a TCP socket and a libp2p stream into each other until both are closed, with
- * backpressure both ways: a full socket pauses the stream (which throttles the remote
- * sender on yamux) and a full stream pauses the socket, each until its 'drain' event.
+ * Pipes a TCP socket and a tunnel stream into each other until both are closed, with
+ * backpressure both ways on every transport: data from the stream is granted back to the
+ * remote sender only once the socket took it (a full socket withholds credit until its
+ * 'drain' event), and a stream out of credit or send buffer pauses the socket.
  * Resolves with the error that ended the pipe, or undefined after a clean close.
  */
-export async function pipeSocketAndStream (socket: Socket, stream: Stream, options: PipeOptions = {}): Promise<Error | undefined> {
+export async function pipeSocketAndStream (socket: Socket, tunnel: CreditStream, options: PipeOptions = {}): Promise<Error | undefined> {
   const { fromStream, fromSocket, holdSocketBytes, holdQuietMs = HOLD_MS, readTimeout } = options
+  const { stream } = tunnel
   return await new Promise(resolve => {
     let failure: Error | undefined
     let socketClosed = false
     let streamClosed = false
     let waitingForSocket = false
     let waitingForStream = false
+    /** bytes from the stream the socket took but whose credit is not yet given back */
+    let unreleased = 0
     let timer: NodeJS.Timeout | undefined
     let held: Uint8Array[] = []
     let heldBytes = 0
@@ -74,25 +79,18 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
       if (readTimeout === undefined || waitingForSocket || streamClosed || !readTimeout.stalled()) return
       timer = setTimeout(() => { fail(readTimeout.error()) }, readTimeout.ms)
     }
-    // libp2p's resume() delivers what arrived during the pause before it re-opens the muxer's
-    // receive window, so a pause made while it delivers would be undone at once: the remote
-    // would go on sending into a paused stream until its 4 MiB read buffer overflowed, which
-    // aborts the stream (StreamBufferError). A pause asked for then is made after resume().
-    let resuming = false
     const onSocketDrain = (): void => {
       waitingForSocket = false
-      resuming = true
+      release()
+      armTimer()
+    }
+    const release = (): void => {
       try {
-        stream.resume()
-        resuming = false
-        // What the resumed stream delivered filled the socket again.
-        if (waitingForSocket) stream.pause()
+        tunnel.release(unreleased)
+        unreleased = 0
       } catch (err) {
         fail(err as Error)
-      } finally {
-        resuming = false
       }
-      armTimer()
     }
     const onStreamDrain = (): void => {
       waitingForStream = false
@@ -106,14 +104,18 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
       socket.cork()
       try {
         for (const chunk of chunksOf(event.data)) {
-          for (const part of fromStream?.(chunk) ?? [chunk]) {
-            if (!socket.write(part) && !waitingForSocket) {
-              waitingForSocket = true
-              if (!resuming) stream.pause()
-              socket.once('drain', onSocketDrain)
+          for (const data of tunnel.push(chunk)) {
+            unreleased += data.byteLength
+            for (const part of fromStream?.(data) ?? [data]) {
+              if (!socket.write(part) && !waitingForSocket) {
+                waitingForSocket = true
+                socket.once('drain', onSocketDrain)
+              }
             }
           }
         }
+        // Credit goes back only for data the socket took: a slow reader holds the remote back.
+        if (!waitingForSocket) release()
         armTimer()
       } catch (err) {
         fail(err as Error)
@@ -141,10 +143,10 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
       const data = held.length === 1 ? held[0] : Buffer.concat(held, heldBytes)
       held = []
       heldBytes = 0
-      if (!stream.send(data) && !waitingForStream) {
+      if (!tunnel.send(data) && !waitingForStream) {
         waitingForStream = true
         socket.pause()
-        stream.addEventListener('drain', onStreamDrain, { once: true })
+        tunnel.onceWritable(onStreamDrain)
       }
     }
     const sendHeldOrFail = (): void => {
@@ -177,7 +179,7 @@ export async function pipeSocketAndStream (socket: Socket, stream: Stream, optio
       if (stream.status === 'open') {
         // Whatever was held back goes out first: the peer sees what it would have without holding.
         sendHeldOrFail()
-        stream.close().catch(err => { fail(err as Error) })
+        tunnel.closeWhenSent().catch(err => { fail(err as Error) })
       }
       finish()
     })

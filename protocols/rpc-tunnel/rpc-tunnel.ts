@@ -5,6 +5,7 @@ import { answerCapMessage, MessageCaps, sendCapMessage } from './message-cap-exc
 import { RpcTunnelMetrics } from './metrics.js'
 import { TensorCache, type CachedTensor } from './tensor-cache.js'
 import { TensorInventory } from './tensor-dedup.js'
+import { TunnelConnections } from './tunnel-connection.js'
 import { bridgeTunnelStream, type WorkerBridgeInit } from './worker-bridge.js'
 import type { RpcTunnel as RpcTunnelInterface, RpcTunnelComponents, RpcTunnelInit, TunnelListenerOptions } from './index.js'
 import type { Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
@@ -19,6 +20,7 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
   readonly #metrics: RpcTunnelMetrics
   readonly #listeners = new Set<TunnelListener>()
   readonly #caps: MessageCaps
+  readonly #connections: TunnelConnections
   #bridge: WorkerBridgeInit | undefined
   #started = false
 
@@ -29,6 +31,7 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
     this.registry = init.registry ?? new Registry()
     this.#metrics = new RpcTunnelMetrics(this.registry)
     this.#caps = new MessageCaps(this.#metrics)
+    this.#connections = new TunnelConnections(components.connectionManager, components.peerStore, this.#log)
   }
 
   readonly [Symbol.toStringTag] = 'llmesh:rpc-tunnel'
@@ -73,9 +76,7 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
     // The worker applies the plan's cap before llama-server can connect through this listener,
     // and tells what its tensor cache holds: those tensors need not cross the network again.
     const cached = options.maxMessageBytes === undefined ? [] : await this.#tellMessageCap(worker, options.maxMessageBytes)
-    const listener = await TunnelListener.listen(async () => await this.#components.connectionManager.openStream(worker, this.protocol, {
-      signal: AbortSignal.timeout(this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS)
-    }), this.#log, {
+    const listener = await TunnelListener.listen(async () => await this.#connections.openStream(worker, this.protocol, AbortSignal.timeout(this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS)), this.#log, {
       responseTimeoutMs: this.#init.responseTimeoutMs ?? RESPONSE_TIMEOUT_MS,
       onFailure: options.onFailure,
       traffic: options.traffic,

@@ -1,5 +1,6 @@
 import { connect, type Socket } from 'node:net'
 import { CommandMeter } from './command-meter.js'
+import { CreditStream } from './credit-stream.js'
 import { RpcIdleReadTimeoutError, RpcServerUnavailableError, RpcTunnelError, RpcTunnelRefusedError } from './errors.js'
 import { pipeSocketAndStream } from './pipe.js'
 import { RESPONSE_HEADER_BYTES } from './ggml-rpc.js'
@@ -81,13 +82,14 @@ export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream
   const observer = cache === undefined ? meter : observeAll(meter, cache.observer)
   // A SET_TENSOR_HASH the cache answered: the client waits for this answer alone (ggml-rpc has
   // one request with a response in flight at most), so it cannot overtake rpc-server's answers.
+  const tunnel = new CreditStream(stream)
   const hashAnswered = (): void => {
-    stream.send(SET_TENSOR_HASH_HELD_RESPONSE)
+    tunnel.send(SET_TENSOR_HASH_HELD_RESPONSE)
     meter.responseEnd(SET_TENSOR_HASH_HELD_RESPONSE.byteLength - RESPONSE_HEADER_BYTES)
   }
   const validator = new RpcRequestValidator(init.maxMessageBytes(connection.remotePeer), observer, cache?.source, hashAnswered)
   const responses = new RpcResponseReader(bytes => { meter.responseEnd(bytes) })
-  const failure = await pipeSocketAndStream(socket, stream, {
+  const failure = await pipeSocketAndStream(socket, tunnel, {
     fromStream: chunk => validator.push(chunk),
     fromSocket: chunk => {
       responses.push(chunk)

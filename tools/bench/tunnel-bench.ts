@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { median } from '../../engine/benchmark.js'
+import { RPC_TUNNEL_PROTOCOL } from '../../protocols/rpc-tunnel/index.js'
 import { startTunnelNode, type TunnelNode } from '../tunnel-node.js'
 import { startFarEnd, type FarEnd } from './tunnel-bench-far-end.js'
 import { RpcBenchClient, setTensorRequest, tokenStepRequest, getTensorRequest } from './rpc-stand-in.js'
@@ -30,7 +31,7 @@ export interface TunnelBenchOptions {
   bulkBytes: number
   /** bulk runs per side; the median rate is reported */
   bulkRuns: number
-  /** 'quic': both peers listen on QUIC and TCP and the tunnel may use either; 'tcp': TCP only, as on a network that blocks QUIC */
+  /** 'quic': both peers listen on QUIC and TCP, connect over TCP, and the tunnel picks its connection; 'tcp': TCP only, as on a network that blocks QUIC */
   transport: 'tcp' | 'quic'
 }
 
@@ -99,11 +100,13 @@ export async function benchTunnel (options: TunnelBenchOptions): Promise<TunnelB
     stops.push(async () => { await coordinator.stop() })
     const farEnd: FarEnd = await startFarEnd(coordinator.peerId.toString(), transports)
     stops.push(farEnd.stop)
-    const wanted = options.transport === 'quic' ? '/quic-v1/' : '/tcp/'
-    const addr = farEnd.addrs.find(a => a.includes(wanted))
-    if (addr === undefined) throw new Error(`the worker peer does not listen on ${options.transport}`)
-    const connection = await coordinator.dial(multiaddr(addr))
+    // Connected over TCP, as a mesh node dials a static peer; the tunnel picks its connection itself.
+    const addr = farEnd.addrs.find(a => a.includes('/tcp/'))
+    if (addr === undefined) throw new Error('the worker peer does not listen on TCP')
+    await coordinator.dial(multiaddr(addr))
     const worker = peerIdFromString(addr.slice(addr.lastIndexOf('/p2p/') + '/p2p/'.length))
+    // What identify tells a mesh node about a peer it connected to: all its listen addresses.
+    await coordinator.peerStore.merge(worker, { multiaddrs: farEnd.addrs.map(a => multiaddr(a)) })
     const endpoint = await coordinator.services.rpcTunnel.openListener(worker)
     const relay = await startRelay(farEnd.rpcPort)
     stops.push(relay.close)
@@ -124,6 +127,8 @@ export async function benchTunnel (options: TunnelBenchOptions): Promise<TunnelB
         rtt[side].push(await roundTrip(side === 'tunnel' ? tunnel : direct, step))
       }
     }
+    const carrier = coordinator.getConnections(worker).find(c => c.streams.some(stream => stream.protocol === RPC_TUNNEL_PROTOCOL))
+    if (carrier === undefined) throw new Error('no connection to the worker carries the tunnel stream')
     const bulk = { tunnel: [] as number[], relay: [] as number[] }
     for (let i = 0; i < options.bulkRuns; i++) {
       for (const side of i % 2 === 0 ? ['tunnel', 'relay'] as const : ['relay', 'tunnel'] as const) {
@@ -138,7 +143,7 @@ export async function benchTunnel (options: TunnelBenchOptions): Promise<TunnelB
       ratio: tunnelRtt / relayRtt,
       bulk_mb_per_s: median(bulk.tunnel),
       relay_bulk_mb_per_s: median(bulk.relay),
-      transport: connection.remoteAddr.toString().includes('/quic') ? 'quic' : 'tcp'
+      transport: carrier.remoteAddr.toString().includes('/quic') ? 'quic' : 'tcp'
     }
   } finally {
     for (const client of clients) client.close()
