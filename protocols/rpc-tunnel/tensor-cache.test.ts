@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readdir, rm, stat, utimes } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -89,6 +89,13 @@ describe('tunnel tensor cache', () => {
     session.end()
     assert.ok(!(await cache.inventory()).some(tensor => tensor.bytes === cutOff.byteLength))
     assert.deepEqual((await readdir(dir)).filter(name => name.startsWith('.')), [], 'no spool file is left')
+  })
+
+  it('removes the spool file of a process that ended while writing it', async () => {
+    // Weights half-written when the worker stopped: never cached data, and not left on disk.
+    await writeFile(join(dir, '.spool-0badc0de-0'), randomBytes(1000))
+    await cache.inventory()
+    assert.deepEqual((await readdir(dir)).filter(name => name.startsWith('.')), [])
   })
 
   it('keeps tensors above llama.cpp\'s hash threshold too: rpc-server keeps none', async () => {

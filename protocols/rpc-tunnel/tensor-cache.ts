@@ -1,4 +1,4 @@
-import { createHash, type Hash } from 'node:crypto'
+import { createHash, randomBytes, type Hash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { mkdir, open, readdir, rename, rm, stat, symlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -94,8 +94,11 @@ interface SpooledTensor {
   hash: string | undefined
 }
 
-/** Spool files are named `.spool-N`: hidden, never a key, so never taken for cached data. */
-const SPOOL_NAME = /^\.spool-\d+$/
+/**
+ * Spool files are named `.spool-TAG-N`: hidden, never a key, so never taken for cached data; the
+ * tag is each cache's own, so a file left over by a process that ended is never one in use.
+ */
+const SPOOL_NAME = /^\.spool-[0-9a-f]+-\d+$/
 
 /**
  * The most tensor data a worker holds in memory waiting for its disk. A disk slower than the
@@ -134,6 +137,7 @@ export class TensorCache {
   readonly #spooled: SpooledTensor[] = []
   /** spool files of this process (the others are left over from one that ended mid-write) */
   readonly #spoolPaths = new Set<string>()
+  readonly #spoolTag = randomBytes(4).toString('hex')
   #spools = 0
   /** sessions still loading weights: spool files wait for them (the load needs the CPU) */
   #loading = 0
@@ -296,7 +300,7 @@ export class TensorCache {
   }
 
   #spool (): TensorSpool {
-    const path = join(this.#dir, `.spool-${this.#spools++}`)
+    const path = join(this.#dir, `.spool-${this.#spoolTag}-${this.#spools++}`)
     this.#spoolPaths.add(path)
     return new TensorSpool(path, this.#backlog, this.#created())
   }
