@@ -247,6 +247,11 @@ export class ApiClient {
     return client
   }
 
+  /** The API's base URL (http://127.0.0.1:PORT) for a client of the test's own; undefined behind a namespace's forwarder. */
+  get baseUrl (): string | undefined {
+    return 'port' in this.#target ? `http://${this.#target.host}:${this.#target.port}` : undefined
+  }
+
   /** Stops the forwarder, if there is one. */
   async close (): Promise<void> {
     const child = this.#forwarder
