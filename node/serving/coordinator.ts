@@ -228,13 +228,13 @@ export class Coordinator {
 
   // A returning member, like the rebalance after a recovery plan, is worth a new plan but not
   // an interrupted stream: the re-plan waits, in turn after any load in progress, for a moment
-  // without generations.
+  // without generations, unless it only adds groups beside those that serve.
   #scheduleFoldIn (): void {
     if (this.#stopped) return
     clearTimeout(this.#foldInTimer)
     this.#foldInTimer = setTimeout(() => {
       this.#replanning = this.#replanning.then(async () => {
-        await this.#quietMoment()
+        if (!await this.#onlyAddsGroups()) await this.#quietMoment()
         // A loss while waiting cut the wait short: serve again soonest, rebalance later.
         await this.#replan(this.#urgentReplan ? 'recover' : 'balance')
       })
@@ -256,6 +256,42 @@ export class Coordinator {
     this.#init.node.events.fail(peerId, `its tunnel failed: ${err.message}`, holdOffMs)
   }
 
+  /** What the scheduler plans from now: the live members and the coordinator's options. */
+  async #planInput (): Promise<ServingPlanInput> {
+    const { node } = this.#init
+    return {
+      choice: this.#init.engine,
+      model: this.#model,
+      coordinator: { id: node.libp2p.peerId.toString(), offeredBytes: node.capabilities.memoryBytes, speed: node.capabilities.computeGflops },
+      workers: await this.#liveWorkers(),
+      contextSize: this.#contextSize,
+      parallel: this.#init.parallel ?? 1,
+      privacy: this.#init.privacy,
+      placement: this.#init.placement,
+      replicas: this.#init.replicas,
+      stages: this.#init.stages
+    }
+  }
+
+  /**
+   * True when the layout planned afresh keeps every running group as it is and only adds
+   * groups (a lost group's worker returned, or a spare joined): adding one interrupts no
+   * stream, so the fold-in need not wait for a quiet moment.
+   */
+  async #onlyAddsGroups (): Promise<boolean> {
+    if (this.#plan?.kind !== 'cluster' || this.#serving.state !== 'ready') return false
+    let next: ServingPlan
+    try {
+      next = chooseServingPlan(await this.#planInput())
+    } catch {
+      return false
+    }
+    if (next.kind !== 'cluster') return false
+    const wanted = new Set(next.layout.groups.map(group => groupKey(group.plan)))
+    const running = this.#groups.groups.map(group => group.key)
+    return running.length > 0 && running.length < wanted.size && running.every(key => wanted.has(key))
+  }
+
   // `recover` (after a loss or a crash) serves again soonest: groups that lost no worker keep
   // serving, and in a single pipeline the workers keep the layers they hold and the coordinator
   // takes over what it can; the layout planned afresh follows as a `balance` at a quiet moment,
@@ -263,22 +299,11 @@ export class Coordinator {
   async #replan (mode: 'recover' | 'balance'): Promise<void> {
     if (this.#stopped) return
     this.#urgentReplan = false
-    const { node, log } = this.#init
+    const { log } = this.#init
     let next: ServingPlan
     let rebalance = false
     try {
-      const input: ServingPlanInput = {
-        choice: this.#init.engine,
-        model: this.#model,
-        coordinator: { id: node.libp2p.peerId.toString(), offeredBytes: node.capabilities.memoryBytes, speed: node.capabilities.computeGflops },
-        workers: await this.#liveWorkers(),
-        contextSize: this.#contextSize,
-        parallel: this.#init.parallel ?? 1,
-        privacy: this.#init.privacy,
-        placement: this.#init.placement,
-        replicas: this.#init.replicas,
-        stages: this.#init.stages
-      }
+      const input = await this.#planInput()
       const held = this.#plan?.kind === 'cluster' ? this.#plan.layout : undefined
       if (mode === 'recover' && held !== undefined) {
         next = chooseServingPlan({ ...input, recoverFrom: held })

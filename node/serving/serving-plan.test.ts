@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import { readModelFacts } from '../../engine/model-facts.js'
 import { writeTestModel, type TestModel } from '../../engine/test-support/write-test-model.js'
 import { PlanDoesNotFitError, type ModelFacts } from '../../scheduler/index.js'
-import { chooseServingPlan, samePlacement, type ServingPlanInput } from './serving-plan.js'
+import { chooseServingPlan, groupKey, samePlacement, type ServingPlanInput } from './serving-plan.js'
 
 const GiB = 1024 ** 3
 
@@ -57,6 +57,28 @@ describe('serving plan choice', () => {
     const kept = recovered.layout.groups[0].plan.stages.find(stage => stage.nodeId === survivor.nodeId)
     assert.deepEqual([kept?.firstLayer, kept?.layerCount], [survivor.firstLayer, survivor.layerCount])
     assert.equal(samePlacement(recovered, chooseServingPlan(left)), false, 'the balanced plan differs, so a rebalance follows')
+  })
+
+  it('after a loss keeps the surviving group, and a spare member or the returning one rebuilds the lost group beside it unchanged', () => {
+    // Two groups wanted, three workers: one is a spare.
+    const full = chooseServingPlan({ ...input(GiB, 3), replicas: 2 })
+    assert.ok(full.kind === 'cluster')
+    assert.equal(full.layout.groups.length, 2)
+    const [lostGroup, survivorGroup] = full.layout.groups
+    const lost = lostGroup.plan.stages[1].nodeId
+    const live = { ...input(GiB, 3), replicas: 2, workers: input(GiB, 3).workers.filter(worker => worker.id !== lost) }
+    const recovered = chooseServingPlan({ ...live, recoverFrom: full.layout })
+    assert.ok(recovered.kind === 'cluster')
+    assert.deepEqual(recovered.layout.groups.map(group => groupKey(group.plan)), [groupKey(survivorGroup.plan)], 'the surviving group serves on as it was')
+    // The fold-in's fresh layout, with the spare (or, with --replicas unset, the returning worker): the surviving group stays as it runs.
+    const survivor = survivorGroup.plan.stages[1].nodeId
+    const returned = { ...input(GiB, 3), workers: input(GiB, 3).workers.filter(worker => worker.id === survivor || worker.id === lost) }
+    for (const members of [live, returned]) {
+      const rebuilt = chooseServingPlan(members)
+      assert.ok(rebuilt.kind === 'cluster')
+      assert.equal(rebuilt.layout.groups.length, 2)
+      assert.ok(rebuilt.layout.groups.some(group => groupKey(group.plan) === groupKey(survivorGroup.plan)), 'the surviving group is part of the rebuilt layout unchanged')
+    }
   })
 
   it('runs the local engine when asked to, whatever the coordinator offers', () => {
