@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ProcessHardeningError } from './errors.js'
@@ -74,11 +74,14 @@ export function hardeningLibrary (): string {
   const dir = join(llmeshCacheDir(), 'hardening')
   const path = join(dir, `llmesh-hardening-${createHash('sha256').update(readFileSync(SOURCE_PATH)).digest('hex').slice(0, 12)}.so`)
   if (!existsSync(path)) {
-    mkdirSync(dir, { recursive: true, mode: 0o755 })
+    // Readable by every user whatever the umask: a child may run as another user (e.g. a service's).
+    mkdirSync(dir, { recursive: true })
+    chmodSync(dir, 0o755)
     // Built under a name of its own and renamed into place: several processes may build it at once.
     const partial = `${path}.${process.pid}.partial`
     try {
       execFileSync('cc', ['-shared', '-fPIC', '-O2', '-o', partial, SOURCE_PATH], { stdio: ['ignore', 'ignore', 'pipe'] })
+      chmodSync(partial, 0o755)
       renameSync(partial, path)
     } catch (err) {
       const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim()

@@ -1,12 +1,20 @@
 import assert from 'node:assert/strict'
+import { performance } from 'node:perf_hooks'
 import { setTimeout as delay } from 'node:timers/promises'
 import { describe, it } from 'node:test'
 import { Registry } from 'prom-client'
 import { FIXED_REQUEST_BYTES, RpcCommand } from '../../protocols/rpc-tunnel/ggml-rpc.js'
-import { WorkerTokenTimes } from './worker-token-time.js'
 import { rpcRequest, rpcResponse } from '../../protocols/rpc-tunnel/test-support/frames.js'
+import { WorkerTokenTimes } from './worker-token-time.js'
 
-
+/**
+ * Waits at least `ms` by the clock the timings use: a timer may fire up to a millisecond early by
+ * performance.now() (libuv counts whole milliseconds from a cached loop time).
+ */
+async function waitAtLeast (ms: number): Promise<void> {
+  const start = performance.now()
+  while (performance.now() - start < ms) await delay(Math.max(1, Math.ceil(ms - (performance.now() - start))))
+}
 
 describe('worker time per token, seen from the coordinator', () => {
   it('attributes the wait for a worker\'s answers to its tokens and splits it with the network round trip', async () => {
@@ -15,7 +23,7 @@ describe('worker time per token, seen from the coordinator', () => {
     const session = times.session('worker-a')
     session.request(rpcRequest(RpcCommand.HELLO, FIXED_REQUEST_BYTES.get(RpcCommand.HELLO) ?? 0))
     // An answer with next to no work: its time bounds the network round trip from above.
-    await delay(3)
+    await waitAtLeast(3)
     session.response(rpcResponse(3))
     assert.equal(times.tokenTime('worker-a', 5), null)
     for (let token = 0; token < 4; token++) {
@@ -26,7 +34,7 @@ describe('worker time per token, seen from the coordinator', () => {
       const get = rpcRequest(RpcCommand.GET_TENSOR, FIXED_REQUEST_BYTES.get(RpcCommand.GET_TENSOR) ?? 0)
       session.request(get.subarray(0, 5))
       session.request(get.subarray(5))
-      await delay(30)
+      await waitAtLeast(30)
       const answer = rpcResponse(1024)
       session.response(answer.subarray(0, 100))
       session.response(answer.subarray(100))
