@@ -42,6 +42,11 @@ export interface ClusterBenchOptions {
   tokens: number
   /** measured runs per side; the median is reported (default 3) */
   runs?: number
+  /**
+   * 'tcp' (default): the peers listen on TCP only, as with mesh start's default address; 'quic':
+   * on QUIC too, and the tunnel takes QUIC, as between mesh nodes that listen on it
+   */
+  transport?: 'tcp' | 'quic'
 }
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
@@ -123,7 +128,8 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
     for (const id of workerIds) rpcServers.push(await startRpcServer({ dataDir: join(dataDir, id), threads: THREADS }))
     const direct = Object.fromEntries(workerIds.map((id, i) => [id, `127.0.0.1:${String(rpcServers[i].port)}`]))
 
-    const coordinator = await startTunnelNode()
+    const transports = options.transport === 'quic' ? 'tcp+quic' : 'tcp'
+    const coordinator = await startTunnelNode({}, transports)
     nodes.push(coordinator)
     const workerStages: Array<{ stage: Stage, peerId: PeerId }> = []
     for (const stage of plan.stages.slice(1)) {
@@ -135,10 +141,12 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
           messageCapCeiling: () => messageCapFor(offeredBytes),
           tensorCache: { dir: tensorCacheDir(stage.nodeId), maxBytes: () => offeredBytes }
         }
-      })
+      }, transports)
       nodes.push(worker)
       workerStages.push({ stage, peerId: worker.peerId })
       await coordinator.dial(worker.getMultiaddrs()[0])
+      // What identify tells a mesh node of a peer it connected to: every address it listens on.
+      await coordinator.peerStore.merge(worker.peerId, { multiaddrs: worker.getMultiaddrs() })
     }
     // New listeners for every engine start, as the coordinator opens them: each learns what the
     // worker's tensor cache holds, so only the first start sends the weights (and has the worker

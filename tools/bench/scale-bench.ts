@@ -11,18 +11,22 @@ import { readModelFacts } from '../../engine/model-facts.js'
 import { servedModelId, waitForApi } from '../up/api-ready.js'
 import { LocalCluster, upLayout } from '../up/local-cluster.js'
 import { coordinatorPartBytes, type Placement } from '../../scheduler/index.js'
+import { median } from '../../engine/benchmark.js'
 
 /** Result of `mesh bench scale`; the JSON field names are a public contract (issue 19). */
 export interface ScaleBenchResult {
   workers: number
   concurrency: number
+  /** the median over the runs, as for the other setups */
   single_node: { tokens_per_second: number }
   pipeline: { tokens_per_second: number, groups: number }
   auto: { tokens_per_second: number, groups: number }
-  /** auto over pipeline */
+  /** auto over pipeline, from the medians */
   ratio: number
   /** the greedy completion of the prompt was the same on one node, the pipeline and the auto layout */
   identical_output: boolean
+  /** every run's tokens per second of each setup, in the order measured */
+  runs: { single_node: number[], pipeline: number[], auto: number[] }
 }
 
 export interface ScaleBenchOptions {
@@ -32,26 +36,31 @@ export interface ScaleBenchOptions {
   concurrency: number
   /** tokens each request generates */
   tokens: number
+  /** measured rounds; in each, every setup takes its turn (default 3) */
+  runs?: number
   /** told each step, for the user to read */
   progress?: (line: string) => void
 }
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
-// Measured waves of `concurrency` requests per side, after one warm-up wave.
-const MEASURED_WAVES = 2
+// Waves of `concurrency` requests one run of a setup measures.
+const WAVES_PER_RUN = 2
 const TASKSET = '/usr/bin/taskset'
 
-interface Side {
-  tokensPerSecond: number
+/** One setup under test, loaded for the whole bench. */
+interface Setup {
+  name: 'single_node' | 'pipeline' | 'auto'
   groups: number
+  /** the greedy completion of the prompt, alone */
   text: string
+  load: LoadSpec
+  stop: () => Promise<void>
 }
 
-/** Sends one warm-up wave (pages the model in, fills every slot), then the measured waves. */
+/** One run of a setup: `WAVES_PER_RUN` waves of requests; the decode speed of all of them together. */
 async function measure (spec: LoadSpec): Promise<number> {
-  await runLoadInWorker(spec)
   const runs: LoadRun[] = []
-  for (let wave = 0; wave < MEASURED_WAVES; wave++) runs.push(await runLoadInWorker(spec))
+  for (let wave = 0; wave < WAVES_PER_RUN; wave++) runs.push(await runLoadInWorker(spec))
   const errors = runs.reduce((sum, run) => sum + run.errors, 0)
   if (errors > 0) throw new Error(`${errors} requests failed; the measurement would be meaningless`)
   return runs.reduce((sum, run) => sum + run.tokens, 0) / runs.reduce((sum, run) => sum + run.seconds, 0)
@@ -59,14 +68,17 @@ async function measure (spec: LoadSpec): Promise<number> {
 
 /**
  * Runs the same load (`concurrency` greedy streaming requests of `tokens` tokens at a time) on
- * llama-server alone, then through the API of a coordinator with `workers` workers laid out as
- * one pipeline, then as the automatic layout: decode speed of all requests together. Separate
- * machines would not share a core, so each worker (its node and its rpc-server, which then
- * computes with one thread) is pinned to a core of its own, as is llama-server alone; the
+ * llama-server alone, and through the API of a coordinator with `workers` workers laid out as
+ * one pipeline and of another laid out automatically: decode speed of all requests together.
+ * The three setups stay loaded, and `runs` rounds take turns on them (each round in another
+ * order), so that a machine whose load drifts weighs on all three alike; medians are reported.
+ * Separate machines would not share a core, so each worker (its node and its rpc-server, which
+ * then computes with one thread) is pinned to a core of its own, as is llama-server alone; the
  * coordinator's llama-servers compute with one thread each.
  */
 export async function benchScale (options: ScaleBenchOptions): Promise<ScaleBenchResult> {
   const { modelPath, workers, concurrency, tokens } = options
+  const runs = options.runs ?? 3
   const progress = options.progress ?? (() => {})
   const bias = await bannedTokenBias(modelPath)
   const banned = Object.keys(bias).map(Number)
@@ -83,77 +95,96 @@ export async function benchScale (options: ScaleBenchOptions): Promise<ScaleBenc
     parallel: concurrency
   })
   const dir = await mkdtemp(join(tmpdir(), 'llmesh-bench-scale-'))
-  try {
+  const setups: Setup[] = []
+
+  const singleNode = async (): Promise<Setup> => {
     progress('one node: llama-server alone, one thread pinned to CPU 0')
     const socketPath = join(dir, 'llama-server.sock')
     const server = await startLlamaServer({ modelPath, threads: 1, parallel: concurrency, contextSize, listen: { socketPath } })
-    let promptTokens: number[]
-    let single: Side
     try {
       if (server.pid !== undefined) await promisify(execFile)(TASKSET, ['--all-tasks', '--cpu-list', '--pid', '0', String(server.pid)])
-      promptTokens = await server.tokenize(PROMPT, { special: true })
-      const tokensPerSecond = await measure({
+      const promptTokens = await server.tokenize(PROMPT, { special: true })
+      let text = ''
+      for await (const piece of server.generate({ tokens: promptTokens }, { maxTokens: tokens, bannedTokens: banned })) text += piece.text
+      const load: LoadSpec = {
         concurrency,
         requests: concurrency,
         events: 'llama-server',
         http: { socketPath, path: '/completion' },
         body: JSON.stringify({ prompt: promptTokens, n_predict: tokens, temperature: 0, top_k: 0, top_p: 1, min_p: 0, logit_bias: banned.map(token => [token, false]), stream: true, return_tokens: true, cache_prompt: false })
-      })
-      let text = ''
-      for await (const piece of server.generate({ tokens: promptTokens }, { maxTokens: tokens, bannedTokens: banned })) text += piece.text
-      single = { tokensPerSecond, groups: 1, text }
-    } finally {
+      }
+      return { name: 'single_node', groups: 1, text, load, stop: async () => { await server.dispose() } }
+    } catch (err) {
       await server.dispose()
+      throw err
     }
-    progress(`one node: ${single.tokensPerSecond.toFixed(1)} tokens/s`)
+  }
 
-    // The same data dirs for both layouts: the second load takes the weights from the workers' tensor caches.
-    const layout = upLayout(join(dir, 'cluster'))
-    const cluster = async (placement: Placement): Promise<Side> => {
-      const port = await freePort()
-      const apiBase = `http://127.0.0.1:${port}`
-      const local = new LocalCluster({
-        layout,
-        workers,
-        workerCpus: n => String((n - 1) % cores),
-        coordinatorArgs: ['--model', modelPath, '--engine', 'cluster', '--placement', placement, '--parallel', String(concurrency), '--ctx', String(contextSize), '--threads', '1',
-          '--memory', String(coordinatorMemory), '--api-host', '127.0.0.1', '--api-port', String(port), '--rate-limit-key', '0', '--rate-limit-ip', '0'],
-        progress,
-        signal: new AbortController().signal
-      })
-      try {
-        const engine = await local.start(async signal => await waitForApi(apiBase, local.coordinatorDir, workers, signal))
-        const groups = engine.groups?.length ?? 1
-        progress(`${placement}: ${groups} replica group(s) ready:\n${engine.planTable ?? ''}`)
-        const apiKey = (await readFile(local.coordinatorDir.apiKey, 'utf8')).trim()
-        const request = { model: await servedModelId(apiBase, apiKey), prompt: promptTokens, max_tokens: tokens, temperature: 0, logit_bias: bias, stream: true }
-        // One request alone first: its text is compared, and a refusal stops the bench with the API's own message.
-        const { text } = await streamCompletion(apiBase, apiKey, request)
-        const tokensPerSecond = await measure({
-          concurrency,
-          requests: concurrency,
-          events: 'openai',
-          http: { host: '127.0.0.1', port, path: '/v1/completions', headers: { authorization: `Bearer ${apiKey}` } },
-          body: JSON.stringify({ ...request, stream_options: { include_usage: true } })
-        })
-        progress(`${placement}: ${tokensPerSecond.toFixed(1)} tokens/s`)
-        return { tokensPerSecond, groups, text }
-      } finally {
-        await local.stop()
+  const cluster = async (placement: Placement, promptTokens: number[]): Promise<Setup> => {
+    const port = await freePort()
+    const apiBase = `http://127.0.0.1:${port}`
+    const local = new LocalCluster({
+      layout: upLayout(join(dir, placement)),
+      workers,
+      workerCpus: n => String((n - 1) % cores),
+      coordinatorArgs: ['--model', modelPath, '--engine', 'cluster', '--placement', placement, '--parallel', String(concurrency), '--ctx', String(contextSize), '--threads', '1',
+        '--memory', String(coordinatorMemory), '--api-host', '127.0.0.1', '--api-port', String(port), '--rate-limit-key', '0', '--rate-limit-ip', '0'],
+      progress,
+      signal: new AbortController().signal
+    })
+    try {
+      const engine = await local.start(async signal => await waitForApi(apiBase, local.coordinatorDir, workers, signal))
+      const groups = engine.groups?.length ?? 1
+      progress(`${placement}: ${groups} replica group(s) ready:\n${engine.planTable ?? ''}`)
+      const apiKey = (await readFile(local.coordinatorDir.apiKey, 'utf8')).trim()
+      const request = { model: await servedModelId(apiBase, apiKey), prompt: promptTokens, max_tokens: tokens, temperature: 0, logit_bias: bias, stream: true }
+      // One request alone first: its text is compared, and a refusal stops the bench with the API's own message.
+      const { text } = await streamCompletion(apiBase, apiKey, request)
+      const load: LoadSpec = {
+        concurrency,
+        requests: concurrency,
+        events: 'openai',
+        http: { host: '127.0.0.1', port, path: '/v1/completions', headers: { authorization: `Bearer ${apiKey}` } },
+        body: JSON.stringify({ ...request, stream_options: { include_usage: true } })
+      }
+      return { name: placement === 'pipeline' ? 'pipeline' : 'auto', groups, text, load, stop: async () => { await local.stop() } }
+    } catch (err) {
+      await local.stop()
+      throw err
+    }
+  }
+
+  try {
+    const single = await singleNode()
+    setups.push(single)
+    const promptTokens = (JSON.parse(single.load.body) as { prompt: number[] }).prompt
+    setups.push(await cluster('pipeline', promptTokens))
+    setups.push(await cluster('auto', promptTokens))
+    // One warm-up wave each pages the model in and fills every slot.
+    for (const setup of setups) await runLoadInWorker(setup.load)
+    const speeds = { single_node: [] as number[], pipeline: [] as number[], auto: [] as number[] }
+    for (let run = 0; run < runs; run++) {
+      for (let turn = 0; turn < setups.length; turn++) {
+        const setup = setups[(run + turn) % setups.length]
+        const tokensPerSecond = await measure(setup.load)
+        speeds[setup.name].push(tokensPerSecond)
+        progress(`run ${run + 1}/${runs}, ${setup.name}: ${tokensPerSecond.toFixed(1)} tokens/s`)
       }
     }
-    const pipeline = await cluster('pipeline')
-    const auto = await cluster('auto')
+    const [s, p, a] = (['single_node', 'pipeline', 'auto'] as const).map(name => median(speeds[name]))
+    const [, pipeline, auto] = setups
     return {
       workers,
       concurrency,
-      single_node: { tokens_per_second: single.tokensPerSecond },
-      pipeline: { tokens_per_second: pipeline.tokensPerSecond, groups: pipeline.groups },
-      auto: { tokens_per_second: auto.tokensPerSecond, groups: auto.groups },
-      ratio: auto.tokensPerSecond / pipeline.tokensPerSecond,
-      identical_output: single.text === pipeline.text && single.text === auto.text
+      single_node: { tokens_per_second: s },
+      pipeline: { tokens_per_second: p, groups: pipeline.groups },
+      auto: { tokens_per_second: a, groups: auto.groups },
+      ratio: a / p,
+      identical_output: single.text === pipeline.text && single.text === auto.text,
+      runs: speeds
     }
   } finally {
+    for (const setup of setups.reverse()) await setup.stop()
     await rm(dir, { recursive: true, force: true })
   }
 }

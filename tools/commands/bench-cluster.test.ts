@@ -13,8 +13,9 @@ describe('mesh bench cluster', () => {
   before(async () => { model = await writeTestModel({ ctx: 1024 }) })
   after(async () => { await model?.remove() })
 
+  // Over QUIC: the tunnel tests run llama-server's sessions over TCP, this one over the QUIC connection the tunnel picks.
   it('prints exactly the documented JSON object', async () => {
-    const result = await runMesh(['bench', 'cluster', '--workers', '2', '--model', model.path, '--tokens', '8', '--runs', '1', '--json'], { timeoutMs: 300_000 })
+    const result = await runMesh(['bench', 'cluster', '--workers', '2', '--model', model.path, '--tokens', '8', '--runs', '1', '--transport', 'quic', '--json'], { timeoutMs: 300_000 })
     assert.equal(result.code, 0, result.stderr)
     const lines = result.stdout.trim().split('\n')
     assert.equal(lines.length, 1, 'stdout holds one JSON object and nothing else')

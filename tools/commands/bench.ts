@@ -48,6 +48,7 @@ interface BenchClusterOptions {
   model: string
   tokens: number
   runs: number
+  transport: 'tcp' | 'quic'
   json?: boolean
 }
 
@@ -59,11 +60,12 @@ function benchClusterCommand (): Command {
     .addOption(new Option('--workers <n>', 'rpc-servers (workers) to split the model over').argParser(parsePositiveInt).default(2))
     .addOption(new Option('--tokens <n>', 'tokens to generate per measured run').argParser(parseTokens).default(128))
     .addOption(new Option('--runs <n>', 'measured runs per side, each on a fresh llama-server, the sides taking turns; the median speed is reported').argParser(parsePositiveInt).default(3))
+    .addOption(new Option('--transport <name>', 'tcp: the libp2p peers listen on TCP only (mesh start\'s default); quic: on QUIC too, which the tunnel then takes').choices(['tcp', 'quic']).default('tcp'))
     .option('--json', 'print one JSON object instead of a summary')
     .action(async (options: BenchClusterOptions) => {
       // Loaded here: libp2p takes a while to import and only this subcommand needs it.
       const { benchCluster } = await import('../bench/cluster-bench.js')
-      const result = await benchCluster({ modelPath: options.model, workers: options.workers, tokens: options.tokens, runs: options.runs })
+      const result = await benchCluster({ modelPath: options.model, workers: options.workers, tokens: options.tokens, runs: options.runs, transport: options.transport })
       if (options.json === true) {
         process.stdout.write(`${JSON.stringify(result)}\n`)
         return
@@ -166,6 +168,7 @@ interface BenchScaleOptions {
   model: string
   concurrency: number
   tokens: number
+  runs: number
   json?: boolean
 }
 
@@ -177,7 +180,8 @@ function benchScaleCommand (): Command {
     .addOption(new Option('--workers <n>', 'workers started on this machine').argParser(parsePositiveInt).default(2))
     .addOption(new Option('--concurrency <n>', 'requests in flight at once, and each llama-server\'s parallel slots').argParser(parsePositiveInt).default(8))
     .addOption(new Option('--tokens <n>', 'tokens each request generates').argParser(parseTokens).default(96))
-    .option('--json', 'print {"workers","concurrency","single_node","pipeline","auto","ratio","identical_output"} instead of a summary')
+    .addOption(new Option('--runs <n>', 'measured rounds, in each of which the three setups (all loaded throughout) take turns; the medians are reported').argParser(parsePositiveInt).default(3))
+    .option('--json', 'print {"workers","concurrency","single_node","pipeline","auto","ratio","identical_output","runs"} instead of a summary')
     .action(async (options: BenchScaleOptions) => {
       // Loaded here: libp2p takes a while to import and only this subcommand needs it.
       const { benchScale } = await import('../bench/scale-bench.js')
@@ -186,6 +190,7 @@ function benchScaleCommand (): Command {
         workers: options.workers,
         concurrency: options.concurrency,
         tokens: options.tokens,
+        runs: options.runs,
         progress: options.json === true ? undefined : line => { process.stdout.write(`${line}\n`) }
       })
       if (options.json === true) {
@@ -196,7 +201,7 @@ function benchScaleCommand (): Command {
         `one node       ${result.single_node.tokens_per_second.toFixed(1)} tokens/s`,
         `pipeline       ${result.pipeline.tokens_per_second.toFixed(1)} tokens/s (${result.pipeline.groups} group)`,
         `auto           ${result.auto.tokens_per_second.toFixed(1)} tokens/s (${result.auto.groups} groups)`,
-        `ratio          ${result.ratio.toFixed(3)} (auto / pipeline), ${(result.auto.tokens_per_second / result.single_node.tokens_per_second).toFixed(3)} (auto / one node)`,
+        `ratio          ${result.ratio.toFixed(3)} (auto / pipeline), ${(result.auto.tokens_per_second / result.single_node.tokens_per_second).toFixed(3)} (auto / one node), medians of ${result.runs.auto.length} run(s)`,
         `same tokens    ${result.identical_output ? 'yes' : 'NO'}`,
         ''
       ].join('\n'))
