@@ -41,8 +41,9 @@ describe('process hardening', { skip: process.platform !== 'linux' && 'the libra
   const children: ChildProcess[] = []
 
   before(async () => {
-    // A cache of its own that another user may read: the library is preloaded into children run as nobody.
-    cacheDir = await mkdtemp(join(tmpdir(), 'llmesh-hardening-test-'))
+    // A cache of its own that another user may read: the library is preloaded into children run as
+    // nobody. In /tmp, which every user may cross, rather than $TMPDIR, which may be its owner's alone.
+    cacheDir = await mkdtemp(join(isRoot ? '/tmp' : tmpdir(), 'llmesh-hardening-test-'))
     await chmod(cacheDir, 0o755)
     process.env.LLMESH_CACHE = cacheDir
   })

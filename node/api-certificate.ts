@@ -4,7 +4,7 @@
 // prints for them to trust, and which signs the coordinator's API certificate at each start.
 import 'reflect-metadata'
 import { randomBytes, webcrypto } from 'node:crypto'
-import { readFile, writeFile } from 'node:fs/promises'
+import { chmod, readFile, writeFile } from 'node:fs/promises'
 import { isIP } from 'node:net'
 import { hostname, networkInterfaces } from 'node:os'
 import { join } from 'node:path'
@@ -64,6 +64,8 @@ export async function createApiCa (dir: DataDir, clusterId: string): Promise<Api
   const paths = apiCaPaths(dir)
   await writeSecretFile(paths.key, ca.keyPem)
   await writeFile(paths.cert, ca.certPem, { mode: 0o644 })
+  // Readable by every user whatever the umask: it is public, and clients are given it.
+  await chmod(paths.cert, 0o644)
   return ca
 }
 

@@ -1,29 +1,31 @@
 import '../../node/polyfill.js'
 import assert from 'node:assert/strict'
-import { createSocket, type Socket as UdpSocket } from 'node:dgram'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { after, afterEach, describe, it } from 'node:test'
 import { multiaddr } from '@multiformats/multiaddr'
 import { RpcBenchClient, startRpcStandIn, tokenStepRequest } from '../../tools/bench/rpc-stand-in.js'
 import { startTunnelNode, type TunnelNode } from '../../tools/tunnel-node.js'
 import { DEFAULT_MESSAGE_CAP_BYTES, RPC_TUNNEL_PROTOCOL } from './index.js'
-import { QUIC_DIAL_MS } from './tunnel-connection.js'
+import { TCP_DIAL_MS } from './tunnel-connection.js'
 
-// A coordinator and a worker peer on 127.0.0.1, connected over TCP as a static peer is dialled,
+// A coordinator and a worker peer on 127.0.0.1, connected over QUIC (as a peer listening on both may be dialled),
 // with a ggml-rpc stand-in behind the worker's bridge: which connection carries the tunnel.
 describe('the tunnel stream\'s connection', { timeout: 60_000 }, () => {
   const rpc = startRpcStandIn()
   let nodes: TunnelNode[] = []
-  let blackHole: UdpSocket | undefined
+  let blackHole: Server | undefined
+  const held: Socket[] = []
 
   afterEach(async () => {
     await Promise.all(nodes.map(async node => { await node.stop() }))
     nodes = []
-    blackHole?.close()
+    for (const socket of held.splice(0)) socket.destroy()
+    await new Promise(resolve => { if (blackHole === undefined) resolve(undefined); else blackHole.close(resolve) })
     blackHole = undefined
   })
   after(async () => { await (await rpc).close() })
 
-  /** Starts both peers, connects them over TCP and tells the coordinator `workerAddrs` (identify's job in a mesh node). */
+  /** Starts both peers, connects them over QUIC and tells the coordinator `workerAddrs` (identify's job in a mesh node). */
   async function pair (workerAddrs: (worker: TunnelNode) => string[]): Promise<{ coordinator: TunnelNode, worker: TunnelNode }> {
     const { port } = await rpc
     const coordinator = await startTunnelNode({}, 'tcp+quic')
@@ -31,7 +33,7 @@ describe('the tunnel stream\'s connection', { timeout: 60_000 }, () => {
       bridge: { authorize: peer => peer.equals(coordinator.peerId), rpcServerPort: () => port, messageCapCeiling: () => DEFAULT_MESSAGE_CAP_BYTES }
     }, 'tcp+quic')
     nodes = [coordinator, worker]
-    await coordinator.dial(worker.getMultiaddrs().filter(addr => addr.toString().includes('/tcp/'))[0])
+    await coordinator.dial(worker.getMultiaddrs().filter(addr => addr.toString().includes('/quic-v1'))[0])
     await coordinator.peerStore.merge(worker.peerId, { multiaddrs: workerAddrs(worker).map(a => multiaddr(a)) })
     return { coordinator, worker }
   }
@@ -51,22 +53,22 @@ describe('the tunnel stream\'s connection', { timeout: 60_000 }, () => {
     }
   }
 
-  it('goes over QUIC when the worker listens on it, though the peers met over TCP', async () => {
+  it('goes over TCP when the worker listens on it, though the peers met over QUIC', async () => {
     const { coordinator, worker } = await pair(worker => worker.getMultiaddrs().map(String))
-    assert.equal(await session(coordinator, worker), 'quic')
+    assert.equal(await session(coordinator, worker), 'tcp')
   })
 
-  it('goes over TCP when the worker\'s QUIC address drops every packet, and does not wait for QUIC again', async () => {
-    // A UDP port that reads and never answers: QUIC blocked on the way.
-    blackHole = createSocket('udp4')
-    await new Promise<void>(resolve => blackHole?.bind(0, '127.0.0.1', resolve))
-    const dropped = `/ip4/127.0.0.1/udp/${blackHole.address().port}/quic-v1`
-    const { coordinator, worker } = await pair(() => [dropped])
+  it('goes over QUIC when the worker\'s TCP address never answers, and does not wait for TCP again', async () => {
+    // A TCP port that accepts and never speaks: the Noise handshake waits for ever.
+    blackHole = createServer(socket => { held.push(socket) })
+    await new Promise<void>(resolve => blackHole?.listen(0, '127.0.0.1', resolve))
+    const silent = `/ip4/127.0.0.1/tcp/${(blackHole.address() as AddressInfo).port}`
+    const { coordinator, worker } = await pair(() => [silent])
     const first = Date.now()
-    assert.equal(await session(coordinator, worker), 'tcp')
-    assert.ok(Date.now() - first >= QUIC_DIAL_MS, 'the QUIC dial was tried first')
+    assert.equal(await session(coordinator, worker), 'quic')
+    assert.ok(Date.now() - first >= TCP_DIAL_MS, 'the TCP dial was tried first')
     const second = Date.now()
-    assert.equal(await session(coordinator, worker), 'tcp')
-    assert.ok(Date.now() - second < QUIC_DIAL_MS, 'the failed QUIC dial is remembered')
+    assert.equal(await session(coordinator, worker), 'quic')
+    assert.ok(Date.now() - second < TCP_DIAL_MS, 'the failed TCP dial is remembered')
   })
 })

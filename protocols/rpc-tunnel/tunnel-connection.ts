@@ -2,21 +2,22 @@ import type { Connection, Logger, PeerId, PeerStore, Stream } from '@libp2p/inte
 import type { ConnectionManager } from '@libp2p/interface-internal'
 import type { Multiaddr } from '@multiformats/multiaddr'
 
-/** How long a dial of a worker's QUIC address may take before the tunnel stream goes over another connection. */
-export const QUIC_DIAL_MS = 2000
+/** How long a dial of a worker's TCP address may take before the tunnel stream goes over another connection. */
+export const TCP_DIAL_MS = 2000
 
-/** After a QUIC dial failed (UDP blocked, say), how long the tunnel to that worker uses other connections before trying QUIC again. */
-export const QUIC_RETRY_MS = 5 * 60_000
+/** After a TCP dial failed, how long the tunnel to that worker uses other connections before trying TCP again. */
+export const TCP_RETRY_MS = 5 * 60_000
 
-function isQuic (addr: Multiaddr): boolean {
-  return addr.toString().includes('/quic')
+function isTcp (addr: Multiaddr): boolean {
+  return addr.getComponents().some(c => c.name === 'tcp')
 }
 
 /**
- * Picks the connection a tunnel stream to a worker opens on: QUIC where the worker can be
- * reached over it, since a decode step's round trip costs less there (`mesh bench tunnel`);
- * otherwise whatever connection libp2p has or makes (TCP where QUIC is blocked). A QUIC
- * connection this dials is an ordinary libp2p connection: the gater and the membership
+ * Picks the connection a tunnel stream to a worker opens on: TCP (Noise, yamux) where the
+ * worker can be reached over it, since weights cross it several times faster than over QUIC
+ * and a decode step's round trip costs the same (`mesh bench tunnel --transport tcp|quic`);
+ * otherwise whatever connection libp2p has or makes (QUIC where TCP cannot reach the worker).
+ * A connection this dials is an ordinary libp2p connection: the gater and the membership
  * handshake apply to it as to any other, and the worker's bridge admits the coordinator by
  * its certificate whatever the connection.
  */
@@ -24,8 +25,8 @@ export class TunnelConnections {
   readonly #connectionManager: ConnectionManager
   readonly #peerStore: PeerStore
   readonly #log: Logger
-  /** when each worker's QUIC dial last failed */
-  readonly #quicFailedAt = new Map<string, number>()
+  /** when each worker's TCP dial last failed */
+  readonly #tcpFailedAt = new Map<string, number>()
 
   constructor (connectionManager: ConnectionManager, peerStore: PeerStore, log: Logger) {
     this.#connectionManager = connectionManager
@@ -33,30 +34,30 @@ export class TunnelConnections {
     this.#log = log
   }
 
-  /** Opens a `protocol` stream to `worker`, over QUIC when it can. */
+  /** Opens a `protocol` stream to `worker`, over TCP when it can. */
   async openStream (worker: PeerId, protocol: string, signal: AbortSignal): Promise<Stream> {
-    const connection = await this.#quicConnection(worker, signal)
+    const connection = await this.#tcpConnection(worker, signal)
     if (connection !== undefined) return await connection.newStream(protocol, { signal })
     return await this.#connectionManager.openStream(worker, protocol, { signal })
   }
 
-  async #quicConnection (worker: PeerId, signal: AbortSignal): Promise<Connection | undefined> {
-    const open = this.#connectionManager.getConnections(worker).find(c => c.status === 'open' && isQuic(c.remoteAddr))
+  async #tcpConnection (worker: PeerId, signal: AbortSignal): Promise<Connection | undefined> {
+    const open = this.#connectionManager.getConnections(worker).find(c => c.status === 'open' && isTcp(c.remoteAddr))
     if (open !== undefined) return open
     const key = worker.toString()
-    const failedAt = this.#quicFailedAt.get(key)
-    if (failedAt !== undefined && Date.now() - failedAt < QUIC_RETRY_MS) return undefined
-    const addrs = (await this.#peerStore.get(worker).catch(() => undefined))?.addresses.map(a => a.multiaddr).filter(isQuic) ?? []
+    const failedAt = this.#tcpFailedAt.get(key)
+    if (failedAt !== undefined && Date.now() - failedAt < TCP_RETRY_MS) return undefined
+    const addrs = (await this.#peerStore.get(worker).catch(() => undefined))?.addresses.map(a => a.multiaddr).filter(isTcp) ?? []
     if (addrs.length === 0) return undefined
     try {
       const target = addrs.map(addr => addr.getComponents().some(c => c.name === 'p2p') ? addr : addr.encapsulate(`/p2p/${key}`))
-      const connection = await this.#connectionManager.openConnection(target, { force: true, signal: AbortSignal.any([signal, AbortSignal.timeout(QUIC_DIAL_MS)]) })
-      this.#quicFailedAt.delete(key)
-      return isQuic(connection.remoteAddr) ? connection : undefined
+      const connection = await this.#connectionManager.openConnection(target, { force: true, signal: AbortSignal.any([signal, AbortSignal.timeout(TCP_DIAL_MS)]) })
+      this.#tcpFailedAt.delete(key)
+      return isTcp(connection.remoteAddr) ? connection : undefined
     } catch (err) {
       if (signal.aborted) throw err
-      this.#quicFailedAt.set(key, Date.now())
-      this.#log('cannot reach worker %p over QUIC (%s); its tunnel streams use its other connections for %d s', worker, (err as Error).message, QUIC_RETRY_MS / 1000)
+      this.#tcpFailedAt.set(key, Date.now())
+      this.#log('cannot reach worker %p over TCP (%s); its tunnel streams use its other connections for %d s', worker, (err as Error).message, TCP_RETRY_MS / 1000)
       return undefined
     }
   }

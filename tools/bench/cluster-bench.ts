@@ -42,10 +42,7 @@ export interface ClusterBenchOptions {
   tokens: number
   /** measured runs per side; the median is reported (default 3) */
   runs?: number
-  /**
-   * 'tcp' (default): the peers listen on TCP only, as with mesh start's default address; 'quic':
-   * on QUIC too, and the tunnel takes QUIC, as between mesh nodes that listen on it
-   */
+  /** the libp2p transport the tunnel crosses: 'tcp' (default, as with mesh start's default address) or 'quic' */
   transport?: 'tcp' | 'quic'
 }
 
@@ -144,9 +141,8 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
       }, transports)
       nodes.push(worker)
       workerStages.push({ stage, peerId: worker.peerId })
-      await coordinator.dial(worker.getMultiaddrs()[0])
-      // What identify tells a mesh node of a peer it connected to: every address it listens on.
-      await coordinator.peerStore.merge(worker.peerId, { multiaddrs: worker.getMultiaddrs() })
+      // Over the transport under test alone: the coordinator learns no other address of the worker.
+      await coordinator.dial(worker.getMultiaddrs().filter(addr => addr.toString().includes(options.transport === 'quic' ? '/quic-v1' : '/tcp/'))[0])
     }
     // New listeners for every engine start, as the coordinator opens them: each learns what the
     // worker's tensor cache holds, so only the first start sends the weights (and has the worker

@@ -13,7 +13,7 @@ describe('mesh bench cluster', () => {
   before(async () => { model = await writeTestModel({ ctx: 1024 }) })
   after(async () => { await model?.remove() })
 
-  // Over QUIC: the tunnel tests run llama-server's sessions over TCP, this one over the QUIC connection the tunnel picks.
+  // Over QUIC: the tunnel tests run llama-server's sessions over TCP, this one where QUIC is the only connection.
   it('prints exactly the documented JSON object', async () => {
     const result = await runMesh(['bench', 'cluster', '--workers', '2', '--model', model.path, '--tokens', '8', '--runs', '1', '--transport', 'quic', '--json'], { timeoutMs: 300_000 })
     assert.equal(result.code, 0, result.stderr)

@@ -60,7 +60,7 @@ function benchClusterCommand (): Command {
     .addOption(new Option('--workers <n>', 'rpc-servers (workers) to split the model over').argParser(parsePositiveInt).default(2))
     .addOption(new Option('--tokens <n>', 'tokens to generate per measured run').argParser(parseTokens).default(128))
     .addOption(new Option('--runs <n>', 'measured runs per side, each on a fresh llama-server, the sides taking turns; the median speed is reported').argParser(parsePositiveInt).default(3))
-    .addOption(new Option('--transport <name>', 'tcp: the libp2p peers listen on TCP only (mesh start\'s default); quic: on QUIC too, which the tunnel then takes').choices(['tcp', 'quic']).default('tcp'))
+    .addOption(new Option('--transport <name>', 'the libp2p transport the tunnel crosses: tcp (what it takes between nodes that reach each other over TCP) or quic').choices(['tcp', 'quic']).default('tcp'))
     .option('--json', 'print one JSON object instead of a summary')
     .action(async (options: BenchClusterOptions) => {
       // Loaded here: libp2p takes a while to import and only this subcommand needs it.
@@ -221,7 +221,7 @@ function benchTunnelCommand (): Command {
     .description('measure the ggml-rpc tunnel between two libp2p peers on 127.0.0.1 against a plain node:net relay to the same rpc-server stand-in: round trips of a decode step\'s messages (11 KB out, 4 KB back) after a 10 ms pause, and SET_TENSOR bulk transfer, the two taking turns')
     .addOption(new Option('--samples <n>', 'round trips per side; the median is reported').argParser(parsePositiveInt).default(300))
     .addOption(new Option('--bulk-mb <n>', 'MiB of tensor data per bulk run (three runs per side, the median rate is reported)').argParser(parsePositiveInt).default(64))
-    .addOption(new Option('--transport <name>', 'quic: the peers listen on QUIC and TCP; tcp: TCP only, as where QUIC is blocked').choices(['quic', 'tcp']).default('quic'))
+    .addOption(new Option('--transport <name>', 'the libp2p transport the tunnel crosses: tcp (what it takes between nodes that reach each other over TCP) or quic').choices(['tcp', 'quic']).default('tcp'))
     .option('--json', 'print {"tunnel_rtt_p50_us","relay_rtt_p50_us","ratio","bulk_mb_per_s","relay_bulk_mb_per_s","transport"} instead of a summary')
     .action(async (options: BenchTunnelOptions) => {
       // Loaded here: libp2p takes a while to import and only this subcommand needs it.
