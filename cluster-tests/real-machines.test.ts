@@ -99,14 +99,16 @@ describe('the README\'s real-machines section in network namespaces', { timeout:
     }
     const [coordinator, worker1, worker2, client] = machines
 
-    // Install: this clone is built already (the test command compiles it), so npm's prepare
-    // script is not run again (it would rewrite dist/ under the tests running beside this one);
-    // --prefix keeps the install inside the test; linking a folder needs no registry (--offline).
-    const install = command(commands, 'npm install && npm install -g .')
-    assert.match(install, /^npm install && npm install -g \.$/)
+    // Install: this clone is built already (the test command compiles it), so the README's global
+    // install alone runs, as written (its --ignore-scripts keeps npm's prepare script from
+    // rewriting dist/ under the tests running beside this one); --prefix keeps the install inside
+    // the test; linking a folder needs no registry (--offline).
+    const install = command(commands, 'npm install && npm install -g ')
+    assert.match(install, /^npm install && npm install -g --ignore-scripts \.$/)
     prefix = await mkdtemp(join(tmpdir(), 'llmesh-prefix-'))
     await new Promise<void>((resolve, reject) => {
-      execFile('npm', ['install', '-g', '.', '--prefix', prefix as string, '--ignore-scripts', '--no-audit', '--no-fund', '--offline'], { cwd: REPO_ROOT, timeout: 300_000 }, err => { if (err !== null) reject(err); else resolve() })
+      const globalInstall = install.split(' && ')[1].split(' ').slice(1)
+      execFile('npm', [...globalInstall, '--prefix', prefix as string, '--no-audit', '--no-fund', '--offline'], { cwd: REPO_ROOT, timeout: 300_000 }, err => { if (err !== null) reject(err); else resolve() })
     })
     path = [join(prefix, 'bin'), process.env.PATH ?? ''].join(delimiter)
     for (const machine of [coordinator, worker1, worker2]) {

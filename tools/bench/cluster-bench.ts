@@ -10,7 +10,10 @@ import { readModelFacts } from '../../engine/model-facts.js'
 import { startRpcServer, type RpcServer } from '../../engine/rpc-server.js'
 import { messageCapFor } from '../../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type Stage, type StagePlan } from '../../scheduler/index.js'
-import { startTunnelNode, type TunnelNode } from '../tunnel-node.js'
+import { startTunnelNode } from '../tunnel-node.js'
+import { startFarEnd } from './tunnel-bench-far-end.js'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import type { PeerId } from '@libp2p/interface'
 
 /** One side of the comparison: decode and prompt-reading speed. */
@@ -120,29 +123,31 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
   const dataDir = await mkdtemp(join(tmpdir(), 'llmesh-bench-cluster-'))
   const tensorCacheDir = (nodeId: string): string => join(dataDir, nodeId, 'tensor-cache')
   const rpcServers: RpcServer[] = []
-  const nodes: TunnelNode[] = []
+  // Stopped in reverse order: the worker peers, then the coordinator.
+  const stops: Array<() => Promise<void>> = []
   try {
     for (const id of workerIds) rpcServers.push(await startRpcServer({ dataDir: join(dataDir, id), threads: THREADS }))
     const direct = Object.fromEntries(workerIds.map((id, i) => [id, `127.0.0.1:${String(rpcServers[i].port)}`]))
 
     const transports = options.transport === 'quic' ? 'tcp+quic' : 'tcp'
     const coordinator = await startTunnelNode({}, transports)
-    nodes.push(coordinator)
+    stops.push(async () => { await coordinator.stop() })
     const workerStages: Array<{ stage: Stage, peerId: PeerId }> = []
     for (const stage of plan.stages.slice(1)) {
       const server = rpcServers[workerIds.indexOf(stage.nodeId)]
-      const worker = await startTunnelNode({
-        bridge: {
-          authorize: peer => peer.equals(coordinator.peerId),
-          rpcServerPort: () => server.port,
-          messageCapCeiling: () => messageCapFor(offeredBytes),
-          tensorCache: { dir: tensorCacheDir(stage.nodeId), maxBytes: () => offeredBytes }
-        }
-      }, transports)
-      nodes.push(worker)
-      workerStages.push({ stage, peerId: worker.peerId })
+      // Each worker peer in a thread of its own, as on a machine of its own: the coordinator's
+      // event loop does not also decrypt and bridge the workers' traffic.
+      const worker = await startFarEnd(coordinator.peerId.toString(), transports, {
+        rpcServerPort: server.port,
+        messageCapCeiling: messageCapFor(offeredBytes),
+        tensorCache: { dir: tensorCacheDir(stage.nodeId), maxBytes: offeredBytes }
+      })
+      stops.push(worker.stop)
       // Over the transport under test alone: the coordinator learns no other address of the worker.
-      await coordinator.dial(worker.getMultiaddrs().filter(addr => addr.toString().includes(options.transport === 'quic' ? '/quic-v1' : '/tcp/'))[0])
+      const addr = worker.addrs.find(a => a.includes(options.transport === 'quic' ? '/quic-v1' : '/tcp/'))
+      if (addr === undefined) throw new Error(`worker ${stage.nodeId} does not listen on ${options.transport ?? 'tcp'}`)
+      await coordinator.dial(multiaddr(addr))
+      workerStages.push({ stage, peerId: peerIdFromString(addr.slice(addr.lastIndexOf('/p2p/') + '/p2p/'.length)) })
     }
     // New listeners for every engine start, as the coordinator opens them: each learns what the
     // worker's tensor cache holds, so only the first start sends the weights (and has the worker
@@ -198,7 +203,7 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
       baseline_load_ms: median(loads.baseline)
     }
   } finally {
-    await Promise.all(nodes.map(async node => { await node.stop() }))
+    for (const stop of stops.reverse()) await stop()
     await Promise.all(rpcServers.map(async server => { await server.dispose() }))
     await rm(dataDir, { recursive: true, force: true })
   }

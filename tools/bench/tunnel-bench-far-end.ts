@@ -1,12 +1,23 @@
-// The worker's side of `mesh bench tunnel`, run in a worker thread so that it has an event loop
-// of its own, as a worker on another machine would: a libp2p peer whose tunnel bridge admits only
-// the bench's coordinator, and an rpc-server stand-in behind it that the plain relay reaches too.
+// The worker's side of `mesh bench tunnel` and `mesh bench cluster`, run in a worker thread so
+// that it has an event loop of its own, as a worker on another machine would: a libp2p peer whose
+// tunnel bridge admits only the bench's coordinator, in front of an rpc-server (the bench's
+// process) or of an rpc-server stand-in that the plain relay reaches too.
 import { parentPort, Worker, workerData } from 'node:worker_threads'
 import { DEFAULT_MESSAGE_CAP_BYTES } from '../../protocols/rpc-tunnel/index.js'
 import { startTunnelNode, type LoopbackTransports } from '../tunnel-node.js'
 import { startRpcStandIn } from './rpc-stand-in.js'
 
-interface FarEndInit {
+/** What the worker peer bridges to; by default a stand-in of its own with the default message cap and no tensor cache. */
+export interface FarEndOptions {
+  /** a real rpc-server's port on 127.0.0.1 */
+  rpcServerPort?: number
+  /** the most bytes one ggml-rpc message may carry */
+  messageCapCeiling?: number
+  /** the worker's tensor cache */
+  tensorCache?: { dir: string, maxBytes: number }
+}
+
+interface FarEndInit extends FarEndOptions {
   role: 'tunnel-bench-far-end'
   /** the only peer the bridge admits */
   coordinator: string
@@ -17,14 +28,14 @@ interface FarEndInit {
 export interface FarEnd {
   /** the worker peer's multiaddrs (with its peer id) */
   addrs: string[]
-  /** the rpc-server stand-in's port on 127.0.0.1 */
+  /** the port on 127.0.0.1 of the rpc-server (or stand-in) behind the bridge */
   rpcPort: number
   stop: () => Promise<void>
 }
 
 /** Starts the far end in a worker thread; `coordinator` is the peer id its bridge admits. */
-export async function startFarEnd (coordinator: string, transports: LoopbackTransports): Promise<FarEnd> {
-  const init: FarEndInit = { role: 'tunnel-bench-far-end', coordinator, transports }
+export async function startFarEnd (coordinator: string, transports: LoopbackTransports, options: FarEndOptions = {}): Promise<FarEnd> {
+  const init: FarEndInit = { ...options, role: 'tunnel-bench-far-end', coordinator, transports }
   const worker = new Worker(new URL(import.meta.url), { workerData: init })
   try {
     const ready = await new Promise<{ addrs: string[], rpcPort: number }>((resolve, reject) => {
@@ -47,22 +58,25 @@ export async function startFarEnd (coordinator: string, transports: LoopbackTran
 }
 
 async function runFarEnd (init: FarEndInit, port: NonNullable<typeof parentPort>): Promise<void> {
-  const rpc = await startRpcStandIn()
+  const standIn = init.rpcServerPort === undefined ? await startRpcStandIn() : undefined
+  const rpcPort = init.rpcServerPort ?? standIn?.port ?? 0
+  const { tensorCache } = init
   const node = await startTunnelNode({
     bridge: {
       authorize: peer => peer.toString() === init.coordinator,
-      rpcServerPort: () => rpc.port,
-      messageCapCeiling: () => DEFAULT_MESSAGE_CAP_BYTES
+      rpcServerPort: () => rpcPort,
+      messageCapCeiling: () => init.messageCapCeiling ?? DEFAULT_MESSAGE_CAP_BYTES,
+      tensorCache: tensorCache === undefined ? undefined : { dir: tensorCache.dir, maxBytes: () => tensorCache.maxBytes }
     }
   }, init.transports)
   port.once('message', () => {
     void (async () => {
       await node.stop()
-      await rpc.close()
+      await standIn?.close()
       port.close()
     })()
   })
-  port.postMessage({ addrs: node.getMultiaddrs().map(String), rpcPort: rpc.port })
+  port.postMessage({ addrs: node.getMultiaddrs().map(String), rpcPort })
 }
 
 const init = workerData as FarEndInit | null
