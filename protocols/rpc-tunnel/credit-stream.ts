@@ -1,5 +1,5 @@
 import { FramingError } from '../errors.js'
-import { decodeHeader, FRAME_HEADER_BYTES, FRAME_MAGIC, FRAME_VERSION, type FrameLimits } from '../framing.js'
+import { decodeHeader, encodeFrame, FRAME_HEADER_BYTES, type FrameLimits } from '../framing.js'
 import { RPC_TUNNEL_PROTOCOL } from './constants.js'
 import { RpcCreditExceededError, RpcTunnelFrameError } from './errors.js'
 import type { Stream } from '@libp2p/interface'
@@ -40,22 +40,6 @@ const LIMITS: FrameLimits = {
 
 /** A credit frame's payload. */
 const CREDIT_PAYLOAD_BYTES = 8
-
-/**
- * One frame in one buffer: the stream's encrypter would join a header and payload given apart
- * anyway. Not zero-filled first: every byte is written here, and filling a data frame's
- * quarter megabyte showed in the bulk transfer's profile.
- */
-function frame (type: number, payload: Uint8Array): Uint8Array {
-  const out = Buffer.allocUnsafeSlow(FRAME_HEADER_BYTES + payload.byteLength)
-  const view = new DataView(out.buffer, out.byteOffset, FRAME_HEADER_BYTES)
-  view.setUint32(0, FRAME_MAGIC)
-  view.setUint16(4, FRAME_VERSION)
-  view.setUint16(6, type)
-  view.setBigUint64(8, BigInt(payload.byteLength))
-  out.set(payload, FRAME_HEADER_BYTES)
-  return out
-}
 
 /**
  * One side of a tunnel stream with credit-based flow control, the same on every transport:
@@ -158,7 +142,7 @@ export class CreditStream {
     this.#granted += this.#released
     this.#released = 0
     // Credit frames skip the data queue: they must flow while data waits for credit.
-    if (!this.stream.send(frame(TunnelFrameType.credit, payload))) this.#streamFull = true
+    if (!this.stream.send(encodeFrame(TunnelFrameType.credit, payload))) this.#streamFull = true
   }
 
   /** Sends `data` as data frames within the credit, queueing the rest; false when something now waits (see `onceWritable`). */
@@ -190,7 +174,7 @@ export class CreditStream {
       if (n === next.byteLength) this.#queue.shift()
       else this.#queue[0] = next.subarray(n)
       this.#credit -= n
-      if (!this.stream.send(frame(TunnelFrameType.data, part))) this.#streamFull = true
+      if (!this.stream.send(encodeFrame(TunnelFrameType.data, part))) this.#streamFull = true
     }
     if (this.#queue.length === 0 && this.#closeWhenSent && this.stream.writeStatus === 'writable') {
       this.stream.close().catch(err => { this.stream.abort(err as Error) })

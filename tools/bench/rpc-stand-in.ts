@@ -1,8 +1,9 @@
 // A stand-in for rpc-server and a minimal ggml-rpc client, for `mesh bench tunnel`: they speak
 // just enough of the protocol (HELLO, one-way commands, GET_TENSOR) for the worker bridge to
 // pass their traffic, and spend no time computing, so that a round trip measures the path alone.
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import { REQUEST_HEADER_BYTES, RESPONSE_HEADER_BYTES, RpcCommand } from '../../protocols/rpc-tunnel/ggml-rpc.js'
+import { listenOnLoopback, type LoopbackServer } from './loopback-server.js'
 
 /** sizeof(rpc_tensor) */
 const RPC_TENSOR_BYTES = 296
@@ -47,7 +48,7 @@ export function setTensorRequest (dataBytes: number): Buffer {
 }
 
 /** Serves ggml-rpc sessions on 127.0.0.1: answers HELLO and GET_TENSOR (zeroes of the size asked), ignores one-way commands. */
-export async function startRpcStandIn (): Promise<{ port: number, close: () => Promise<void> }> {
+export async function startRpcStandIn (): Promise<LoopbackServer> {
   const sockets = new Set<Socket>()
   const server: Server = createServer({ noDelay: true }, socket => {
     sockets.add(socket)
@@ -90,17 +91,7 @@ export async function startRpcStandIn (): Promise<{ port: number, close: () => P
       }
     })
   })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen({ host: '127.0.0.1', port: 0 }, resolve)
-  })
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: async () => {
-      for (const socket of sockets) socket.destroy()
-      await new Promise<void>(resolve => { server.close(() => { resolve() }) })
-    }
-  }
+  return await listenOnLoopback(server, sockets)
 }
 
 /** A ggml-rpc client session that sends requests and waits for a known number of response bytes. */

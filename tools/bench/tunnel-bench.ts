@@ -1,4 +1,4 @@
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -7,6 +7,7 @@ import { median } from '../../engine/benchmark.js'
 import { RPC_TUNNEL_PROTOCOL } from '../../protocols/rpc-tunnel/index.js'
 import { startTunnelNode, type TunnelNode } from '../tunnel-node.js'
 import { startFarEnd, type FarEnd } from './tunnel-bench-far-end.js'
+import { listenOnLoopback, type LoopbackServer } from './loopback-server.js'
 import { RpcBenchClient, setTensorRequest, tokenStepRequest, getTensorRequest } from './rpc-stand-in.js'
 
 /** Result of `mesh bench tunnel`; the JSON field names are a public contract (issue 23). */
@@ -45,7 +46,7 @@ const TENSOR_BYTES = 4 * 1024 * 1024
 const WARMUP_ROUND_TRIPS = 20
 
 /** A plain relay: each connection on 127.0.0.1 is piped to `port`, as a Node.js TCP forwarder would. */
-async function startRelay (port: number): Promise<{ port: number, close: () => Promise<void> }> {
+async function startRelay (port: number): Promise<LoopbackServer> {
   const sockets = new Set<Socket>()
   const server: Server = createServer({ noDelay: true }, client => {
     const upstream = connect({ host: '127.0.0.1', port, noDelay: true })
@@ -57,17 +58,7 @@ async function startRelay (port: number): Promise<{ port: number, close: () => P
     client.pipe(upstream)
     upstream.pipe(client)
   })
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen({ host: '127.0.0.1', port: 0 }, resolve)
-  })
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: async () => {
-      for (const socket of sockets) socket.destroy()
-      await new Promise<void>(resolve => { server.close(() => { resolve() }) })
-    }
-  }
+  return await listenOnLoopback(server, sockets)
 }
 
 async function roundTrip (client: RpcBenchClient, step: Buffer): Promise<number> {
