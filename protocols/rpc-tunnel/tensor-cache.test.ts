@@ -148,6 +148,20 @@ describe('tunnel tensor cache', () => {
     }
   })
 
+  it('passes every byte after the first graph computation, however llama-server\'s writes split a request header', async () => {
+    const reload = concat([hello, setTensor(weights), rpcRequest(RpcCommand.GRAPH_COMPUTE, 100), rpcRequest(RpcCommand.GET_TENSOR, 312), rpcRequest(RpcCommand.GRAPH_COMPUTE, 100)])
+    const inventory = new TensorInventory(await cache.inventory())
+    const firstGraphEnd = reload.length - (9 + 312) - (9 + 100)
+    // The write that starts the graph computation ends part-way into the next request's header.
+    for (const headerPart of [1, 5, 8]) {
+      const cut = firstGraphEnd + headerPart
+      const dedup = new SetTensorDeduplicator(inventory)
+      const crossing = concat([...dedup.push(reload.subarray(0, cut)), ...dedup.push(reload.subarray(cut))])
+      const validator = workerSession()
+      assert.deepEqual(feed(chunk => validator.push(chunk), crossing), reload, `cut ${headerPart} bytes into a header: rpc-server receives exactly what llama-server sent`)
+    }
+  })
+
   it('closes a session whose cached tensor is gone with a typed error', async () => {
     const gone = randomBytes(MIN_CACHED_TENSOR_BYTES)
     feed(chunk => workerSession().push(chunk), concat([hello, setTensor(gone)]), Number.MAX_SAFE_INTEGER)

@@ -74,8 +74,9 @@ export class SetTensorDeduplicator {
 
   /** Takes the next bytes from llama-server; returns the bytes to send to the worker now, in order. */
   push (chunk: Uint8Array): Uint8Array[] {
-    // Nothing is held back after loading: no need to follow requests any further.
-    if (!this.#weights.loading) return [chunk]
+    // Nothing is held back after loading: no need to follow requests any further, once the
+    // framer has handed on every byte it took (part of a header waits in it until the rest comes).
+    if (!this.#weights.loading && !this.#framer.midMessage) return [chunk]
     this.#framer.push(chunk)
     const out = this.#out
     this.#out = []
