@@ -28,8 +28,9 @@ export interface FreshInstall {
 
 /**
  * A second installation of this clone, as `npm install` leaves one on a new machine: the same
- * compiled code and packages, except node-llama-cpp, a copy without a native binding. Its processes load that copy, so whatever they build or link there
- * leaves this clone's binding, which other tests load, alone.
+ * compiled code and packages, except node-llama-cpp, a copy without a native binding. Its
+ * processes load that copy, so whatever they build or link there leaves this clone's binding,
+ * which other tests load, alone.
  */
 export async function freshInstall (): Promise<FreshInstall> {
   const root = await mkdtemp(join(tmpdir(), 'llmesh-fresh-install-'))

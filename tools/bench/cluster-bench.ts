@@ -11,9 +11,7 @@ import { startRpcServer, type RpcServer } from '../../engine/rpc-server.js'
 import { messageCapFor } from '../../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type Stage, type StagePlan } from '../../scheduler/index.js'
 import { startTunnelNode } from '../tunnel-node.js'
-import { startFarEnd } from './tunnel-bench-far-end.js'
-import { peerIdFromString } from '@libp2p/peer-id'
-import { multiaddr } from '@multiformats/multiaddr'
+import { connectToFarEnd, startFarEnd } from './tunnel-bench-far-end.js'
 import type { PeerId } from '@libp2p/interface'
 
 /** One side of the comparison: decode and prompt-reading speed. */
@@ -143,11 +141,7 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
         tensorCache: { dir: tensorCacheDir(stage.nodeId), maxBytes: offeredBytes }
       })
       stops.push(worker.stop)
-      // Over the transport under test alone: the coordinator learns no other address of the worker.
-      const addr = worker.addrs.find(a => a.includes(options.transport === 'quic' ? '/quic-v1' : '/tcp/'))
-      if (addr === undefined) throw new Error(`worker ${stage.nodeId} does not listen on ${options.transport ?? 'tcp'}`)
-      await coordinator.dial(multiaddr(addr))
-      workerStages.push({ stage, peerId: peerIdFromString(addr.slice(addr.lastIndexOf('/p2p/') + '/p2p/'.length)) })
+      workerStages.push({ stage, peerId: await connectToFarEnd(coordinator, worker, options.transport ?? 'tcp') })
     }
     // New listeners for every engine start, as the coordinator opens them: each learns what the
     // worker's tensor cache holds, so only the first start sends the weights (and has the worker

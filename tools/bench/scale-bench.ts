@@ -97,7 +97,8 @@ export async function benchScale (options: ScaleBenchOptions): Promise<ScaleBenc
   const dir = await mkdtemp(join(tmpdir(), 'llmesh-bench-scale-'))
   const setups: Setup[] = []
 
-  const singleNode = async (): Promise<Setup> => {
+  /** llama-server alone, and the prompt's tokens by its tokenizer (the clusters get the same). */
+  const singleNode = async (): Promise<{ setup: Setup, promptTokens: number[] }> => {
     progress('one node: llama-server alone, one thread pinned to CPU 0')
     const socketPath = join(dir, 'llama-server.sock')
     const server = await startLlamaServer({ modelPath, threads: 1, parallel: concurrency, contextSize, listen: { socketPath } })
@@ -113,7 +114,7 @@ export async function benchScale (options: ScaleBenchOptions): Promise<ScaleBenc
         http: { socketPath, path: '/completion' },
         body: JSON.stringify({ prompt: promptTokens, n_predict: tokens, temperature: 0, top_k: 0, top_p: 1, min_p: 0, logit_bias: banned.map(token => [token, false]), stream: true, return_tokens: true, cache_prompt: false })
       }
-      return { name: 'single_node', groups: 1, text, load, stop: async () => { await server.dispose() } }
+      return { setup: { name: 'single_node', groups: 1, text, load, stop: async () => { await server.dispose() } }, promptTokens }
     } catch (err) {
       await server.dispose()
       throw err
@@ -155,9 +156,8 @@ export async function benchScale (options: ScaleBenchOptions): Promise<ScaleBenc
   }
 
   try {
-    const single = await singleNode()
+    const { setup: single, promptTokens } = await singleNode()
     setups.push(single)
-    const promptTokens = (JSON.parse(single.load.body) as { prompt: number[] }).prompt
     setups.push(await cluster('pipeline', promptTokens))
     setups.push(await cluster('auto', promptTokens))
     // One warm-up wave each pages the model in and fills every slot.

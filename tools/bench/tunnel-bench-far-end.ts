@@ -3,9 +3,12 @@
 // tunnel bridge admits only the bench's coordinator, in front of an rpc-server (the bench's
 // process) or of an rpc-server stand-in that the plain relay reaches too.
 import { parentPort, Worker, workerData } from 'node:worker_threads'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import { DEFAULT_MESSAGE_CAP_BYTES } from '../../protocols/rpc-tunnel/index.js'
-import { startTunnelNode, type LoopbackTransports } from '../tunnel-node.js'
+import { startTunnelNode, type LoopbackTransports, type TunnelNode } from '../tunnel-node.js'
 import { startRpcStandIn } from './rpc-stand-in.js'
+import type { PeerId } from '@libp2p/interface'
 
 /** What the worker peer bridges to; by default a stand-in of its own with the default message cap and no tensor cache. */
 export interface FarEndOptions {
@@ -55,6 +58,17 @@ export async function startFarEnd (coordinator: string, transports: LoopbackTran
     await worker.terminate()
     throw err
   }
+}
+
+/**
+ * Connects `coordinator` to the far end over `transport` alone, telling it no other address, so
+ * that the tunnel has that connection only; returns the far end's peer id.
+ */
+export async function connectToFarEnd (coordinator: TunnelNode, farEnd: FarEnd, transport: 'tcp' | 'quic'): Promise<PeerId> {
+  const addr = farEnd.addrs.find(a => a.includes(transport === 'quic' ? '/quic-v1' : '/tcp/'))
+  if (addr === undefined) throw new Error(`the worker peer does not listen on ${transport}`)
+  await coordinator.dial(multiaddr(addr))
+  return peerIdFromString(addr.slice(addr.lastIndexOf('/p2p/') + '/p2p/'.length))
 }
 
 async function runFarEnd (init: FarEndInit, port: NonNullable<typeof parentPort>): Promise<void> {

@@ -1,12 +1,10 @@
 import { connect, createServer, type Server, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { multiaddr } from '@multiformats/multiaddr'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { median } from '../../engine/benchmark.js'
 import { RPC_TUNNEL_PROTOCOL } from '../../protocols/rpc-tunnel/index.js'
 import { startTunnelNode, type TunnelNode } from '../tunnel-node.js'
-import { startFarEnd, type FarEnd } from './tunnel-bench-far-end.js'
+import { connectToFarEnd, startFarEnd, type FarEnd } from './tunnel-bench-far-end.js'
 import { listenOnLoopback, type LoopbackServer } from './loopback-server.js'
 import { RpcBenchClient, setTensorRequest, tokenStepRequest, getTensorRequest } from './rpc-stand-in.js'
 
@@ -91,11 +89,7 @@ export async function benchTunnel (options: TunnelBenchOptions): Promise<TunnelB
     stops.push(async () => { await coordinator.stop() })
     const farEnd: FarEnd = await startFarEnd(coordinator.peerId.toString(), transports)
     stops.push(farEnd.stop)
-    // Connected over the transport under test, and told no other address: the tunnel has that connection alone.
-    const addr = farEnd.addrs.find(a => a.includes(options.transport === 'quic' ? '/quic-v1' : '/tcp/'))
-    if (addr === undefined) throw new Error(`the worker peer does not listen on ${options.transport}`)
-    await coordinator.dial(multiaddr(addr))
-    const worker = peerIdFromString(addr.slice(addr.lastIndexOf('/p2p/') + '/p2p/'.length))
+    const worker = await connectToFarEnd(coordinator, farEnd, options.transport)
     const endpoint = await coordinator.services.rpcTunnel.openListener(worker)
     const relay = await startRelay(farEnd.rpcPort)
     stops.push(relay.close)
