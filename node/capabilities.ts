@@ -17,7 +17,13 @@ export interface Capabilities {
   computeGflops: number
 }
 
-/** Measures single-thread float multiply-add throughput for about `budgetMs`. */
+/**
+ * Measures single-thread float multiply-add throughput for about `budgetMs`, from the fastest of
+ * its many short rounds (about half a millisecond each): the machine's own speed, not the share
+ * of a core it got while other processes ran. Nodes started together on one machine (`mesh up`),
+ * or a node started beside a busy program, measured a fraction of their speed over the whole
+ * budget, and the scheduler then left a worker it took for slow without layers.
+ */
 export function measureComputeGflops (budgetMs = 50): number {
   const n = 64
   const a = new Float32Array(n * n).fill(1.0001)
@@ -34,14 +40,15 @@ export function measureComputeGflops (budgetMs = 50): number {
   // An untimed first round gets the loop compiled: interpreted, on a busy machine, one round
   // could outlast the budget and measure 0, a speed the scheduler rightly refuses.
   round()
-  let rounds = 0
+  let fastestMs = Infinity
   const start = performance.now()
-  while (performance.now() - start < budgetMs) {
+  for (let roundStart = start; roundStart - start < budgetMs;) {
     round()
-    rounds++
+    const now = performance.now()
+    fastestMs = Math.min(fastestMs, now - roundStart)
+    roundStart = now
   }
-  const seconds = (performance.now() - start) / 1000
-  return Math.max(0.01, Math.round((2 * n * n * n * rounds) / seconds / 1e7) / 100)
+  return Math.max(0.01, Math.round((2 * n * n * n) / (fastestMs / 1000) / 1e7) / 100)
 }
 
 export interface LocalCapabilitiesOptions {
