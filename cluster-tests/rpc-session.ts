@@ -1,4 +1,5 @@
-// Raw ggml-rpc sessions over tunnel streams, for the tunnel tests.
+// Raw ggml-rpc sessions over tunnel streams and the data channel, for the tunnel tests.
+import { connect as connectTls } from 'node:tls'
 import type { Stream } from '@libp2p/interface'
 import { CreditStream } from '../protocols/rpc-tunnel/credit-stream.js'
 import { RpcCommand } from '../protocols/rpc-tunnel/ggml-rpc.js'
@@ -33,4 +34,24 @@ export function trySendHello (session: { send: (bytes: Uint8Array) => void }): v
   } catch {
     // a reset stream refuses sends, which is what a refusal looks like from this side
   }
+}
+
+/**
+ * A TLS client on a worker's data channel presenting `identity` (none: no certificate) that
+ * sends HELLO at once; resolves with what came back once the worker closed the connection.
+ */
+export async function tryDataChannel (port: number, identity?: { key: string, cert: string }): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const socket = connectTls({ host: '127.0.0.1', port, minVersion: 'TLSv1.3', rejectUnauthorized: false, ...identity })
+    let received = 0
+    socket.on('secureConnect', () => { socket.write(rpcRequest(RpcCommand.HELLO, 24)) })
+    socket.on('data', (chunk: Buffer) => { received += chunk.byteLength })
+    // A refusal may reach the client as a reset, a TLS alert or a plain close: all are closes.
+    socket.on('error', () => {})
+    socket.on('close', () => { resolve(received) })
+    setTimeout(() => {
+      socket.destroy()
+      reject(new Error('the worker kept a data channel connection it should have refused open for 10 s'))
+    }, 10_000).unref()
+  })
 }

@@ -1,7 +1,8 @@
 // The tunnel between real `mesh start` nodes (coordinator + two workers joined with invites):
 // the coordinator tells each worker the message cap of its stage and serves completions through
-// the tunnels, while a worker holding a valid worker certificate is refused when it opens a
-// tunnel stream to another worker, or tries to set that worker's cap.
+// the tunnels (on their data channels), while a worker holding a valid worker certificate is
+// refused when it opens a tunnel stream to another worker, tries to set that worker's cap (and
+// so to have its key admitted to the data channel), or knocks on that data channel.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { multiaddr } from '@multiformats/multiaddr'
@@ -10,11 +11,12 @@ import { readModelFacts } from '../engine/model-facts.js'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
 import { dataDir } from '../node/data-dir.js'
 import { MeshNode } from '../node/mesh-node.js'
+import { createChannelIdentity } from '../protocols/rpc-tunnel/channel-identity.js'
 import { messageCapFor, RPC_TUNNEL_PROTOCOL } from '../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes } from '../scheduler/index.js'
 import { startServingCluster, type ServingCluster } from './fault-harness.js'
 import { metricsText, status, TestCluster, waitFor } from './mesh-harness.js'
-import { trySendHello, watchStream } from './rpc-session.js'
+import { tryDataChannel, trySendHello, watchStream } from './rpc-session.js'
 
 /** The value of a metric line `name{labels} value` (or `name value`) in Prometheus text; 0 when absent. */
 function metric (text: string, name: string, labels = ''): number {
@@ -54,6 +56,7 @@ describe('the ggml-rpc tunnel between real mesh nodes', { timeout: 600_000 }, ()
       const text = await metricsText(worker.home)
       assert.equal(metric(text, 'llmesh_rpc_message_cap_bytes'), messageCapFor(largestStageTensorBytes(facts, plan, stage)))
       assert.ok(metric(text, 'llmesh_rpc_request_bytes_total', 'command="set_tensor"') > 0, 'the completion went through this worker\'s bridge')
+      assert.ok(metric(text, 'llmesh_rpc_sessions_total', 'carrier="data-channel"') > 0, 'llama-server\'s sessions took the data channel')
       assert.equal(metric(text, 'llmesh_rpc_refused_streams_total', 'reason="too-large"'), 0, 'no legitimate message was refused')
     }
   })
@@ -74,11 +77,15 @@ describe('the ggml-rpc tunnel between real mesh nodes', { timeout: 600_000 }, ()
       assert.ok(await seen.closed !== undefined, 'worker A resets the stream')
       assert.equal(seen.bytes().length, 0, 'nothing came back from worker A\'s rpc-server')
       // A cap well inside A's ceiling: only B's role can make A refuse it.
+      // The cap exchange also offers B's data channel key: refused with the cap, it is never admitted.
       const forgedCap = 4096
       await assert.rejects(nodeB.libp2p.services.rpcTunnel.openListener(peerIdFromString(idA), { maxMessageBytes: forgedCap }))
+      const channelPort = (await status(workerA.home)).self.tunnelDataChannelPort
+      assert.ok(channelPort !== null, 'worker A has a data channel')
+      assert.equal(await tryDataChannel(channelPort, await createChannelIdentity()), 0, 'a key worker A was not told gets nothing back')
 
       const after = await metricsText(workerA.home)
-      assert.equal(metric(after, 'llmesh_rpc_refused_streams_total', 'reason="not-coordinator"'), metric(before, 'llmesh_rpc_refused_streams_total', 'reason="not-coordinator"') + 2)
+      assert.equal(metric(after, 'llmesh_rpc_refused_streams_total', 'reason="not-coordinator"'), metric(before, 'llmesh_rpc_refused_streams_total', 'reason="not-coordinator"') + 3)
       assert.notEqual(metric(after, 'llmesh_rpc_message_cap_bytes'), forgedCap, 'worker B could not set worker A\'s cap')
 
       // The coordinator re-plans around B's restart; its streams to A still pass.

@@ -1,8 +1,11 @@
-// The ggml-rpc tunnel end to end, with real libp2p nodes (TCP + Noise + yamux on 127.0.0.1),
-// a real rpc-server behind the worker bridge and real llama-servers in front of it.
+// The ggml-rpc tunnel end to end, with real libp2p nodes (TCP + Noise + yamux on 127.0.0.1)
+// and the TLS data channel they set up, a real rpc-server behind the worker bridge and real
+// llama-servers in front of it.
 import '../node/polyfill.js'
 import assert from 'node:assert/strict'
+import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { connect as connectTcp } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -12,13 +15,15 @@ import { loadLocalEngine } from '../engine/local-engine.js'
 import { readModelFacts } from '../engine/model-facts.js'
 import { startRpcServer, type RpcServer } from '../engine/rpc-server.js'
 import { writeTestModel, type TestModel } from '../engine/test-support/write-test-model.js'
-import { MESSAGE_MARGIN_BYTES } from '../protocols/rpc-tunnel/constants.js'
+import { MESSAGE_MARGIN_BYTES, RPC_CAP_PROTOCOL } from '../protocols/rpc-tunnel/constants.js'
 import { DEFAULT_MESSAGE_CAP_BYTES, messageCapFor, RPC_TUNNEL_PROTOCOL } from '../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type ModelFacts, type StagePlan } from '../scheduler/index.js'
 import { startTunnelNode, type TunnelNode } from '../tools/tunnel-node.js'
 import { RpcCommand } from '../protocols/rpc-tunnel/ggml-rpc.js'
 import { rpcRequest } from '../protocols/rpc-tunnel/test-support/frames.js'
-import { trySendHello, watchStream } from './rpc-session.js'
+import { tryDataChannel, trySendHello, watchStream } from './rpc-session.js'
+import { createChannelIdentity } from '../protocols/rpc-tunnel/channel-identity.js'
+import { sendCapMessage } from '../protocols/rpc-tunnel/message-cap-exchange.js'
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
 // About 400 tokens (of the test model's 512-token context): read as one large micro-batch,
@@ -38,6 +43,12 @@ async function until (condition: () => boolean, what: string, timeoutMs = 10_000
 /** Size u64 + payload of rpc-server's answers: HELLO gets 4 + 24 bytes, DEVICE_COUNT 4. */
 const HELLO_RESPONSE_BYTES = 8 + 28
 const DEVICE_COUNT_RESPONSE_BYTES = 8 + 4
+
+/** The sessions `node`'s tunnel opened or bridged, by carrier. */
+async function sessions (node: TunnelNode): Promise<Record<string, number>> {
+  const values = (await node.services.rpcTunnel.registry.getSingleMetric('llmesh_rpc_sessions_total')?.get())?.values ?? []
+  return Object.fromEntries(values.map(v => [v.labels.carrier, v.value]))
+}
 
 // Needs the tools `mesh setup` builds; findLlamaCppTools() says so when they are missing.
 describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
@@ -114,6 +125,25 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     return new DataView(bytes.buffer).getUint32(HELLO_RESPONSE_BYTES + 8, true)
   }
 
+  /** A raw session through a coordinator listener at `endpoint`: HELLO, then DEVICE_COUNT; returns the device count. */
+  async function deviceCountAt (endpoint: string): Promise<number> {
+    const socket = connectTcp({ host: '127.0.0.1', port: Number(endpoint.split(':')[1]) })
+    try {
+      await once(socket, 'connect')
+      socket.write(rpcRequest(RpcCommand.HELLO, 24))
+      socket.write(rpcRequest(RpcCommand.DEVICE_COUNT, 0))
+      const chunks: Buffer[] = []
+      for await (const chunk of socket) {
+        chunks.push(chunk as Buffer)
+        if (Buffer.concat(chunks).byteLength >= HELLO_RESPONSE_BYTES + DEVICE_COUNT_RESPONSE_BYTES) break
+      }
+      const bytes = Buffer.concat(chunks)
+      return bytes.readUInt32LE(HELLO_RESPONSE_BYTES + 8)
+    } finally {
+      socket.destroy()
+    }
+  }
+
   it('gives llama-server the same greedy tokens as --rpc pointed at rpc-server directly, within the plan\'s message cap', async () => {
     const direct = await greedyTokens(`127.0.0.1:${rpcServer.port}`)
     assert.equal(worker.services.rpcTunnel.messageCap(coordinator.peerId), DEFAULT_MESSAGE_CAP_BYTES, 'a coordinator that set no cap gets the default')
@@ -121,10 +151,15 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     const endpoint = await coordinator.services.rpcTunnel.openListener(worker.peerId, { maxMessageBytes: messageCapFor(stageTensorBytes) })
     assert.match(endpoint, /^127\.0\.0\.1:\d+$/)
     assert.equal(worker.services.rpcTunnel.messageCap(coordinator.peerId), messageCapFor(stageTensorBytes), 'the worker applies the cap before llama-server connects')
+    const before = await sessions(coordinator)
     const tunnelled = await greedyTokens(endpoint)
     await coordinator.services.rpcTunnel.closeListeners()
     assert.equal(direct.length, 32)
     assert.deepEqual(tunnelled, direct)
+    // The plan's cap exchange set up the data channel, and llama-server's session took it.
+    const after = await sessions(coordinator)
+    assert.ok((after['data-channel'] ?? 0) > (before['data-channel'] ?? 0), 'the session went over the data channel')
+    assert.equal(after.libp2p ?? 0, before.libp2p ?? 0, 'no session fell back to a tunnel stream')
     // The session really went through the bridge, which counted it per command.
     const registry = worker.services.rpcTunnel.registry
     const metrics = await registry.getSingleMetricAsString('llmesh_rpc_request_bytes_total')
@@ -188,5 +223,53 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     const refused = await worker.services.rpcTunnel.registry.getSingleMetricAsString('llmesh_rpc_refused_streams_total')
     assert.match(refused, /reason="not-coordinator"} 1/)
     await until(() => workerLogged(otherMember, /refused: peer \S+ is not the cluster's coordinator/), 'the worker\'s log to say why it refused the stream')
+  })
+
+  it('refuses, on the data channel, a client whose key no coordinator named, a client without a certificate, and a member that offers its key in a cap exchange', async () => {
+    const port = worker.services.rpcTunnel.dataChannelPort
+    assert.ok(port !== undefined, 'the worker listens for a data channel')
+    const accepted = rpcServer.recentOutput.filter(line => line.includes('Accepted client connection')).length
+    const refusedBefore = await worker.services.rpcTunnel.registry.getSingleMetricAsString('llmesh_rpc_refused_streams_total')
+    const count = (text: string): number => Number(/reason="not-coordinator"} (\d+)/.exec(text)?.[1] ?? 0)
+
+    assert.equal(await tryDataChannel(port, await createChannelIdentity()), 0, 'a stranger\'s key gets nothing back')
+    assert.equal(await tryDataChannel(port), 0, 'a client without a certificate gets nothing back')
+    // A member with a valid certificate but not the coordinator offers its key as a coordinator
+    // would: the worker refuses the exchange by the member's role, and so never admits the key.
+    const memberKey = await createChannelIdentity()
+    const capStream = await otherMember.dialProtocol(worker.peerId, RPC_CAP_PROTOCOL)
+    await assert.rejects(sendCapMessage(capStream, worker.peerId, 4096, memberKey.sha256, AbortSignal.timeout(10_000)))
+    assert.equal(await tryDataChannel(port, memberKey), 0, 'the member\'s key gets nothing back')
+
+    assert.equal(rpcServer.recentOutput.filter(line => line.includes('Accepted client connection')).length, accepted, 'rpc-server saw no connection')
+    const refusedAfter = await worker.services.rpcTunnel.registry.getSingleMetricAsString('llmesh_rpc_refused_streams_total')
+    assert.ok(count(refusedAfter) >= count(refusedBefore) + 3, 'each refusal is counted')
+    // The coordinator's own sessions still work.
+    const endpoint = await coordinator.services.rpcTunnel.openListener(worker.peerId, { maxMessageBytes: DEFAULT_MESSAGE_CAP_BYTES })
+    try {
+      assert.equal(await deviceCountAt(endpoint), 1)
+    } finally {
+      await coordinator.services.rpcTunnel.closeListeners()
+    }
+  })
+
+  it('carries sessions in tunnel streams to a worker that has no data channel', async () => {
+    const plainWorker = await startTunnelNode({
+      dataChannel: false,
+      bridge: { authorize: peer => peer.equals(coordinator.peerId), rpcServerPort: () => rpcServer.port, messageCapCeiling: () => messageCapFor(GiB) }
+    })
+    try {
+      assert.equal(plainWorker.services.rpcTunnel.dataChannelPort, undefined)
+      await coordinator.dial(plainWorker.getMultiaddrs()[0])
+      const before = await sessions(coordinator)
+      const endpoint = await coordinator.services.rpcTunnel.openListener(plainWorker.peerId, { maxMessageBytes: DEFAULT_MESSAGE_CAP_BYTES })
+      assert.equal(await deviceCountAt(endpoint), 1)
+      const after = await sessions(coordinator)
+      assert.equal((after.libp2p ?? 0) - (before.libp2p ?? 0), 1, 'the session went in a tunnel stream')
+      assert.equal(after['data-channel'] ?? 0, before['data-channel'] ?? 0)
+    } finally {
+      await coordinator.services.rpcTunnel.closeListeners()
+      await plainWorker.stop()
+    }
   })
 })

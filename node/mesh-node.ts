@@ -47,6 +47,8 @@ export interface MeshNodeOptions {
   role: Role
   /** listen multiaddrs (default: TCP 9090 on all interfaces) */
   listen: string[]
+  /** workers: the TCP port of the tunnel's data channel, on the hosts of `listen` (default: a free port) */
+  tunnelPort?: number
   /** static peers: multiaddrs or host:port (DNS names are resolved) */
   peers: string[]
   encryption: Encryption
@@ -174,6 +176,7 @@ export class MeshNode {
                 messageCapCeiling: () => messageCapFor(offeredBytes),
                 // Nor does any plan give it more tensors to keep than it offers memory for.
                 tensorCache: { dir: dir.tensorCache, maxBytes: () => offeredBytes },
+                dataChannelPort: options.tunnelPort,
                 nodeLog: options.log
               }
         })
@@ -422,7 +425,7 @@ export class MeshNode {
         timePerToken: this.tokenTimes?.(peer) ?? null
       })
     }
-    const selfStatus = { peerId: self.peerId, role: self.role, clusterId: self.clusterId, addresses: this.libp2p.getMultiaddrs().map(String), llamaCppTag: self.llamaCppTag, memoryBytes: this.capabilities.memoryBytes, apiPort: this.options.apiPort }
+    const selfStatus = { peerId: self.peerId, role: self.role, clusterId: self.clusterId, addresses: this.libp2p.getMultiaddrs().map(String), llamaCppTag: self.llamaCppTag, memoryBytes: this.capabilities.memoryBytes, apiPort: this.options.apiPort, tunnelDataChannelPort: this.libp2p.services.rpcTunnel.dataChannelPort ?? null }
     const engine = this.engineStatus?.() ?? null
     return {
       self: selfStatus,

@@ -13,6 +13,8 @@ export interface SelfStatus {
   llamaCppTag: string
   memoryBytes: number
   apiPort: number
+  /** the TCP port of this worker's tunnel data channel (TLS, serving only the coordinator's key); null where it has none */
+  tunnelDataChannelPort: number | null
 }
 
 /** One member, as `mesh status --json` shows it. */

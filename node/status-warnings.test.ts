@@ -5,7 +5,7 @@ import type { StagePlan } from '../scheduler/index.js'
 import type { MemberStatus } from './status-report.js'
 
 const MiB = 1024 * 1024
-const SELF = { peerId: 'coordinator', role: 'coordinator' as const, clusterId: 'c', addresses: [], llamaCppTag: 'b1', memoryBytes: 1024 * MiB, apiPort: 8080 }
+const SELF = { peerId: 'coordinator', role: 'coordinator' as const, clusterId: 'c', addresses: [], llamaCppTag: 'b1', memoryBytes: 1024 * MiB, apiPort: 8080, tunnelDataChannelPort: null }
 
 function member (peerId: string, fields: Partial<MemberStatus> = {}): MemberStatus {
   return { peerId, role: 'worker', state: 'alive', addresses: [], transport: 'tcp', encryption: '/noise', rttMs: 1, lastSeenMs: 100, llamaCppTag: 'b1', memoryBytes: 1024 * MiB, cpuCores: 2, computeGflops: 10, timePerToken: null, ...fields }

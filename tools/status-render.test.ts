@@ -7,7 +7,7 @@ const LONG_PEER = '12D3KooWJnsFhgXoPacj1JsrtcAi3ZQtz14pVgs588JirAboDQqw'
 
 // Everything as long as real values get: IPv6 addresses, a deep model path, long reasons.
 const REPORT: StatusReport = {
-  self: { peerId: LONG_PEER, role: 'coordinator', clusterId: 'llmesh-f1b04199c909', addresses: [], llamaCppTag: 'b6527', memoryBytes: 8 * 1024 ** 3, apiPort: 8080 },
+  self: { peerId: LONG_PEER, role: 'coordinator', clusterId: 'llmesh-f1b04199c909', addresses: [], llamaCppTag: 'b6527', memoryBytes: 8 * 1024 ** 3, apiPort: 8080, tunnelDataChannelPort: null },
   members: [{
     peerId: `${LONG_PEER}x`, role: 'worker', state: 'suspect', addresses: ['/ip6/fd00:1234:5678:9abc:def0:1234:5678:9abc/udp/65535/quic-v1/p2p/12D3KooW'], transport: 'quic', encryption: '/tls',
     rttMs: 1234, lastSeenMs: 59_999, llamaCppTag: 'b6527', memoryBytes: 1023.9 * 1024 ** 3, cpuCores: 64, computeGflops: 100, timePerToken: { computeMs: 1234.5, transferMs: 999.9 }

@@ -32,3 +32,13 @@ export async function startLoopbackPeer<T extends ServiceMap> (services: Service
 export async function startTunnelNode (init: RpcTunnelInit = {}, transports: LoopbackTransports = 'tcp'): Promise<TunnelNode> {
   return await startLoopbackPeer({ rpcTunnel: rpcTunnel(init) }, transports)
 }
+
+/** How the tunnel carries sessions: the TLS data channel beside libp2p, or libp2p tunnel streams only. */
+export type TunnelCarrier = 'data-channel' | 'libp2p'
+
+/** The carriers `node`'s tunnel opened sessions over so far, from its metrics (both when some fell back). */
+export async function sessionCarriers (node: TunnelNode): Promise<TunnelCarrier[]> {
+  const metric = node.services.rpcTunnel.registry.getSingleMetric('llmesh_rpc_sessions_total')
+  const values = (await metric?.get())?.values ?? []
+  return values.filter(v => v.value > 0).map(v => v.labels.carrier as TunnelCarrier).sort()
+}

@@ -23,9 +23,9 @@ export const RPC_CAP_PROTOCOL = `/${PROTOCOL_PREFIX}/${PROTOCOL_NAME}-cap/${PROT
 
 /** Message types of the cap exchange: the cap, and the worker's answer. */
 export const RpcCapMessageType = {
-  /** coordinator -> worker: {maxMessageBytes} */
+  /** coordinator -> worker: {maxMessageBytes, channel?: {sha256}}, the cap and the coordinator's data channel certificate (data-channel.ts) */
   cap: 1,
-  /** worker -> coordinator: {maxMessageBytes, cachedTensors: [[sha256 hex, bytes], ...]}, the cap now in force and what its tensor cache holds */
+  /** worker -> coordinator: {maxMessageBytes, cachedTensors: [[sha256 hex, bytes], ...], channel?: {port, sha256}}, the cap now in force, what its tensor cache holds and where its data channel is */
   accepted: 2,
   /** worker -> coordinator: {reason} */
   refused: 3

@@ -1,11 +1,11 @@
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { CreditStream } from './credit-stream.js'
 import { RpcSessionEndedByWorkerError, RpcWorkerStalledError } from './errors.js'
-import { pipeSocketAndStream } from './pipe.js'
+import { pipeSocketAndTunnel } from './pipe.js'
 import { ResponseWatchdog } from './response-watchdog.js'
 import { SetTensorDeduplicator, type TensorInventory } from './tensor-dedup.js'
+import { TunnelResetError, type TunnelEnd } from './tunnel-end.js'
 import type { TunnelListenerOptions } from './index.js'
-import type { Logger, Stream } from '@libp2p/interface'
+import type { Logger } from '@libp2p/interface'
 
 /** How a listener tells the coordinator about a worker that fails its sessions. */
 interface FailureWatch {
@@ -23,7 +23,7 @@ interface FailureWatch {
  * or its bridge refused a request. llama-server aborts at its next use of the session, so the
  * worker is reported at once: the coordinator can re-plan before a request meets the broken engine.
  */
-function watchEndedByWorker (socket: Socket, stream: Stream, onEnded: (err: RpcSessionEndedByWorkerError) => void): void {
+function watchEndedByWorker (socket: Socket, tunnel: TunnelEnd, onEnded: (err: RpcSessionEndedByWorkerError) => void): void {
   let over = false
   const byWorker = (how: string): void => {
     if (over) return
@@ -32,34 +32,34 @@ function watchEndedByWorker (socket: Socket, stream: Stream, onEnded: (err: RpcS
   }
   socket.once('end', () => { over = true })
   socket.once('close', () => { over = true })
-  stream.addEventListener('remoteCloseWrite', () => { byWorker('it closed the stream') }, { once: true })
-  // Only a reset from the far end: this side aborts the stream itself when llama-server's socket fails.
-  stream.addEventListener('close', event => { if (event.error?.name === 'StreamResetError') byWorker('it reset the stream') }, { once: true })
+  tunnel.onEnd(() => { byWorker('it closed the session') })
+  // Only a reset from the far end: this side aborts the tunnel itself when llama-server's socket fails.
+  tunnel.onClose(err => { if (err instanceof TunnelResetError) byWorker('it reset the session') })
 }
 
 /**
  * A TCP listener on 127.0.0.1 (a port the kernel picks) standing in for one worker's
  * rpc-server: llama-server's `--rpc` points at it, and each connection it accepts is piped
- * into a new tunnel stream to that worker.
+ * into a new session to that worker (on its data channel, or in a tunnel stream).
  */
 export class TunnelListener {
   readonly #server: Server
   readonly #sockets = new Set<Socket>()
-  readonly #openStream: () => Promise<Stream>
+  readonly #openTunnel: () => Promise<TunnelEnd>
   readonly #log: Logger
   readonly #watch: FailureWatch
   #endpoint = ''
 
-  private constructor (openStream: () => Promise<Stream>, log: Logger, watch: FailureWatch) {
-    this.#openStream = openStream
+  private constructor (openTunnel: () => Promise<TunnelEnd>, log: Logger, watch: FailureWatch) {
+    this.#openTunnel = openTunnel
     this.#log = log
     this.#watch = watch
     this.#server = createServer({ noDelay: true }, socket => { void this.#accept(socket) })
   }
 
-  /** Listens on 127.0.0.1:0; `openStream` opens a tunnel stream to the worker for each connection. */
-  static async listen (openStream: () => Promise<Stream>, log: Logger, watch: FailureWatch): Promise<TunnelListener> {
-    const listener = new TunnelListener(openStream, log, watch)
+  /** Listens on 127.0.0.1:0; `openTunnel` opens a session to the worker for each connection. */
+  static async listen (openTunnel: () => Promise<TunnelEnd>, log: Logger, watch: FailureWatch): Promise<TunnelListener> {
+    const listener = new TunnelListener(openTunnel, log, watch)
     await new Promise<void>((resolve, reject) => {
       listener.#server.once('error', reject)
       listener.#server.listen({ host: '127.0.0.1', port: 0 }, () => {
@@ -80,18 +80,18 @@ export class TunnelListener {
   async #accept (socket: Socket): Promise<void> {
     this.#sockets.add(socket)
     socket.once('close', () => this.#sockets.delete(socket))
-    let stream: Stream
+    let tunnel: TunnelEnd
     try {
-      stream = await this.#openStream()
+      tunnel = await this.#openTunnel()
     } catch (err) {
       // llama-server treats a dropped RPC connection as fatal; the engine restarts it with a new plan.
-      this.#log.error('cannot open a tunnel stream for %s: %s', this.endpoint, (err as Error).message)
+      this.#log.error('cannot open a tunnel session for %s: %s', this.endpoint, (err as Error).message)
       socket.destroy()
       this.#watch.onFailure?.(err as Error)
       return
     }
     if (socket.destroyed) {
-      stream.abort(new Error('the local RPC client went away before the tunnel stream opened'))
+      tunnel.abort(new Error('the local RPC client went away before the tunnel session opened'))
       return
     }
     // A hung or cut-off worker would leave llama-server waiting for ever; the watchdog ends that.
@@ -99,14 +99,14 @@ export class TunnelListener {
     const traffic = this.#watch.traffic?.()
     const inventory = this.#watch.cachedTensors
     const dedup = inventory === undefined || inventory.empty ? undefined : new SetTensorDeduplicator(inventory)
-    if (onFailure !== undefined) watchEndedByWorker(socket, stream, onFailure)
+    if (onFailure !== undefined) watchEndedByWorker(socket, tunnel, onFailure)
     const watchdog = new ResponseWatchdog(responseTimeoutMs, () => {
       const err = new RpcWorkerStalledError(responseTimeoutMs)
-      stream.abort(err)
+      tunnel.abort(err)
       socket.destroy()
       onFailure?.(err)
     })
-    const failure = await pipeSocketAndStream(socket, new CreditStream(stream), {
+    const failure = await pipeSocketAndTunnel(socket, tunnel, {
       fromSocket: chunk => {
         watchdog.request(chunk)
         traffic?.request(chunk)
@@ -117,7 +117,7 @@ export class TunnelListener {
       // computing as soon as llama-server asks; the GET_TENSOR that llama-server sends a moment
       // later crosses while it computes.
       holdSocketBytes: () => watchdog.midRequest || (!watchdog.awaitingResponse && !watchdog.lastRequestComputes),
-      fromStream: chunk => {
+      fromTunnel: chunk => {
         watchdog.response(chunk)
         traffic?.response(chunk)
         return [chunk]
@@ -127,7 +127,7 @@ export class TunnelListener {
     if (failure !== undefined) this.#log('tunnel connection on %s ended: %s', this.endpoint, failure.message)
   }
 
-  /** Stops listening and closes every open connection (and so its tunnel stream). */
+  /** Stops listening and closes every open connection (and so its tunnel session). */
   async close (): Promise<void> {
     const closed = new Promise<void>(resolve => { this.#server.close(() => { resolve() }) })
     for (const socket of this.#sockets) socket.destroy()

@@ -2,7 +2,8 @@ import { FramingError } from '../errors.js'
 import { decodeHeader, encodeFrame, FRAME_HEADER_BYTES, type FrameLimits } from '../framing.js'
 import { RPC_TUNNEL_PROTOCOL } from './constants.js'
 import { RpcCreditExceededError, RpcTunnelFrameError } from './errors.js'
-import type { Stream } from '@libp2p/interface'
+import { TunnelResetError, type TunnelEnd } from './tunnel-end.js'
+import type { Stream, StreamMessageEvent } from '@libp2p/interface'
 
 /**
  * Frame types of a tunnel stream. Each side starts with TUNNEL_WINDOW_BYTES of credit toward the
@@ -41,12 +42,17 @@ const LIMITS: FrameLimits = {
 /** A credit frame's payload. */
 const CREDIT_PAYLOAD_BYTES = 8
 
+// A message is one buffer, or a list of them (iterable, so no copy is needed to read it).
+function chunksOf (data: StreamMessageEvent['data']): Iterable<Uint8Array> {
+  return data instanceof Uint8Array ? [data] : data
+}
+
 /**
  * One side of a tunnel stream with credit-based flow control, the same on every transport:
  * pausing a QUIC stream does not hold its sender back, so backpressure is the protocol's own.
  * `push` decodes what arrives, `send` frames what goes out and queues what exceeds the credit.
  */
-export class CreditStream {
+export class CreditStream implements TunnelEnd {
   readonly stream: Stream
   /** bytes this side may still send */
   #credit = TUNNEL_WINDOW_BYTES
@@ -71,6 +77,38 @@ export class CreditStream {
       this.#streamFull = false
       this.#flush()
     })
+  }
+
+  onData (listener: (parts: Uint8Array[]) => void): void {
+    this.stream.addEventListener('message', event => {
+      const parts: Uint8Array[] = []
+      try {
+        for (const chunk of chunksOf(event.data)) parts.push(...this.push(chunk))
+      } catch (err) {
+        this.stream.abort(err as Error)
+        return
+      }
+      listener(parts)
+    })
+  }
+
+  onEnd (listener: () => void): void {
+    this.stream.addEventListener('end', listener, { once: true })
+  }
+
+  onClose (listener: (err?: Error) => void): void {
+    this.stream.addEventListener('close', event => {
+      const err = event.error ?? undefined
+      listener(err?.name === 'StreamResetError' ? new TunnelResetError('the stream was reset') : err)
+    }, { once: true })
+  }
+
+  abort (err: Error): void {
+    this.stream.abort(err)
+  }
+
+  get writable (): boolean {
+    return this.stream.status === 'open'
   }
 
   /** True when data waits for credit or for the stream's send buffer. */

@@ -130,3 +130,11 @@ export class RpcCreditExceededError extends RpcTunnelError {
     this.name = 'RpcCreditExceededError'
   }
 }
+
+/** Coordinator: a worker's data channel could not be used; its sessions go over libp2p streams instead. */
+export class RpcDataChannelError extends RpcTunnelError {
+  constructor (where: string, why: string) {
+    super(`the tunnel's data channel at ${where} cannot be used: ${why}`, 'data-channel')
+    this.name = 'RpcDataChannelError'
+  }
+}

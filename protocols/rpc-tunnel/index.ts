@@ -1,6 +1,8 @@
 /**
- * The ggml-rpc tunnel, `/llmesh/rpc/1.0.0`: carries llama.cpp RPC traffic between the
- * coordinator's llama-server and a worker's rpc-server over authenticated libp2p streams.
+ * The ggml-rpc tunnel, `/llmesh/rpc/2.0.0`: carries llama.cpp RPC traffic between the
+ * coordinator's llama-server and a worker's rpc-server, over a TLS data channel whose keys
+ * the two sides exchange on authenticated libp2p streams (data-channel.ts), or over those
+ * libp2p streams themselves where the channel cannot be used.
  *
  * On a worker, the bridge admits tunnel streams from the coordinator only, validates every
  * request (command, size, HELLO first) before it reaches the rpc-server on 127.0.0.1, times
@@ -10,7 +12,7 @@
  */
 import { RpcTunnel as RpcTunnelClass } from './rpc-tunnel.js'
 import type { ComponentLogger, PeerId, PeerStore } from '@libp2p/interface'
-import type { ConnectionManager, Registrar } from '@libp2p/interface-internal'
+import type { AddressManager, ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import type { Registry } from 'prom-client'
 
 /** Coordinator: how one worker's listener reports a worker that fails its sessions. */
@@ -21,7 +23,8 @@ export interface TunnelListenerOptions {
   traffic?: () => TunnelTraffic
   /**
    * the largest ggml-rpc request the worker's stage of the plan carries, `messageCapFor(largestStageTensorBytes(...))`:
-   * told to the worker before the listener opens; left out, the worker applies its default (DEFAULT_MESSAGE_CAP_BYTES)
+   * told to the worker before the listener opens, with the data channel's keys; left out, the
+   * worker applies its default (DEFAULT_MESSAGE_CAP_BYTES) and sessions go in tunnel streams
    */
   maxMessageBytes?: number
 }
@@ -41,6 +44,8 @@ export interface RpcTunnel {
   closeListener: (endpoint: string) => Promise<void>
   /** Coordinator: closes every listener and the tunnel streams they carry. */
   closeListeners: () => Promise<void>
+  /** Worker: the TCP port of its data channel, undefined where it has none. */
+  readonly dataChannelPort: number | undefined
   /** Worker: the largest request payload the bridge lets through from `coordinator`, as it last set it. */
   messageCap: (coordinator: PeerId) => number
   /** the registry holding the tunnel's metrics */
@@ -64,6 +69,8 @@ export interface RpcTunnelBridgeInit {
    * engine start, when files beyond it are removed. Left out, every load sends every tensor.
    */
   tensorCache?: { dir: string, maxBytes: () => number }
+  /** the TCP port of the data channel, on the hosts libp2p listens on (default 0: a free port) */
+  dataChannelPort?: number
   /**
    * the worker's own log (what `mesh start` prints): one line for every tunnel stream the bridge
    * ends, naming why and never anything the stream carried; a warning where the session ended
@@ -83,6 +90,11 @@ export interface RpcTunnelInit {
   openStreamTimeoutMs?: number
   /** the node's prom-client registry for the tunnel's metrics (default: a registry of its own) */
   registry?: Registry
+  /**
+   * carry sessions over a TLS data channel beside libp2p, set up through the plan's cap
+   * exchange (default true); sessions fall back to tunnel streams wherever it cannot be used
+   */
+  dataChannel?: boolean
   /** tunnel streams per connection (default 4 each way) */
   maxInboundStreams?: number
   maxOutboundStreams?: number
@@ -90,6 +102,7 @@ export interface RpcTunnelInit {
 
 export interface RpcTunnelComponents {
   registrar: Registrar
+  addressManager: AddressManager
   connectionManager: ConnectionManager
   peerStore: PeerStore
   logger: ComponentLogger

@@ -4,6 +4,8 @@ import { decodeJsonObject, encodeJson, intField, stringField } from '../json-mes
 import { MessageSchemaError } from '../errors.js'
 import { DEFAULT_MESSAGE_CAP_BYTES, MAX_LISTED_CACHED_TENSORS, RPC_CAP_ANSWER_MAX_PAYLOAD_BYTES, RPC_CAP_MAX_PAYLOAD_BYTES, RPC_CAP_PROTOCOL, RpcCapMessageType } from './constants.js'
 import { RpcMessageCapRefusedError, RpcTunnelError, RpcTunnelOptionsError, RpcTunnelRefusedError } from './errors.js'
+import { isCertificateSha256 } from './channel-identity.js'
+import type { DataChannelServer } from './data-channel.js'
 import type { RpcTunnelMetrics } from './metrics.js'
 import { isTensorKey, type CachedTensor, type TensorCache } from './tensor-cache.js'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
@@ -41,8 +43,16 @@ export interface CapExchangeInit {
   caps: MessageCaps
   /** listed in the answer, so that the coordinator sends what it holds as SET_TENSOR_CACHED */
   tensorCache?: TensorCache
+  /** the worker's data channel: a coordinator that offers its certificate is admitted there, and told where it is */
+  channel?: DataChannelServer
   metrics: RpcTunnelMetrics
   log: Logger
+}
+
+/** What the worker answered to a plan's cap: its cached tensors, and its data channel if it has one. */
+export interface CapAnswer {
+  cachedTensors: CachedTensor[]
+  channel?: { port: number, sha256: string }
 }
 
 // The worker's refusal, sent back so the coordinator's error says why.
@@ -58,7 +68,9 @@ export async function answerCapMessage (init: CapExchangeInit, stream: Stream, c
     if (!admitted) throw new RpcTunnelRefusedError(peer.toString())
     const frame = await new FrameReader(stream, workerLimits).next()
     if (frame === undefined) throw new UnexpectedEndError(RPC_CAP_PROTOCOL)
-    const maxMessageBytes = intField(decodeJsonObject(frame.payload), 'maxMessageBytes')
+    const message = decodeJsonObject(frame.payload)
+    const maxMessageBytes = intField(message, 'maxMessageBytes')
+    const offered = channelOffer(message)
     const ceiling = init.ceiling()
     if (maxMessageBytes < 1 || maxMessageBytes > ceiling) {
       throw new CapRefusal(`a cap of ${maxMessageBytes} bytes is outside 1 to ${ceiling}, the most this worker's offered memory allows`, 'cap-refused')
@@ -66,7 +78,13 @@ export async function answerCapMessage (init: CapExchangeInit, stream: Stream, c
     init.caps.set(peer, maxMessageBytes)
     init.log('coordinator %p set the ggml-rpc message cap to %d bytes', peer, maxMessageBytes)
     const cached = (await init.tensorCache?.inventory() ?? []).slice(0, MAX_LISTED_CACHED_TENSORS)
-    await writeFrame(stream, RpcCapMessageType.accepted, encodeJson({ maxMessageBytes, cachedTensors: cached.map(({ key, bytes }) => [key, bytes]) }))
+    const channel = offered === undefined ? undefined : init.channel
+    if (offered !== undefined) channel?.admit(peer, offered)
+    await writeFrame(stream, RpcCapMessageType.accepted, encodeJson({
+      maxMessageBytes,
+      cachedTensors: cached.map(({ key, bytes }) => [key, bytes]),
+      ...(channel === undefined ? {} : { channel: { port: channel.port, sha256: channel.sha256 } })
+    }))
     await stream.close()
   } catch (err) {
     const failure = err as Error
@@ -83,20 +101,29 @@ export async function answerCapMessage (init: CapExchangeInit, stream: Stream, c
   }
 }
 
+/** The certificate fingerprint a coordinator offers for the data channel, if it offers one. */
+function channelOffer (message: Record<string, unknown>): string | undefined {
+  if (message.channel === undefined) return undefined
+  const sha256 = (message.channel as Record<string, unknown> | null)?.sha256
+  if (!isCertificateSha256(sha256)) throw new MessageSchemaError('field "channel" must be {"sha256": the certificate\'s SHA-256 in hex}')
+  return sha256
+}
+
 /**
  * Coordinator: tells `worker` (on `stream`, of RPC_CAP_PROTOCOL) the largest ggml-rpc request
- * its stage of the plan can carry; resolves, with what the worker's tensor cache holds, once
- * the worker applies it to every new tunnel stream from this coordinator. Throws
- * RpcMessageCapRefusedError when the worker refuses it.
+ * its stage of the plan can carry, and offers the fingerprint `channelSha256` of its data
+ * channel certificate; resolves, with what the worker's tensor cache holds and where its data
+ * channel is, once the worker applies the cap to every new session from this coordinator.
+ * Throws RpcMessageCapRefusedError when the worker refuses it.
  */
-export async function sendCapMessage (stream: Stream, worker: PeerId, maxMessageBytes: number, signal: AbortSignal): Promise<CachedTensor[]> {
+export async function sendCapMessage (stream: Stream, worker: PeerId, maxMessageBytes: number, channelSha256: string | undefined, signal: AbortSignal): Promise<CapAnswer> {
   if (!Number.isSafeInteger(maxMessageBytes) || maxMessageBytes < 1) {
     throw new RpcTunnelOptionsError(`the ggml-rpc message cap must be a positive whole number of bytes, got ${maxMessageBytes}`)
   }
   const abort = (): void => { stream.abort(new Error(`the ${RPC_CAP_PROTOCOL} exchange with ${worker.toString()} timed out`)) }
   signal.addEventListener('abort', abort, { once: true })
   try {
-    await writeFrame(stream, RpcCapMessageType.cap, encodeJson({ maxMessageBytes }), signal)
+    await writeFrame(stream, RpcCapMessageType.cap, encodeJson({ maxMessageBytes, ...(channelSha256 === undefined ? {} : { channel: { sha256: channelSha256 } }) }), signal)
     const frame = await new FrameReader(stream, coordinatorLimits).next()
     if (frame === undefined) throw new UnexpectedEndError(RPC_CAP_PROTOCOL)
     const message = decodeJsonObject(frame.payload)
@@ -104,7 +131,7 @@ export async function sendCapMessage (stream: Stream, worker: PeerId, maxMessage
     const accepted = intField(message, 'maxMessageBytes')
     if (accepted !== maxMessageBytes) throw new RpcMessageCapRefusedError(worker.toString(), `it applied ${accepted} bytes instead`)
     await stream.close().catch(() => {})
-    return cachedTensorsField(message)
+    return { cachedTensors: cachedTensorsField(message), channel: channelField(message) }
   } catch (err) {
     stream.abort(err as Error)
     throw err
@@ -125,4 +152,16 @@ function cachedTensorsField (message: Record<string, unknown>): CachedTensor[] {
     }
     return { key, bytes }
   })
+}
+
+/** Reads where the worker's data channel is; a worker without one (or too old to have one) sends none. */
+function channelField (message: Record<string, unknown>): CapAnswer['channel'] {
+  if (message.channel === undefined) return undefined
+  const channel = message.channel as Record<string, unknown> | null
+  const port = channel?.port
+  const sha256 = channel?.sha256
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535 || !isCertificateSha256(sha256)) {
+    throw new MessageSchemaError('field "channel" must be {"port": 1-65535, "sha256": the certificate\'s SHA-256 in hex}')
+  }
+  return { port, sha256 }
 }

@@ -9,6 +9,7 @@ export class RpcTunnelMetrics {
   readonly #requestBytes: Counter
   readonly #responseBytes: Counter
   readonly #refused: Counter
+  readonly #sessions: Counter
   readonly #messageCap: Gauge
   readonly #largestRequest: Gauge
   readonly #tensorCache: Counter
@@ -26,6 +27,7 @@ export class RpcTunnelMetrics {
     this.#requestBytes = new Counter({ name: 'llmesh_rpc_request_bytes_total', help: 'Bytes of ggml-rpc requests passed to rpc-server, by command', labelNames: ['command'], registers })
     this.#responseBytes = new Counter({ name: 'llmesh_rpc_response_bytes_total', help: 'Bytes of rpc-server responses passed back, by command', labelNames: ['command'], registers })
     this.#refused = new Counter({ name: 'llmesh_rpc_refused_streams_total', help: 'ggml-rpc tunnel streams closed by the worker bridge, by reason', labelNames: ['reason'], registers })
+    this.#sessions = new Counter({ name: 'llmesh_rpc_sessions_total', help: 'ggml-rpc sessions opened (coordinator) or bridged (worker), by carrier: the TLS data channel or a libp2p tunnel stream', labelNames: ['carrier'], registers })
     this.#messageCap = new Gauge({ name: 'llmesh_rpc_message_cap_bytes', help: 'The largest ggml-rpc request payload the worker bridge lets through, as the coordinator last set it from its plan', registers })
     this.#tensorCache = new Counter({
       name: 'llmesh_rpc_tensor_cache_bytes_total',
@@ -55,6 +57,11 @@ export class RpcTunnelMetrics {
   /** Counts tensor data the tensor cache stored, or served instead of the network. */
   tensorCache (event: 'stored' | 'hit', bytes: number): void {
     this.#tensorCache.inc({ event }, bytes)
+  }
+
+  /** Counts a session opened or bridged over `carrier`. */
+  session (carrier: 'data-channel' | 'libp2p'): void {
+    this.#sessions.inc({ carrier })
   }
 
   /** Counts a tunnel stream the bridge closed. */

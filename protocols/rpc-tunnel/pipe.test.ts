@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { startTunnelNode, type TunnelNode } from '../../tools/tunnel-node.js'
 import { CreditStream, MAX_DATA_FRAME_BYTES, TUNNEL_WINDOW_BYTES } from './credit-stream.js'
-import { pipeSocketAndStream } from './pipe.js'
+import { pipeSocketAndTunnel } from './pipe.js'
 import type { Stream } from '@libp2p/interface'
 
 const PROTOCOL = '/llmesh-test/pipe/1.0.0'
@@ -15,7 +15,7 @@ const PROTOCOL = '/llmesh-test/pipe/1.0.0'
 interface Received { messages: string[], ended: Promise<void> }
 
 // A TCP client socket piped (on the server side of the connection) into a real libp2p stream.
-describe('pipeSocketAndStream holding bytes back', () => {
+describe('pipeSocketAndTunnel holding bytes back', () => {
   let sender: TunnelNode
   let receiver: TunnelNode
   let server: Server
@@ -59,7 +59,7 @@ describe('pipeSocketAndStream holding bytes back', () => {
       }, { once: true })
     })
     let seen = 0
-    const piped = pipeSocketAndStream(socket, new CreditStream(stream), {
+    const piped = pipeSocketAndTunnel(socket, new CreditStream(stream), {
       fromSocket: chunk => {
         seen += chunk.byteLength
         return [chunk]
@@ -118,7 +118,7 @@ describe('pipeSocketAndStream holding bytes back', () => {
 // The worker's side of a model load: tensor data from the stream into rpc-server's socket. Pausing
 // a QUIC stream does not hold its sender back: only the tunnel's own credit does, on either transport.
 for (const transport of ['tcp', 'quic'] as const) {
-  describe(`pipeSocketAndStream into a socket whose reader stalls (${transport})`, () => {
+  describe(`pipeSocketAndTunnel into a socket whose reader stalls (${transport})`, () => {
     const MiB = 1024 * 1024
     let sender: TunnelNode
     let receiver: TunnelNode
@@ -167,7 +167,7 @@ for (const transport of ['tcp', 'quic'] as const) {
           const socket = connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port })
           await once(socket, 'connect')
           const watch = setInterval(() => { mostBuffered = Math.max(mostBuffered, socket.writableLength) }, 5)
-          resolve(await pipeSocketAndStream(socket, new CreditStream(stream)))
+          resolve(await pipeSocketAndTunnel(socket, new CreditStream(stream)))
           clearInterval(watch)
         }, { force: true })
       })

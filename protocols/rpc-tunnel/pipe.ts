@@ -1,29 +1,28 @@
 import type { Socket } from 'node:net'
-import type { CreditStream } from './credit-stream.js'
-import type { StreamMessageEvent } from '@libp2p/interface'
+import type { TunnelEnd } from './tunnel-end.js'
 
 /** How a pipe inspects and times the bytes it carries. */
 export interface PipeOptions {
-  /** checks bytes from the stream; returns the parts that may reach the socket, throws to close both ends */
-  fromStream?: (chunk: Uint8Array) => Uint8Array[]
-  /** sees bytes from the socket; returns the parts to send into the stream, throws to close both ends */
+  /** checks bytes from the tunnel; returns the parts that may reach the socket, throws to close both ends */
+  fromTunnel?: (chunk: Uint8Array) => Uint8Array[]
+  /** sees bytes from the socket; returns the parts to send into the tunnel, throws to close both ends */
   fromSocket?: (chunk: Uint8Array) => Uint8Array[]
   /**
    * Asked after `fromSocket`: true while the socket's bytes so far may wait for what follows
    * (a message is incomplete, or only one-way commands are waiting). The pipe then holds
    * them back, up to COALESCE_BYTES or until the socket is quiet for HOLD_MS, and sends them
-   * as one stream frame: every frame costs an encrypted write of several segments, a window
+   * as one piece: on a tunnel stream every frame costs an encrypted write of several segments, a window
    * update back and a wake-up on each side, while ggml-rpc peers write a header and its
    * payload with separate calls.
    */
   holdSocketBytes?: () => boolean
   /** how long the socket must be quiet before held-back bytes go anyway, in ms (default HOLD_MS) */
   holdQuietMs?: number
-  /** closes both ends when the stream sends nothing for `ms` while `stalled()` says a message is unfinished */
+  /** closes both ends when the tunnel brings nothing for `ms` while `stalled()` says a message is unfinished */
   readTimeout?: { ms: number, stalled: () => boolean, error: () => Error }
 }
 
-/** The most bytes held back from the stream: big tensors still stream through in frames of this size. */
+/** The most bytes held back from the tunnel: big tensors still stream through in frames of this size. */
 export const COALESCE_BYTES = 64 * 1024
 
 /**
@@ -32,28 +31,22 @@ export const COALESCE_BYTES = 64 * 1024
  */
 export const HOLD_MS = 1
 
-// A message is one buffer, or a list of them (iterable, so no copy is needed to read it).
-function chunksOf (data: StreamMessageEvent['data']): Iterable<Uint8Array> {
-  return data instanceof Uint8Array ? [data] : data
-}
-
 /**
- * Pipes a TCP socket and a tunnel stream into each other until both are closed, with
- * backpressure both ways on every transport: data from the stream is granted back to the
- * remote sender only once the socket took it (a full socket withholds credit until its
- * 'drain' event), and a stream out of credit or send buffer pauses the socket.
+ * Pipes a local TCP socket (llama-server's or rpc-server's) and a tunnel end into each other
+ * until both are closed, with backpressure both ways on every carrier: data from the tunnel is
+ * released to the far end only once the socket took it (a full socket withholds it until its
+ * 'drain' event), and a tunnel end that cannot send more pauses the socket.
  * Resolves with the error that ended the pipe, or undefined after a clean close.
  */
-export async function pipeSocketAndStream (socket: Socket, tunnel: CreditStream, options: PipeOptions = {}): Promise<Error | undefined> {
-  const { fromStream, fromSocket, holdSocketBytes, holdQuietMs = HOLD_MS, readTimeout } = options
-  const { stream } = tunnel
+export async function pipeSocketAndTunnel (socket: Socket, tunnel: TunnelEnd, options: PipeOptions = {}): Promise<Error | undefined> {
+  const { fromTunnel, fromSocket, holdSocketBytes, holdQuietMs = HOLD_MS, readTimeout } = options
   return await new Promise(resolve => {
     let failure: Error | undefined
     let socketClosed = false
-    let streamClosed = false
+    let tunnelClosed = false
     let waitingForSocket = false
-    let waitingForStream = false
-    /** bytes from the stream the socket took but whose credit is not yet given back */
+    let waitingForTunnel = false
+    /** bytes from the tunnel the socket took but not yet released to the far end */
     let unreleased = 0
     let timer: NodeJS.Timeout | undefined
     let held: Uint8Array[] = []
@@ -61,7 +54,7 @@ export async function pipeSocketAndStream (socket: Socket, tunnel: CreditStream,
     let holdTimer: NodeJS.Timeout | undefined
 
     const finish = (): void => {
-      if (!socketClosed || !streamClosed) return
+      if (!socketClosed || !tunnelClosed) return
       clearTimeout(timer)
       clearTimeout(holdTimer)
       resolve(failure)
@@ -70,13 +63,13 @@ export async function pipeSocketAndStream (socket: Socket, tunnel: CreditStream,
       failure ??= err
       clearTimeout(timer)
       clearTimeout(holdTimer)
-      stream.abort(err)
+      tunnel.abort(err)
       socket.destroy()
     }
     // Only a stall of the remote counts: time spent waiting for our own socket does not.
     const armTimer = (): void => {
       clearTimeout(timer)
-      if (readTimeout === undefined || waitingForSocket || streamClosed || !readTimeout.stalled()) return
+      if (readTimeout === undefined || waitingForSocket || tunnelClosed || !readTimeout.stalled()) return
       timer = setTimeout(() => { fail(readTimeout.error()) }, readTimeout.ms)
     }
     const onSocketDrain = (): void => {
@@ -92,25 +85,23 @@ export async function pipeSocketAndStream (socket: Socket, tunnel: CreditStream,
         fail(err as Error)
       }
     }
-    const onStreamDrain = (): void => {
-      waitingForStream = false
+    const onTunnelDrain = (): void => {
+      waitingForTunnel = false
       socket.resume()
     }
 
-    stream.addEventListener('message', event => {
+    tunnel.onData(arrived => {
       if (socket.destroyed) return
       // One write for a header and its payload: rpc-server reads them with separate recv calls
       // and each extra segment costs it a wake-up.
       socket.cork()
       try {
-        for (const chunk of chunksOf(event.data)) {
-          for (const data of tunnel.push(chunk)) {
-            unreleased += data.byteLength
-            for (const part of fromStream?.(data) ?? [data]) {
-              if (!socket.write(part) && !waitingForSocket) {
-                waitingForSocket = true
-                socket.once('drain', onSocketDrain)
-              }
+        for (const data of arrived) {
+          unreleased += data.byteLength
+          for (const part of fromTunnel?.(data) ?? [data]) {
+            if (!socket.write(part) && !waitingForSocket) {
+              waitingForSocket = true
+              socket.once('drain', onSocketDrain)
             }
           }
         }
@@ -123,12 +114,12 @@ export async function pipeSocketAndStream (socket: Socket, tunnel: CreditStream,
         socket.uncork()
       }
     })
-    stream.addEventListener('end', () => { socket.end() })
-    stream.addEventListener('close', event => {
-      streamClosed = true
+    tunnel.onEnd(() => { socket.end() })
+    tunnel.onClose(err => {
+      tunnelClosed = true
       clearTimeout(timer)
-      if (event.error != null) {
-        failure ??= event.error
+      if (err !== undefined) {
+        failure ??= err
         socket.destroy()
       } else {
         socket.destroySoon()
@@ -143,10 +134,10 @@ export async function pipeSocketAndStream (socket: Socket, tunnel: CreditStream,
       const data = held.length === 1 ? held[0] : Buffer.concat(held, heldBytes)
       held = []
       heldBytes = 0
-      if (!tunnel.send(data) && !waitingForStream) {
-        waitingForStream = true
+      if (!tunnel.send(data) && !waitingForTunnel) {
+        waitingForTunnel = true
         socket.pause()
-        tunnel.onceWritable(onStreamDrain)
+        tunnel.onceWritable(onTunnelDrain)
       }
     }
     const sendHeldOrFail = (): void => {
@@ -176,7 +167,7 @@ export async function pipeSocketAndStream (socket: Socket, tunnel: CreditStream,
     socket.on('error', err => { fail(err) })
     socket.on('close', () => {
       socketClosed = true
-      if (stream.status === 'open') {
+      if (tunnel.writable) {
         // Whatever was held back goes out first: the peer sees what it would have without holding.
         sendHeldOrFail()
         tunnel.closeWhenSent().catch(err => { fail(err as Error) })

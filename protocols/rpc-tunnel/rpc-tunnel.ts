@@ -1,14 +1,30 @@
 import { Registry } from 'prom-client'
 import { IDLE_READ_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, OPEN_STREAM_TIMEOUT_MS, RESPONSE_TIMEOUT_MS, RPC_CAP_PROTOCOL, RPC_TUNNEL_PROTOCOL } from './constants.js'
+import { createChannelIdentity, type ChannelIdentity } from './channel-identity.js'
 import { TunnelListener } from './coordinator-listener.js'
+import { CreditStream } from './credit-stream.js'
+import { connectDataChannel, DataChannelServer, type DataChannelTarget } from './data-channel.js'
 import { answerCapMessage, MessageCaps, sendCapMessage } from './message-cap-exchange.js'
 import { RpcTunnelMetrics } from './metrics.js'
 import { TensorCache, type CachedTensor } from './tensor-cache.js'
 import { TensorInventory } from './tensor-dedup.js'
-import { TunnelConnections } from './tunnel-connection.js'
-import { bridgeTunnelStream, type WorkerBridgeInit } from './worker-bridge.js'
+import { TCP_RETRY_MS, TunnelConnections } from './tunnel-connection.js'
+import { SocketTunnelEnd, type TunnelEnd } from './tunnel-end.js'
+import { bridgeDataChannel, bridgeTunnelStream, type WorkerBridgeInit } from './worker-bridge.js'
 import type { RpcTunnel as RpcTunnelInterface, RpcTunnelComponents, RpcTunnelInit, TunnelListenerOptions } from './index.js'
 import type { Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+
+/** Coordinator: what a worker answered to a plan's cap, with where to reach its data channel. */
+interface WorkerAnswer {
+  cachedTensors: CachedTensor[]
+  channel?: DataChannelTarget
+}
+
+/** The IP address in `addr`, if it has one. */
+function hostOf (addr: Multiaddr): string | undefined {
+  return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
+}
 
 /** The ggml-rpc tunnel service: a worker bridge, coordinator listeners, or both. */
 export class RpcTunnel implements Startable, RpcTunnelInterface {
@@ -22,6 +38,12 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
   readonly #caps: MessageCaps
   readonly #connections: TunnelConnections
   #bridge: WorkerBridgeInit | undefined
+  /** this side's data channel key, made at start and never stored */
+  #identity: ChannelIdentity | undefined
+  /** worker: the data channel it serves */
+  #channel: DataChannelServer | undefined
+  /** coordinator: when each worker's data channel last failed */
+  readonly #channelFailedAt = new Map<string, number>()
   #started = false
 
   constructor (components: RpcTunnelComponents, init: RpcTunnelInit) {
@@ -38,6 +60,7 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
 
   async start (): Promise<void> {
     const { bridge } = this.#init
+    if (this.#init.dataChannel !== false) this.#identity = await createChannelIdentity()
     if (bridge !== undefined) {
       const caps = this.#caps
       const { tensorCache: cacheInit } = bridge
@@ -49,7 +72,8 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
         maxInboundStreams: this.#init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
         maxOutboundStreams: this.#init.maxOutboundStreams ?? MAX_OUTBOUND_STREAMS
       })
-      const capInit = { authorize: bridge.authorize, ceiling: bridge.messageCapCeiling, caps, tensorCache, metrics: this.#metrics, log: this.#log }
+      this.#channel = await this.#listenForDataChannel()
+      const capInit = { authorize: bridge.authorize, ceiling: bridge.messageCapCeiling, caps, tensorCache, channel: this.#channel, metrics: this.#metrics, log: this.#log }
       const timeoutMs = this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS
       await this.#components.registrar.handle(RPC_CAP_PROTOCOL, async (stream: Stream, connection: Connection) => {
         await answerCapMessage(capInit, stream, connection, timeoutMs)
@@ -64,8 +88,38 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
       await this.#components.registrar.unhandle(RPC_CAP_PROTOCOL)
     }
     this.#bridge = undefined
+    await this.#channel?.close()
+    this.#channel = undefined
     await this.closeListeners()
     this.#started = false
+  }
+
+  /** Worker: the data channel, on the hosts libp2p listens on; none when it cannot listen there (sessions then use tunnel streams). */
+  async #listenForDataChannel (): Promise<DataChannelServer | undefined> {
+    const identity = this.#identity
+    const hosts = [...new Set(this.#components.addressManager.getListenAddrs().map(hostOf).filter(host => host !== undefined))]
+    if (identity === undefined || hosts.length === 0) return undefined
+    try {
+      return await DataChannelServer.listen({
+        hosts,
+        port: this.#init.bridge?.dataChannelPort ?? 0,
+        identity,
+        maxSessions: this.#init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
+        onSession: (socket, coordinator) => {
+          if (this.#bridge === undefined) socket.destroy()
+          else void bridgeDataChannel(this.#bridge, socket, coordinator)
+        },
+        onRefused: why => {
+          this.#metrics.refused('not-coordinator')
+          this.#log('data channel refused %s', why)
+        }
+      })
+    } catch (err) {
+      const message = `cannot listen for the tunnel's data channel on ${hosts.join(', ')} (${(err as Error).message}); sessions use tunnel streams`
+      this.#log.error(message)
+      this.#init.bridge?.nodeLog?.('warn', message)
+      return undefined
+    }
   }
 
   isStarted (): boolean {
@@ -74,26 +128,59 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
 
   async openListener (worker: PeerId, options: TunnelListenerOptions = {}): Promise<string> {
     // The worker applies the plan's cap before llama-server can connect through this listener,
-    // and tells what its tensor cache holds: those tensors need not cross the network again.
-    const cached = options.maxMessageBytes === undefined ? [] : await this.#tellMessageCap(worker, options.maxMessageBytes)
-    const listener = await TunnelListener.listen(async () => await this.#connections.openStream(worker, this.protocol, AbortSignal.timeout(this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS)), this.#log, {
+    // tells what its tensor cache holds (those tensors need not cross the network again) and
+    // where its data channel is.
+    const answer: WorkerAnswer = options.maxMessageBytes === undefined ? { cachedTensors: [] } : await this.#tellMessageCap(worker, options.maxMessageBytes)
+    const listener = await TunnelListener.listen(async () => await this.#openSession(worker, answer.channel), this.#log, {
       responseTimeoutMs: this.#init.responseTimeoutMs ?? RESPONSE_TIMEOUT_MS,
       onFailure: options.onFailure,
       traffic: options.traffic,
-      cachedTensors: new TensorInventory(cached)
+      cachedTensors: new TensorInventory(answer.cachedTensors)
     })
     this.#listeners.add(listener)
     return listener.endpoint
+  }
+
+  get dataChannelPort (): number | undefined {
+    return this.#channel?.port
   }
 
   messageCap (coordinator: PeerId): number {
     return this.#caps.get(coordinator)
   }
 
-  async #tellMessageCap (worker: PeerId, maxMessageBytes: number): Promise<CachedTensor[]> {
+  async #tellMessageCap (worker: PeerId, maxMessageBytes: number): Promise<WorkerAnswer> {
     const signal = AbortSignal.timeout(this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS)
-    const stream = await this.#components.connectionManager.openStream(worker, RPC_CAP_PROTOCOL, { signal })
-    return await sendCapMessage(stream, worker, maxMessageBytes, signal)
+    const connection = await this.#components.connectionManager.openConnection(worker, { signal })
+    const stream = await connection.newStream(RPC_CAP_PROTOCOL, { signal })
+    const answer = await sendCapMessage(stream, worker, maxMessageBytes, this.#identity?.sha256, signal)
+    // The worker's channel is on the address this connection reached it at.
+    const host = hostOf(connection.remoteAddr)
+    return { ...answer, channel: answer.channel === undefined || host === undefined ? undefined : { ...answer.channel, host } }
+  }
+
+  /**
+   * Coordinator: a new session to `worker`, on its data channel where it has one that works,
+   * else in a tunnel stream. A channel that fails (a firewall in the way, say) is left alone
+   * for TCP_RETRY_MS, so that only the first session after each retry waits for it.
+   */
+  async #openSession (worker: PeerId, channel: DataChannelTarget | undefined): Promise<TunnelEnd> {
+    const key = worker.toString()
+    const failedAt = this.#channelFailedAt.get(key)
+    if (channel !== undefined && this.#identity !== undefined && (failedAt === undefined || Date.now() - failedAt >= TCP_RETRY_MS)) {
+      try {
+        const session = new SocketTunnelEnd(await connectDataChannel(channel, this.#identity))
+        this.#channelFailedAt.delete(key)
+        this.#metrics.session('data-channel')
+        return session
+      } catch (err) {
+        this.#channelFailedAt.set(key, Date.now())
+        this.#log.error('%s; sessions to worker %p use tunnel streams for %d s', (err as Error).message, worker, TCP_RETRY_MS / 1000)
+      }
+    }
+    const stream = await this.#connections.openStream(worker, this.protocol, AbortSignal.timeout(this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS))
+    this.#metrics.session('libp2p')
+    return new CreditStream(stream)
   }
 
   async closeListener (endpoint: string): Promise<void> {

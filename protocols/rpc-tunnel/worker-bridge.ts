@@ -2,7 +2,8 @@ import { connect, type Socket } from 'node:net'
 import { CommandMeter } from './command-meter.js'
 import { CreditStream } from './credit-stream.js'
 import { RpcIdleReadTimeoutError, RpcServerUnavailableError, RpcTunnelError, RpcTunnelRefusedError } from './errors.js'
-import { pipeSocketAndStream } from './pipe.js'
+import { pipeSocketAndTunnel } from './pipe.js'
+import { SocketTunnelEnd, TunnelResetError, type TunnelEnd } from './tunnel-end.js'
 import { RESPONSE_HEADER_BYTES } from './ggml-rpc.js'
 import { observeAll, RpcRequestValidator, SET_TENSOR_HASH_HELD_RESPONSE } from './request-validator.js'
 import { RpcResponseReader } from './response-reader.js'
@@ -39,26 +40,42 @@ async function connectLocal (port: number): Promise<Socket> {
 }
 
 /**
- * Handles one tunnel stream on a worker: admits only the coordinator, connects to the local
- * rpc-server, and pipes the session both ways, validating every request before it reaches
- * rpc-server and timing every command.
+ * Handles one tunnel stream on a worker: admits only the coordinator, then bridges the session
+ * to the local rpc-server.
  */
 export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream, connection: Connection): Promise<void> {
-  // Every end of a tunnel stream is logged with its reason: a coordinator only sees a stream
+  await bridgeSession(init, new CreditStream(stream), connection.remotePeer, 'tunnel stream', 'libp2p')
+}
+
+/**
+ * Handles one session on the worker's data channel, whose client proved the key that
+ * `coordinator` named in its cap exchange: checks again that it is the coordinator (its
+ * certificate may have been revoked since), then bridges the session to the local rpc-server.
+ */
+export async function bridgeDataChannel (init: WorkerBridgeInit, socket: Socket, coordinator: PeerId): Promise<void> {
+  await bridgeSession(init, new SocketTunnelEnd(socket), coordinator, 'tunnel data channel session', 'data-channel')
+}
+
+/**
+ * Admits only the coordinator, connects to the local rpc-server, and pipes the session both
+ * ways, validating every request before it reaches rpc-server and timing every command.
+ */
+async function bridgeSession (init: WorkerBridgeInit, tunnel: TunnelEnd, peer: PeerId, what: string, carrier: 'data-channel' | 'libp2p'): Promise<void> {
+  // Every end of a session is logged with its reason: a coordinator only sees its carrier
   // closed or reset, and llama-server only that its RPC server went away.
   const ended = (level: 'debug' | 'warn', why: string): void => {
-    init.log('tunnel stream from %p %s', connection.remotePeer, why)
-    init.nodeLog?.(level, `tunnel stream from ${connection.remotePeer.toString()} ${why}`)
+    init.log('%s from %p %s', what, peer, why)
+    init.nodeLog?.(level, `${what} from ${peer.toString()} ${why}`)
   }
   const refuse = (err: RpcTunnelError): void => {
     init.metrics.refused(err.reason)
     ended('warn', `refused: ${err.message}`)
-    stream.abort(err)
+    tunnel.abort(err)
   }
   // A failing membership lookup must refuse, never admit.
-  const admitted = await Promise.resolve().then(async () => await init.authorize(connection.remotePeer)).catch(() => false)
+  const admitted = await Promise.resolve().then(async () => await init.authorize(peer)).catch(() => false)
   if (!admitted) {
-    refuse(new RpcTunnelRefusedError(connection.remotePeer.toString()))
+    refuse(new RpcTunnelRefusedError(peer.toString()))
     return
   }
   const port = init.rpcServerPort()
@@ -73,24 +90,24 @@ export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream
     refuse(new RpcServerUnavailableError((err as Error).message))
     return
   }
+  init.metrics.session(carrier)
   // Which side closed first, for a session that ended without an error.
   let closedFirstBy: 'the coordinator' | 'rpc-server' | undefined
-  stream.addEventListener('remoteCloseWrite', () => { closedFirstBy ??= 'the coordinator' }, { once: true })
+  tunnel.onEnd(() => { closedFirstBy ??= 'the coordinator' })
   socket.once('end', () => { closedFirstBy ??= 'rpc-server' })
   const meter = new CommandMeter(init.metrics)
   const cache = init.tensorCache?.session()
   const observer = cache === undefined ? meter : observeAll(meter, cache.observer)
   // A SET_TENSOR_HASH the cache answered: the client waits for this answer alone (ggml-rpc has
   // one request with a response in flight at most), so it cannot overtake rpc-server's answers.
-  const tunnel = new CreditStream(stream)
   const hashAnswered = (): void => {
     tunnel.send(SET_TENSOR_HASH_HELD_RESPONSE)
     meter.responseEnd(SET_TENSOR_HASH_HELD_RESPONSE.byteLength - RESPONSE_HEADER_BYTES)
   }
-  const validator = new RpcRequestValidator(init.maxMessageBytes(connection.remotePeer), observer, cache?.source, hashAnswered)
+  const validator = new RpcRequestValidator(init.maxMessageBytes(peer), observer, cache?.source, hashAnswered)
   const responses = new RpcResponseReader(bytes => { meter.responseEnd(bytes) })
-  const failure = await pipeSocketAndStream(socket, tunnel, {
-    fromStream: chunk => validator.push(chunk),
+  const failure = await pipeSocketAndTunnel(socket, tunnel, {
+    fromTunnel: chunk => validator.push(chunk),
     fromSocket: chunk => {
       responses.push(chunk)
       return [chunk]
@@ -106,7 +123,7 @@ export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream
   if (failure instanceof RpcTunnelError) {
     init.metrics.refused(failure.reason)
     ended('warn', `closed by this worker: ${failure.message}`)
-  } else if (failure?.name === 'StreamResetError') {
+  } else if (failure instanceof TunnelResetError) {
     ended('debug', 'reset by the coordinator (its llama-server connection failed, or it gave up on this worker)')
   } else if (failure !== undefined) {
     // A local abort (by libp2p: a read buffer overflow, the connection closing) or rpc-server's connection failing.

@@ -10,7 +10,7 @@ import { readModelFacts } from '../../engine/model-facts.js'
 import { startRpcServer, type RpcServer } from '../../engine/rpc-server.js'
 import { messageCapFor } from '../../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type Stage, type StagePlan } from '../../scheduler/index.js'
-import { startTunnelNode } from '../tunnel-node.js'
+import { sessionCarriers, startTunnelNode, type TunnelCarrier } from '../tunnel-node.js'
 import { connectToFarEnd, startFarEnd } from './tunnel-bench-far-end.js'
 import type { PeerId } from '@libp2p/interface'
 
@@ -34,6 +34,8 @@ export interface ClusterBenchResult extends Speeds {
   load_ms: number
   /** the same with `--rpc` pointed at the rpc-servers directly */
   baseline_load_ms: number
+  /** what carried the tunnel's sessions: "data-channel" (TLS beside libp2p) or "libp2p" (tunnel streams) */
+  carrier: string
 }
 
 export interface ClusterBenchOptions {
@@ -45,6 +47,8 @@ export interface ClusterBenchOptions {
   runs?: number
   /** the libp2p transport the tunnel crosses: 'tcp' (default, as with mesh start's default address) or 'quic' */
   transport?: 'tcp' | 'quic'
+  /** what carries the sessions (default 'data-channel', as between nodes); one that cannot be used falls back to libp2p, and the result says so */
+  carrier?: TunnelCarrier
 }
 
 const PROMPT = 'The quick brown fox jumps over the lazy dog.'
@@ -128,7 +132,7 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
     const direct = Object.fromEntries(workerIds.map((id, i) => [id, `127.0.0.1:${String(rpcServers[i].port)}`]))
 
     const transports = options.transport === 'quic' ? 'tcp+quic' : 'tcp'
-    const coordinator = await startTunnelNode({}, transports)
+    const coordinator = await startTunnelNode({ dataChannel: (options.carrier ?? 'data-channel') === 'data-channel' }, transports)
     stops.push(async () => { await coordinator.stop() })
     const workerStages: Array<{ stage: Stage, peerId: PeerId }> = []
     for (const stage of plan.stages.slice(1)) {
@@ -194,7 +198,8 @@ export async function benchCluster (options: ClusterBenchOptions): Promise<Clust
       ms_per_token: tunnel.msPerToken,
       baseline_ms_per_token: baseline.msPerToken,
       load_ms: median(loads.tunnel),
-      baseline_load_ms: median(loads.baseline)
+      baseline_load_ms: median(loads.baseline),
+      carrier: (await sessionCarriers(coordinator)).join('+')
     }
   } finally {
     for (const stop of stops.reverse()) await stop()

@@ -2,8 +2,8 @@ import { connect, createServer, type Server, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { median } from '../../engine/benchmark.js'
-import { RPC_TUNNEL_PROTOCOL } from '../../protocols/rpc-tunnel/index.js'
-import { startTunnelNode, type TunnelNode } from '../tunnel-node.js'
+import { DEFAULT_MESSAGE_CAP_BYTES } from '../../protocols/rpc-tunnel/index.js'
+import { sessionCarriers, startTunnelNode, type TunnelCarrier, type TunnelNode } from '../tunnel-node.js'
 import { connectToFarEnd, startFarEnd, type FarEnd } from './tunnel-bench-far-end.js'
 import { listenOnLoopback, type LoopbackServer } from './loopback-server.js'
 import { RpcBenchClient, setTensorRequest, tokenStepRequest, getTensorRequest } from './rpc-stand-in.js'
@@ -19,8 +19,10 @@ export interface TunnelBenchResult {
   /** SET_TENSOR bytes through the tunnel per second, median of the runs, in MB/s */
   bulk_mb_per_s: number
   relay_bulk_mb_per_s: number
-  /** the libp2p transport the tunnel crossed: "tcp" or "quic" */
+  /** the libp2p transport between the peers: "tcp" or "quic" (the tunnel's control path, and its data path for the libp2p carrier) */
   transport: 'tcp' | 'quic'
+  /** what carried the sessions: "data-channel" (TLS beside libp2p) or "libp2p" (tunnel streams) */
+  carrier: string
 }
 
 export interface TunnelBenchOptions {
@@ -30,8 +32,10 @@ export interface TunnelBenchOptions {
   bulkBytes: number
   /** bulk runs per side; the median rate is reported */
   bulkRuns: number
-  /** the libp2p transport the peers connect over, and so the tunnel crosses */
+  /** the libp2p transport the peers connect over */
   transport: 'tcp' | 'quic'
+  /** what carries the sessions; a data channel that cannot be used falls back to libp2p, and the result says so */
+  carrier: TunnelCarrier
 }
 
 /** llama-server's traffic to a worker per decoded token (a 16-layer 1024-wide model): GRAPH_COMPUTE and GET_TENSOR out, the hidden state back. */
@@ -85,12 +89,13 @@ export async function benchTunnel (options: TunnelBenchOptions): Promise<TunnelB
   const stops: Array<() => Promise<void>> = []
   const clients: RpcBenchClient[] = []
   try {
-    const coordinator: TunnelNode = await startTunnelNode({}, transports)
+    const coordinator: TunnelNode = await startTunnelNode({ dataChannel: options.carrier === 'data-channel' }, transports)
     stops.push(async () => { await coordinator.stop() })
     const farEnd: FarEnd = await startFarEnd(coordinator.peerId.toString(), transports)
     stops.push(farEnd.stop)
     const worker = await connectToFarEnd(coordinator, farEnd, options.transport)
-    const endpoint = await coordinator.services.rpcTunnel.openListener(worker)
+    // With a cap, as a coordinator's plan opens it: the cap exchange sets up the data channel.
+    const endpoint = await coordinator.services.rpcTunnel.openListener(worker, { maxMessageBytes: DEFAULT_MESSAGE_CAP_BYTES })
     const relay = await startRelay(farEnd.rpcPort)
     stops.push(relay.close)
 
@@ -110,8 +115,8 @@ export async function benchTunnel (options: TunnelBenchOptions): Promise<TunnelB
         rtt[side].push(await roundTrip(side === 'tunnel' ? tunnel : direct, step))
       }
     }
-    const carrier = coordinator.getConnections(worker).find(c => c.streams.some(stream => stream.protocol === RPC_TUNNEL_PROTOCOL))
-    if (carrier === undefined) throw new Error('no connection to the worker carries the tunnel stream')
+    const connection = coordinator.getConnections(worker).find(c => c.status === 'open')
+    if (connection === undefined) throw new Error('the peers are not connected')
     const bulk = { tunnel: [] as number[], relay: [] as number[] }
     for (let i = 0; i < options.bulkRuns; i++) {
       for (const side of i % 2 === 0 ? ['tunnel', 'relay'] as const : ['relay', 'tunnel'] as const) {
@@ -126,7 +131,8 @@ export async function benchTunnel (options: TunnelBenchOptions): Promise<TunnelB
       ratio: tunnelRtt / relayRtt,
       bulk_mb_per_s: median(bulk.tunnel),
       relay_bulk_mb_per_s: median(bulk.relay),
-      transport: carrier.remoteAddr.toString().includes('/quic') ? 'quic' : 'tcp'
+      transport: connection.remoteAddr.toString().includes('/quic') ? 'quic' : 'tcp',
+      carrier: (await sessionCarriers(coordinator)).join('+')
     }
   } finally {
     for (const client of clients) client.close()

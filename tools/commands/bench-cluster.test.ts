@@ -13,14 +13,15 @@ describe('mesh bench cluster', () => {
   before(async () => { model = await writeTestModel({ ctx: 1024 }) })
   after(async () => { await model?.remove() })
 
-  // Over QUIC: the tunnel tests run llama-server's sessions over TCP, this one where QUIC is the only connection.
+  // In libp2p streams over QUIC: the tunnel tests run llama-server's sessions on the data
+  // channel, this one the way they go where only QUIC gets through.
   it('prints exactly the documented JSON object', async () => {
-    const result = await runMesh(['bench', 'cluster', '--workers', '2', '--model', model.path, '--tokens', '8', '--runs', '1', '--transport', 'quic', '--json'], { timeoutMs: 300_000 })
+    const result = await runMesh(['bench', 'cluster', '--workers', '2', '--model', model.path, '--tokens', '8', '--runs', '1', '--transport', 'quic', '--carrier', 'libp2p', '--json'], { timeoutMs: 300_000 })
     assert.equal(result.code, 0, result.stderr)
     const lines = result.stdout.trim().split('\n')
     assert.equal(lines.length, 1, 'stdout holds one JSON object and nothing else')
     const report = JSON.parse(lines[0]) as Record<string, unknown>
-    assert.deepEqual(Object.keys(report), ['tokens_per_second', 'prefill_tokens_per_second', 'baseline', 'ratio', 'identical_output', 'plan', 'ms_per_token', 'baseline_ms_per_token', 'load_ms', 'baseline_load_ms'])
+    assert.deepEqual(Object.keys(report), ['tokens_per_second', 'prefill_tokens_per_second', 'baseline', 'ratio', 'identical_output', 'plan', 'ms_per_token', 'baseline_ms_per_token', 'load_ms', 'baseline_load_ms', 'carrier'])
     const baseline = report.baseline as Record<string, unknown>
     assert.deepEqual(Object.keys(baseline), ['name', 'tokens_per_second', 'prefill_tokens_per_second'])
     assert.equal(baseline.name, 'llama-server --rpc direct')
@@ -33,6 +34,7 @@ describe('mesh bench cluster', () => {
     assert.ok(Math.abs((report.baseline_ms_per_token as number) - 1000 / (baseline.tokens_per_second as number)) < 1e-9)
     assert.ok((report.load_ms as number) > 0 && (report.baseline_load_ms as number) > 0)
     assert.equal(report.identical_output, true)
+    assert.equal(report.carrier, 'libp2p')
     const plan = report.plan as Array<{ role: string, layers: number }>
     assert.deepEqual(plan.map(stage => stage.role), ['coordinator', 'worker', 'worker'])
     assert.equal(plan.reduce((sum, stage) => sum + stage.layers, 0), 4)

@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError, Option } from 'commander'
 import { benchLocal } from '../../engine/benchmark.js'
 import { parsePositiveInt } from '../cli-parsers.js'
 import type { LayerRange } from '../bench/failover-bench.js'
+import type { TunnelCarrier } from '../tunnel-node.js'
 
 interface BenchLocalOptions {
   model: string
@@ -49,6 +50,7 @@ interface BenchClusterOptions {
   tokens: number
   runs: number
   transport: 'tcp' | 'quic'
+  carrier: TunnelCarrier
   json?: boolean
 }
 
@@ -60,17 +62,19 @@ function benchClusterCommand (): Command {
     .addOption(new Option('--workers <n>', 'rpc-servers (workers) to split the model over').argParser(parsePositiveInt).default(2))
     .addOption(new Option('--tokens <n>', 'tokens to generate per measured run').argParser(parseTokens).default(128))
     .addOption(new Option('--runs <n>', 'measured runs per side, each on a fresh llama-server, the sides taking turns; the median speed is reported').argParser(parsePositiveInt).default(3))
-    .addOption(new Option('--transport <name>', 'the libp2p transport the tunnel crosses: tcp (what it takes between nodes that reach each other over TCP) or quic').choices(['tcp', 'quic']).default('tcp'))
+    .addOption(new Option('--transport <name>', 'the libp2p transport between the peers: tcp (what it takes between nodes that reach each other over TCP) or quic').choices(['tcp', 'quic']).default('tcp'))
+    .addOption(new Option('--carrier <name>', 'what carries the ggml-rpc sessions: data-channel (TLS beside libp2p, keys exchanged over it; what nodes use) or libp2p (tunnel streams, the fallback)').choices(['data-channel', 'libp2p']).default('data-channel'))
     .option('--json', 'print one JSON object instead of a summary')
     .action(async (options: BenchClusterOptions) => {
       // Loaded here: libp2p takes a while to import and only this subcommand needs it.
       const { benchCluster } = await import('../bench/cluster-bench.js')
-      const result = await benchCluster({ modelPath: options.model, workers: options.workers, tokens: options.tokens, runs: options.runs, transport: options.transport })
+      const result = await benchCluster({ modelPath: options.model, workers: options.workers, tokens: options.tokens, runs: options.runs, transport: options.transport, carrier: options.carrier })
       if (options.json === true) {
         process.stdout.write(`${JSON.stringify(result)}\n`)
         return
       }
       process.stdout.write([
+        `carrier        ${result.carrier}`,
         `plan           ${result.plan.map(stage => `${stage.node} ${stage.layers} layers`).join(', ')}`,
         `tunnel         ${result.tokens_per_second.toFixed(1)} tokens/s decode, ${result.prefill_tokens_per_second.toFixed(1)} tokens/s prompt`,
         `--rpc direct   ${result.baseline.tokens_per_second.toFixed(1)} tokens/s decode, ${result.baseline.prefill_tokens_per_second.toFixed(1)} tokens/s prompt`,
@@ -212,6 +216,7 @@ interface BenchTunnelOptions {
   samples: number
   bulkMb: number
   transport: 'tcp' | 'quic'
+  carrier: TunnelCarrier
   json?: boolean
 }
 
@@ -221,18 +226,19 @@ function benchTunnelCommand (): Command {
     .description('measure the ggml-rpc tunnel between two libp2p peers on 127.0.0.1 against a plain node:net relay to the same rpc-server stand-in: round trips of a decode step\'s messages (11 KB out, 4 KB back) after a 10 ms pause, and SET_TENSOR bulk transfer, the two taking turns')
     .addOption(new Option('--samples <n>', 'round trips per side; the median is reported').argParser(parsePositiveInt).default(300))
     .addOption(new Option('--bulk-mb <n>', 'MiB of tensor data per bulk run (three runs per side, the median rate is reported)').argParser(parsePositiveInt).default(64))
-    .addOption(new Option('--transport <name>', 'the libp2p transport the tunnel crosses: tcp (what it takes between nodes that reach each other over TCP) or quic').choices(['tcp', 'quic']).default('tcp'))
-    .option('--json', 'print {"tunnel_rtt_p50_us","relay_rtt_p50_us","ratio","bulk_mb_per_s","relay_bulk_mb_per_s","transport"} instead of a summary')
+    .addOption(new Option('--transport <name>', 'the libp2p transport between the peers: tcp (what it takes between nodes that reach each other over TCP) or quic').choices(['tcp', 'quic']).default('tcp'))
+    .addOption(new Option('--carrier <name>', 'what carries the ggml-rpc sessions: data-channel (TLS beside libp2p, keys exchanged over it; what nodes use) or libp2p (tunnel streams, the fallback)').choices(['data-channel', 'libp2p']).default('data-channel'))
+    .option('--json', 'print {"tunnel_rtt_p50_us","relay_rtt_p50_us","ratio","bulk_mb_per_s","relay_bulk_mb_per_s","transport","carrier"} instead of a summary')
     .action(async (options: BenchTunnelOptions) => {
       // Loaded here: libp2p takes a while to import and only this subcommand needs it.
       const { benchTunnel } = await import('../bench/tunnel-bench.js')
-      const result = await benchTunnel({ samples: options.samples, bulkBytes: options.bulkMb * 1024 * 1024, bulkRuns: 3, transport: options.transport })
+      const result = await benchTunnel({ samples: options.samples, bulkBytes: options.bulkMb * 1024 * 1024, bulkRuns: 3, transport: options.transport, carrier: options.carrier })
       if (options.json === true) {
         process.stdout.write(`${JSON.stringify(result)}\n`)
         return
       }
       process.stdout.write([
-        `transport      ${result.transport}`,
+        `carrier        ${result.carrier} (libp2p over ${result.transport})`,
         `round trip     ${result.tunnel_rtt_p50_us} us through the tunnel, ${result.relay_rtt_p50_us} us through a plain relay (median; ratio ${result.ratio.toFixed(2)})`,
         `bulk           ${result.bulk_mb_per_s.toFixed(0)} MB/s through the tunnel, ${result.relay_bulk_mb_per_s.toFixed(0)} MB/s through a plain relay`,
         ''

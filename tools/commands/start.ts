@@ -4,7 +4,7 @@ import { dataDir } from '../../node/data-dir.js'
 import { createLog } from '../../node/log.js'
 import { MeshNode } from '../../node/mesh-node.js'
 import { isPeerAddress } from '../../node/static-peers.js'
-import { parseNonNegativeInt, parsePositiveInt } from '../cli-parsers.js'
+import { parseNonNegativeInt, parsePort, parsePositiveInt } from '../cli-parsers.js'
 import { parseDuration } from '../parse-duration.js'
 import { DEFAULT_MAX_QUEUE } from '../../api/constants.js'
 import { DEFAULT_RATE_LIMITS } from '../../api/rate-limits.js'
@@ -19,6 +19,7 @@ import { apiTls } from '../api-tls.js'
 interface StartOptions extends PlacementOptions {
   role: Role
   listen?: string[]
+  tunnelPort: number
   peer: string[]
   apiPort: number
   encryption: Encryption
@@ -74,6 +75,7 @@ export function startCommand (): Command {
     .description('run this machine\'s mesh node in the foreground (logs on stdout; Ctrl-C stops it cleanly)')
     .addOption(new Option('--role <role>', 'coordinator or worker; must match the certificate').choices(['coordinator', 'worker']).makeOptionMandatory())
     .option('--listen <multiaddr...>', 'listen address; repeat for more; QUIC with /udp/PORT/quic-v1 (default /ip4/0.0.0.0/tcp/9090)')
+    .addOption(new Option('--tunnel-port <n>', 'worker: TCP port of the tunnel\'s data channel (TLS, only for the coordinator\'s key), on the --listen hosts; set one to open it in a firewall').argParser(parsePort).default(0, 'a free port'))
     .option('--peer <addr>', 'static peer: multiaddr or host:port (DNS names are resolved); repeat for more', collectPeer, [])
     .addOption(new Option('--api-port <n>', 'port of the OpenAI-compatible API on the coordinator').argParser(parsePositiveInt).default(8080))
     .addOption(new Option('--encryption <kind>', 'transport encryption to prefer').choices(['noise', 'tls']).default('noise'))
@@ -116,6 +118,7 @@ export function startCommand (): Command {
         dir,
         role: options.role,
         listen: options.listen ?? ['/ip4/0.0.0.0/tcp/9090'],
+        tunnelPort: options.tunnelPort,
         peers: options.peer,
         encryption: options.encryption,
         mdns: options.mdns,

@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, type AddressInfo } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import type { TLSSocket } from 'node:tls'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import type { PeerId } from '@libp2p/interface'
+import { createChannelIdentity, type ChannelIdentity } from './channel-identity.js'
+import { connectDataChannel, DataChannelServer } from './data-channel.js'
+import { RpcDataChannelError } from './errors.js'
+import { SOCKET_READ_AHEAD_BYTES, SocketTunnelEnd } from './tunnel-end.js'
+
+async function newPeerId (): Promise<PeerId> {
+  return peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
+}
+
+describe('the tunnel\'s data channel', () => {
+  let coordinatorKey: ChannelIdentity
+  let coordinator: PeerId
+  let server: DataChannelServer
+  const sessions: Array<{ socket: TLSSocket, coordinator: PeerId }> = []
+  const refusals: string[] = []
+
+  before(async () => {
+    coordinatorKey = await createChannelIdentity()
+    coordinator = await newPeerId()
+    server = await DataChannelServer.listen({
+      hosts: ['127.0.0.1'],
+      port: 0,
+      identity: await createChannelIdentity(),
+      maxSessions: 2,
+      onSession: (socket, peer) => {
+        socket.on('error', () => {})
+        sessions.push({ socket, coordinator: peer })
+      },
+      onRefused: why => { refusals.push(why) }
+    })
+    server.admit(coordinator, coordinatorKey.sha256)
+  })
+
+  after(async () => {
+    await server?.close()
+  })
+
+  const target = (): { host: string, port: number, sha256: string } => ({ host: '127.0.0.1', port: server.port, sha256: server.sha256 })
+
+  async function endedByWorker (socket: TLSSocket): Promise<void> {
+    if (!socket.destroyed) await once(socket, 'close')
+  }
+
+  it('serves the key a coordinator named, as that coordinator, both ways', async () => {
+    const socket = await connectDataChannel(target(), coordinatorKey)
+    while (sessions.length === 0) await new Promise(resolve => setTimeout(resolve, 5))
+    const session = sessions.shift()
+    assert.ok(session !== undefined)
+    assert.ok(session.coordinator.equals(coordinator))
+    socket.write('ping')
+    const [request] = await once(session.socket, 'data') as [Buffer]
+    assert.equal(request.toString(), 'ping')
+    session.socket.write('pong')
+    const [answer] = await once(socket, 'data') as [Buffer]
+    assert.equal(answer.toString(), 'pong')
+    socket.destroy()
+    session.socket.destroy()
+  })
+
+  it('refuses a key that no coordinator named, and forgets a coordinator\'s older key', async () => {
+    const stranger = await createChannelIdentity()
+    const refused = refusals.length
+    // TLS 1.3 finishes the client's side before the server has checked its certificate: the refusal is a close.
+    const socket = await connectDataChannel(target(), stranger)
+    socket.on('error', () => {})
+    await endedByWorker(socket)
+    const newer = await createChannelIdentity()
+    server.admit(coordinator, newer.sha256)
+    const old = await connectDataChannel(target(), coordinatorKey)
+    old.on('error', () => {})
+    await endedByWorker(old)
+    assert.equal(refusals.length, refused + 2)
+    assert.match(refusals.at(-1) ?? '', /no coordinator named/)
+    server.admit(coordinator, coordinatorKey.sha256)
+  })
+
+  it('rejects a server whose certificate is not the one the worker named', async () => {
+    await assert.rejects(connectDataChannel({ ...target(), sha256: (await createChannelIdentity()).sha256 }, coordinatorKey), (err: Error) => {
+      assert.ok(err instanceof RpcDataChannelError)
+      assert.match(err.message, /certificate other than the one the worker named/)
+      return true
+    })
+  })
+
+  it('rejects at once where nothing listens', async () => {
+    const probe = createServer()
+    await new Promise<void>(resolve => probe.listen(0, '127.0.0.1', resolve))
+    const { port } = probe.address() as AddressInfo
+    await new Promise(resolve => probe.close(resolve))
+    await assert.rejects(connectDataChannel({ ...target(), port }, coordinatorKey), RpcDataChannelError)
+  })
+
+  it('reads no more than its read-ahead window while the receiver does not hand data on', async () => {
+    const socket = await connectDataChannel(target(), coordinatorKey)
+    while (sessions.length === 0) await new Promise(resolve => setTimeout(resolve, 5))
+    const session = sessions.shift()
+    assert.ok(session !== undefined)
+    const end = new SocketTunnelEnd(session.socket)
+    let arrived = 0
+    end.onData(parts => { for (const part of parts) arrived += part.byteLength })
+    // Four windows' worth: the sender's writes back up once the receiver stops reading.
+    const block = Buffer.alloc(SOCKET_READ_AHEAD_BYTES)
+    for (let i = 0; i < 4; i++) socket.write(block)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    assert.ok(arrived >= SOCKET_READ_AHEAD_BYTES && arrived < SOCKET_READ_AHEAD_BYTES + 256 * 1024, `read ${arrived} bytes ahead`)
+    assert.ok(socket.writableLength > 0, 'the sender is held back')
+    // Handed on, the rest follows.
+    let released = 0
+    while (arrived < 4 * SOCKET_READ_AHEAD_BYTES) {
+      end.release(arrived - released)
+      released = arrived
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
+    assert.equal(arrived, 4 * SOCKET_READ_AHEAD_BYTES)
+    socket.destroy()
+    session.socket.destroy()
+  })
+})

@@ -1,0 +1,119 @@
+import type { Socket } from 'node:net'
+
+/**
+ * One end of a ggml-rpc session's carrier between coordinator and worker, as the pipe
+ * (pipe.ts) drives it: a libp2p tunnel stream with the tunnel's credit flow control
+ * (credit-stream.ts), or a socket of the direct data channel (data-channel.ts). Either way
+ * the receiver buffers at most TUNNEL_WINDOW_BYTES it has not handed on, and the sender is
+ * held back by the carrier's own flow control beyond that.
+ */
+export interface TunnelEnd {
+  /** Calls `listener` with the ggml-rpc bytes of each arrival, in order. */
+  onData: (listener: (parts: Uint8Array[]) => void) => void
+  /** Calls `listener` once the far end has sent everything and closed its sending half. */
+  onEnd: (listener: () => void) => void
+  /**
+   * Calls `listener` once the carrier is closed both ways, with the error that closed it
+   * (undefined after a clean close; a TunnelResetError when the far end reset it).
+   */
+  onClose: (listener: (err?: Error) => void) => void
+  /** The receiver handed on `bytes` of what arrived and its socket took them: the far end may send that much more. */
+  release: (bytes: number) => void
+  /** Sends `data`; false when it now waits for the carrier (see `onceWritable`). */
+  send: (data: Uint8Array) => boolean
+  /** Calls `callback` once nothing waits to be sent (at once if nothing does). */
+  onceWritable: (callback: () => void) => void
+  /** Closes the sending half once every byte waiting is sent. */
+  closeWhenSent: () => Promise<void>
+  /** Closes both ways at once; `onClose` listeners get `err`. */
+  abort: (err: Error) => void
+  /** True while this end may still send. */
+  readonly writable: boolean
+}
+
+/** The far end reset the carrier instead of closing it. */
+export class TunnelResetError extends Error {
+  constructor (detail: string) {
+    super(`the far end reset the tunnel (${detail})`)
+    this.name = 'TunnelResetError'
+  }
+}
+
+/** Bytes a socket end reads ahead of what its receiver handed on: the same window as a tunnel stream's credit. */
+export const SOCKET_READ_AHEAD_BYTES = 2 * 1024 * 1024
+
+// How a dropped TCP connection shows up on a socket: the far end's process died or destroyed it.
+const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
+
+/**
+ * A TunnelEnd over a connected socket (the TLS socket of a data channel). TCP is its flow
+ * control: the socket stops reading once SOCKET_READ_AHEAD_BYTES are not yet handed on, so a
+ * slow rpc-server fills the kernel's buffers and the sender's writes wait.
+ */
+export class SocketTunnelEnd implements TunnelEnd {
+  readonly #socket: Socket
+  #unreleased = 0
+  #paused = false
+  #abortedWith: Error | undefined
+  #failure: Error | undefined
+
+  constructor (socket: Socket) {
+    this.#socket = socket
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      this.#failure ??= RESET_CODES.has(err.code ?? '') ? new TunnelResetError(err.message) : err
+    })
+  }
+
+  onData (listener: (parts: Uint8Array[]) => void): void {
+    this.#socket.on('data', (chunk: Buffer) => {
+      this.#unreleased += chunk.byteLength
+      if (this.#unreleased >= SOCKET_READ_AHEAD_BYTES && !this.#paused) {
+        this.#paused = true
+        this.#socket.pause()
+      }
+      listener([chunk])
+    })
+  }
+
+  onEnd (listener: () => void): void {
+    this.#socket.once('end', listener)
+  }
+
+  onClose (listener: (err?: Error) => void): void {
+    this.#socket.once('close', () => { listener(this.#abortedWith ?? this.#failure) })
+  }
+
+  release (bytes: number): void {
+    this.#unreleased -= bytes
+    if (this.#paused && this.#unreleased < SOCKET_READ_AHEAD_BYTES) {
+      this.#paused = false
+      this.#socket.resume()
+    }
+  }
+
+  send (data: Uint8Array): boolean {
+    return this.#socket.write(data)
+  }
+
+  onceWritable (callback: () => void): void {
+    if (!this.#socket.writableNeedDrain) callback()
+    else this.#socket.once('drain', callback)
+  }
+
+  async closeWhenSent (): Promise<void> {
+    // 'close' as well: a socket destroyed before it finished sending never calls end's callback.
+    await new Promise<void>(resolve => {
+      this.#socket.once('close', resolve)
+      this.#socket.end(resolve)
+    })
+  }
+
+  abort (err: Error): void {
+    this.#abortedWith ??= err
+    this.#socket.destroy()
+  }
+
+  get writable (): boolean {
+    return this.#socket.writable && !this.#socket.destroyed
+  }
+}
