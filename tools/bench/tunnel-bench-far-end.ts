@@ -2,11 +2,15 @@
 // that it has an event loop of its own, as a worker on another machine would: a libp2p peer whose
 // tunnel bridge admits only the bench's coordinator, in front of an rpc-server (the bench's
 // process) or of an rpc-server stand-in that the plain relay reaches too.
+import { connect, type Socket } from 'node:net'
+import { createServer as createTlsServer } from 'node:tls'
 import { parentPort, Worker, workerData } from 'node:worker_threads'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
+import { createChannelIdentity } from '../../protocols/rpc-tunnel/channel-identity.js'
 import { DEFAULT_MESSAGE_CAP_BYTES } from '../../protocols/rpc-tunnel/index.js'
 import { startTunnelNode, type LoopbackTransports, type TunnelNode } from '../tunnel-node.js'
+import { listenOnLoopback, relayHandler, type LoopbackServer } from './loopback-server.js'
 import { startRpcStandIn } from './rpc-stand-in.js'
 import type { PeerId } from '@libp2p/interface'
 
@@ -18,6 +22,8 @@ export interface FarEndOptions {
   messageCapCeiling?: number
   /** the worker's tensor cache */
   tensorCache?: { dir: string, maxBytes: number }
+  /** also relay TLS connections to the rpc-server (or stand-in), for the bench's bare TLS pipe */
+  tlsPipe?: boolean
 }
 
 interface FarEndInit extends FarEndOptions {
@@ -33,6 +39,8 @@ export interface FarEnd {
   addrs: string[]
   /** the port on 127.0.0.1 of the rpc-server (or stand-in) behind the bridge */
   rpcPort: number
+  /** with `tlsPipe`: the port of the TLS relay to it */
+  tlsPipePort?: number
   stop: () => Promise<void>
 }
 
@@ -41,7 +49,7 @@ export async function startFarEnd (coordinator: string, transports: LoopbackTran
   const init: FarEndInit = { ...options, role: 'tunnel-bench-far-end', coordinator, transports }
   const worker = new Worker(new URL(import.meta.url), { workerData: init })
   try {
-    const ready = await new Promise<{ addrs: string[], rpcPort: number }>((resolve, reject) => {
+    const ready = await new Promise<{ addrs: string[], rpcPort: number, tlsPipePort?: number }>((resolve, reject) => {
       worker.once('message', resolve)
       worker.once('error', reject)
       worker.once('exit', code => { reject(new Error(`the bench's worker thread exited with code ${code} before it was ready`)) })
@@ -71,6 +79,14 @@ export async function connectToFarEnd (coordinator: TunnelNode, farEnd: FarEnd, 
   return peerIdFromString(addr.slice(addr.lastIndexOf('/p2p/') + '/p2p/'.length))
 }
 
+/** A TLS 1.3 server (a throwaway key) relaying each connection to `port` on 127.0.0.1. */
+async function startTlsRelay (port: number): Promise<LoopbackServer> {
+  const { key, cert } = await createChannelIdentity()
+  const sockets = new Set<Socket>()
+  const server = createTlsServer({ key, cert, minVersion: 'TLSv1.3', noDelay: true }, relayHandler(() => connect({ host: '127.0.0.1', port, noDelay: true }), sockets))
+  return await listenOnLoopback(server, sockets)
+}
+
 async function runFarEnd (init: FarEndInit, port: NonNullable<typeof parentPort>): Promise<void> {
   const standIn = init.rpcServerPort === undefined ? await startRpcStandIn() : undefined
   const rpcPort = init.rpcServerPort ?? standIn?.port ?? 0
@@ -83,14 +99,16 @@ async function runFarEnd (init: FarEndInit, port: NonNullable<typeof parentPort>
       tensorCache: tensorCache === undefined ? undefined : { dir: tensorCache.dir, maxBytes: () => tensorCache.maxBytes }
     }
   }, init.transports)
+  const tlsPipe = init.tlsPipe === true ? await startTlsRelay(rpcPort) : undefined
   port.once('message', () => {
     void (async () => {
+      await tlsPipe?.close()
       await node.stop()
       await standIn?.close()
       port.close()
     })()
   })
-  port.postMessage({ addrs: node.getMultiaddrs().map(String), rpcPort })
+  port.postMessage({ addrs: node.getMultiaddrs().map(String), rpcPort, tlsPipePort: tlsPipe?.port })
 }
 
 const init = workerData as FarEndInit | null

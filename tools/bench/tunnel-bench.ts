@@ -1,11 +1,12 @@
-import { connect, createServer, type Server, type Socket } from 'node:net'
+import { connect, createServer, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
+import { connect as connectTls } from 'node:tls'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { median } from '../../engine/benchmark.js'
 import { DEFAULT_MESSAGE_CAP_BYTES } from '../../protocols/rpc-tunnel/index.js'
 import { sessionCarriers, startTunnelNode, type TunnelCarrier, type TunnelNode } from '../tunnel-node.js'
 import { connectToFarEnd, startFarEnd, type FarEnd } from './tunnel-bench-far-end.js'
-import { listenOnLoopback, type LoopbackServer } from './loopback-server.js'
+import { listenOnLoopback, relayHandler, type LoopbackServer } from './loopback-server.js'
 import { RpcBenchClient, setTensorRequest, tokenStepRequest, getTensorRequest } from './rpc-stand-in.js'
 
 /** Result of `mesh bench tunnel`; the JSON field names are a public contract (issue 23). */
@@ -23,6 +24,13 @@ export interface TunnelBenchResult {
   transport: 'tcp' | 'quic'
   /** what carried the sessions: "data-channel" (TLS beside libp2p) or "libp2p" (tunnel streams) */
   carrier: string
+  /**
+   * the same round trip through a bare TLS 1.3 pipe of two forwarding hops (a relay, TLS, a
+   * relay in the far end's thread) without the tunnel's inspection: the floor of any tunnel
+   * that, like llmesh's, stands in for rpc-server on one side and encrypts between two programs
+   */
+  tls_pipe_rtt_p50_us: number
+  tls_pipe_bulk_mb_per_s: number
 }
 
 export interface TunnelBenchOptions {
@@ -50,17 +58,19 @@ const WARMUP_ROUND_TRIPS = 20
 /** A plain relay: each connection on 127.0.0.1 is piped to `port`, as a Node.js TCP forwarder would. */
 async function startRelay (port: number): Promise<LoopbackServer> {
   const sockets = new Set<Socket>()
-  const server: Server = createServer({ noDelay: true }, client => {
-    const upstream = connect({ host: '127.0.0.1', port, noDelay: true })
-    for (const socket of [client, upstream]) {
-      sockets.add(socket)
-      socket.once('close', () => sockets.delete(socket))
-      socket.on('error', () => { client.destroy(); upstream.destroy() })
-    }
-    client.pipe(upstream)
-    upstream.pipe(client)
-  })
-  return await listenOnLoopback(server, sockets)
+  return await listenOnLoopback(createServer({ noDelay: true }, relayHandler(() => connect({ host: '127.0.0.1', port, noDelay: true }), sockets)), sockets)
+}
+
+/**
+ * The least any encrypted tunnel built like llmesh's can cost: a plain relay whose upstream is
+ * TLS 1.3 to the far end's thread, which relays it to the same rpc-server stand-in (two
+ * forwarding hops and TLS, as the tunnel has, but no inspection, flow control or metrics).
+ */
+async function startTlsPipe (tlsPort: number): Promise<LoopbackServer> {
+  const sockets = new Set<Socket>()
+  // Bench only, on 127.0.0.1: the far end's certificate is not checked, the tunnel's are.
+  const upstream = (): Socket => connectTls({ host: '127.0.0.1', port: tlsPort, minVersion: 'TLSv1.3', rejectUnauthorized: false }).setNoDelay(true)
+  return await listenOnLoopback(createServer({ noDelay: true }, relayHandler(upstream, sockets)), sockets)
 }
 
 async function roundTrip (client: RpcBenchClient, step: Buffer): Promise<number> {
@@ -79,10 +89,20 @@ async function bulkRun (client: RpcBenchClient, bytes: number): Promise<number> 
   return sent / 1e6 / ((performance.now() - start) / 1000)
 }
 
+/** The three paths measured, in the order of the first round; each round rotates it. */
+const SIDES = ['tunnel', 'relay', 'tlsPipe'] as const
+type Side = typeof SIDES[number]
+
+/** The sides in round `i`'s order: each comes first as often as the others, so that load hits all alike. */
+function rotated (i: number): Side[] {
+  return SIDES.map((_, k) => SIDES[(i + k) % SIDES.length])
+}
+
 /**
  * Measures the ggml-rpc tunnel between two libp2p peers on 127.0.0.1 (the worker's in a thread
  * of its own, its bridge admitting only the coordinator) against a plain node:net relay to the
- * same rpc-server stand-in, the two taking turns sample by sample so that load hits both alike.
+ * same rpc-server stand-in, and against a bare TLS pipe of two hops (the floor of any tunnel of
+ * that shape), the sides taking turns sample by sample so that load hits all alike.
  */
 export async function benchTunnel (options: TunnelBenchOptions): Promise<TunnelBenchResult> {
   const transports = options.transport === 'quic' ? 'tcp+quic' : 'tcp'
@@ -91,37 +111,38 @@ export async function benchTunnel (options: TunnelBenchOptions): Promise<TunnelB
   try {
     const coordinator: TunnelNode = await startTunnelNode({ dataChannel: options.carrier === 'data-channel' }, transports)
     stops.push(async () => { await coordinator.stop() })
-    const farEnd: FarEnd = await startFarEnd(coordinator.peerId.toString(), transports)
+    const farEnd: FarEnd = await startFarEnd(coordinator.peerId.toString(), transports, { tlsPipe: true })
     stops.push(farEnd.stop)
     const worker = await connectToFarEnd(coordinator, farEnd, options.transport)
     // With a cap, as a coordinator's plan opens it: the cap exchange sets up the data channel.
     const endpoint = await coordinator.services.rpcTunnel.openListener(worker, { maxMessageBytes: DEFAULT_MESSAGE_CAP_BYTES })
     const relay = await startRelay(farEnd.rpcPort)
     stops.push(relay.close)
+    const tlsPipe = await startTlsPipe(farEnd.tlsPipePort ?? 0)
+    stops.push(tlsPipe.close)
 
-    const tunnel = await RpcBenchClient.open(Number(endpoint.split(':')[1]))
-    clients.push(tunnel)
-    const direct = await RpcBenchClient.open(relay.port)
-    clients.push(direct)
+    const sessions: Record<Side, RpcBenchClient> = {
+      tunnel: await RpcBenchClient.open(Number(endpoint.split(':')[1])),
+      relay: await RpcBenchClient.open(relay.port),
+      tlsPipe: await RpcBenchClient.open(tlsPipe.port)
+    }
+    clients.push(...Object.values(sessions))
     const step = tokenStepRequest(STEP_REQUEST_BYTES, STEP_RESPONSE_BYTES)
     for (let i = 0; i < WARMUP_ROUND_TRIPS; i++) {
-      await roundTrip(tunnel, step)
-      await roundTrip(direct, step)
+      for (const side of SIDES) await roundTrip(sessions[side], step)
     }
-    const rtt = { tunnel: [] as number[], relay: [] as number[] }
+    const rtt: Record<Side, number[]> = { tunnel: [], relay: [], tlsPipe: [] }
     for (let i = 0; i < options.samples; i++) {
-      for (const side of i % 2 === 0 ? ['tunnel', 'relay'] as const : ['relay', 'tunnel'] as const) {
+      for (const side of rotated(i)) {
         await sleep(PAUSE_MS)
-        rtt[side].push(await roundTrip(side === 'tunnel' ? tunnel : direct, step))
+        rtt[side].push(await roundTrip(sessions[side], step))
       }
     }
     const connection = coordinator.getConnections(worker).find(c => c.status === 'open')
     if (connection === undefined) throw new Error('the peers are not connected')
-    const bulk = { tunnel: [] as number[], relay: [] as number[] }
+    const bulk: Record<Side, number[]> = { tunnel: [], relay: [], tlsPipe: [] }
     for (let i = 0; i < options.bulkRuns; i++) {
-      for (const side of i % 2 === 0 ? ['tunnel', 'relay'] as const : ['relay', 'tunnel'] as const) {
-        bulk[side].push(await bulkRun(side === 'tunnel' ? tunnel : direct, options.bulkBytes))
-      }
+      for (const side of rotated(i)) bulk[side].push(await bulkRun(sessions[side], options.bulkBytes))
     }
     const tunnelRtt = Math.round(median(rtt.tunnel))
     const relayRtt = Math.round(median(rtt.relay))
@@ -132,7 +153,9 @@ export async function benchTunnel (options: TunnelBenchOptions): Promise<TunnelB
       bulk_mb_per_s: median(bulk.tunnel),
       relay_bulk_mb_per_s: median(bulk.relay),
       transport: connection.remoteAddr.toString().includes('/quic') ? 'quic' : 'tcp',
-      carrier: (await sessionCarriers(coordinator)).join('+')
+      carrier: (await sessionCarriers(coordinator)).join('+'),
+      tls_pipe_rtt_p50_us: Math.round(median(rtt.tlsPipe)),
+      tls_pipe_bulk_mb_per_s: median(bulk.tlsPipe)
     }
   } finally {
     for (const client of clients) client.close()

@@ -14,8 +14,8 @@ describe('mesh bench tunnel', () => {
       const lines = result.stdout.trim().split('\n')
       assert.equal(lines.length, 1, 'stdout holds one JSON object and nothing else')
       const report = JSON.parse(lines[0]) as Record<string, number | string>
-      assert.deepEqual(Object.keys(report), ['tunnel_rtt_p50_us', 'relay_rtt_p50_us', 'ratio', 'bulk_mb_per_s', 'relay_bulk_mb_per_s', 'transport', 'carrier'])
-      for (const field of ['tunnel_rtt_p50_us', 'relay_rtt_p50_us', 'bulk_mb_per_s', 'relay_bulk_mb_per_s'] as const) {
+      assert.deepEqual(Object.keys(report), ['tunnel_rtt_p50_us', 'relay_rtt_p50_us', 'ratio', 'bulk_mb_per_s', 'relay_bulk_mb_per_s', 'transport', 'carrier', 'tls_pipe_rtt_p50_us', 'tls_pipe_bulk_mb_per_s'])
+      for (const field of ['tunnel_rtt_p50_us', 'relay_rtt_p50_us', 'bulk_mb_per_s', 'relay_bulk_mb_per_s', 'tls_pipe_rtt_p50_us', 'tls_pipe_bulk_mb_per_s'] as const) {
         assert.ok(typeof report[field] === 'number' && report[field] > 0, `${field} is ${report[field]}`)
       }
       assert.equal(report.ratio, (report.tunnel_rtt_p50_us as number) / (report.relay_rtt_p50_us as number))

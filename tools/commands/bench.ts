@@ -223,12 +223,12 @@ interface BenchTunnelOptions {
 /** `mesh bench tunnel`: round trips and bulk rate of the ggml-rpc tunnel against a plain TCP relay, in one run. */
 function benchTunnelCommand (): Command {
   return new Command('tunnel')
-    .description('measure the ggml-rpc tunnel between two libp2p peers on 127.0.0.1 against a plain node:net relay to the same rpc-server stand-in: round trips of a decode step\'s messages (11 KB out, 4 KB back) after a 10 ms pause, and SET_TENSOR bulk transfer, the two taking turns')
+    .description('measure the ggml-rpc tunnel between two libp2p peers on 127.0.0.1 against a plain node:net relay to the same rpc-server stand-in and against a bare TLS pipe of two hops: round trips of a decode step\'s messages (11 KB out, 4 KB back) after a 10 ms pause, and SET_TENSOR bulk transfer, the three taking turns')
     .addOption(new Option('--samples <n>', 'round trips per side; the median is reported').argParser(parsePositiveInt).default(300))
     .addOption(new Option('--bulk-mb <n>', 'MiB of tensor data per bulk run (three runs per side, the median rate is reported)').argParser(parsePositiveInt).default(64))
     .addOption(new Option('--transport <name>', 'the libp2p transport between the peers: tcp (what it takes between nodes that reach each other over TCP) or quic').choices(['tcp', 'quic']).default('tcp'))
     .addOption(new Option('--carrier <name>', 'what carries the ggml-rpc sessions: data-channel (TLS beside libp2p, keys exchanged over it; what nodes use) or libp2p (tunnel streams, the fallback)').choices(['data-channel', 'libp2p']).default('data-channel'))
-    .option('--json', 'print {"tunnel_rtt_p50_us","relay_rtt_p50_us","ratio","bulk_mb_per_s","relay_bulk_mb_per_s","transport","carrier"} instead of a summary')
+    .option('--json', 'print {"tunnel_rtt_p50_us","relay_rtt_p50_us","ratio","bulk_mb_per_s","relay_bulk_mb_per_s","transport","carrier","tls_pipe_rtt_p50_us","tls_pipe_bulk_mb_per_s"} instead of a summary')
     .action(async (options: BenchTunnelOptions) => {
       // Loaded here: libp2p takes a while to import and only this subcommand needs it.
       const { benchTunnel } = await import('../bench/tunnel-bench.js')
@@ -241,6 +241,7 @@ function benchTunnelCommand (): Command {
         `carrier        ${result.carrier} (libp2p over ${result.transport})`,
         `round trip     ${result.tunnel_rtt_p50_us} us through the tunnel, ${result.relay_rtt_p50_us} us through a plain relay (median; ratio ${result.ratio.toFixed(2)})`,
         `bulk           ${result.bulk_mb_per_s.toFixed(0)} MB/s through the tunnel, ${result.relay_bulk_mb_per_s.toFixed(0)} MB/s through a plain relay`,
+        `bare TLS pipe  ${result.tls_pipe_rtt_p50_us} us, ${result.tls_pipe_bulk_mb_per_s.toFixed(0)} MB/s (two forwarding hops and TLS, no inspection: the floor of a tunnel of this shape)`,
         ''
       ].join('\n'))
     })
