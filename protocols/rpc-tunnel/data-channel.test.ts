@@ -90,6 +90,31 @@ describe('the tunnel\'s data channel', () => {
     })
   })
 
+  // Loopback only (tests listen on no other address); the wildcards '0.0.0.0' and '::' go together the same way.
+  it('listens on every host of the node, IPv4 and IPv6, on one port', async (t) => {
+    const both = await DataChannelServer.listen({ hosts: ['127.0.0.1', '::1'], port: 0, identity: await createChannelIdentity(), maxSessions: 1, onSession: socket => { socket.destroy() }, onRefused: () => {} }).catch((err: NodeJS.ErrnoException) => {
+      // A machine without IPv6 cannot listen on '::' at all.
+      if (err.code === 'EAFNOSUPPORT' || err.code === 'EADDRNOTAVAIL') return undefined
+      throw err
+    })
+    if (both === undefined) {
+      t.skip('this machine has no IPv6')
+      return
+    }
+    try {
+      for (const host of ['127.0.0.1', '::1']) {
+        const refused = refusals.length
+        const socket = await connectDataChannel({ host, port: both.port, sha256: both.sha256 }, coordinatorKey).catch(() => undefined)
+        assert.ok(socket !== undefined, `reachable on ${host}`)
+        socket.on('error', () => {})
+        socket.destroy()
+        assert.equal(refusals.length, refused)
+      }
+    } finally {
+      await both.close()
+    }
+  })
+
   it('rejects at once where nothing listens', async () => {
     const probe = createServer()
     await new Promise<void>(resolve => probe.listen(0, '127.0.0.1', resolve))

@@ -77,7 +77,10 @@ export class DataChannelServer {
       for (const [i, server] of channel.#servers.entries()) {
         await new Promise<void>((resolve, reject) => {
           server.once('error', reject)
-          server.listen({ host: init.hosts[i], port: channel.#port }, () => {
+          const host = init.hosts[i]
+          // Both wildcards: '::' would take IPv4 too and collide with '0.0.0.0' on the same port.
+          const ipv6Only = host === '::' && init.hosts.includes('0.0.0.0')
+          server.listen({ host, port: channel.#port, ipv6Only }, () => {
             server.off('error', reject)
             resolve()
           })
