@@ -34,7 +34,7 @@ describe('the tunnel\'s data channel', () => {
         socket.on('error', () => {})
         sessions.push({ socket, coordinator: peer })
       },
-      onRefused: why => { refusals.push(why) }
+      onRefused: (_reason, why) => { refusals.push(why) }
     })
     server.admit(coordinator, coordinatorKey.sha256)
   })

@@ -39,8 +39,8 @@ export interface DataChannelServerInit {
   maxSessions: number
   /** a session from `coordinator`, whose key the client proved; must listen for the socket's errors before it returns */
   onSession: (socket: TLSSocket, coordinator: PeerId) => void
-  /** a client that is not an admitted coordinator was turned away */
-  onRefused: (why: string) => void
+  /** a client was turned away: `reason` as a metric label ('not-coordinator', 'tls-handshake', 'too-many-sessions'), `why` in words */
+  onRefused: (reason: string, why: string) => void
 }
 
 /**
@@ -66,7 +66,7 @@ export class DataChannelServer {
       rejectUnauthorized: false,
       handshakeTimeout: CHANNEL_HANDSHAKE_MS,
       noDelay: true
-    }, socket => { this.#accept(socket) }).on('tlsClientError', err => { init.onRefused(`a failed TLS handshake (${err.message})`) }))
+    }, socket => { this.#accept(socket) }).on('tlsClientError', err => { init.onRefused('tls-handshake', `a failed TLS handshake (${err.message})`) }))
   }
 
   /** Listens on `init.hosts`, on the same port (`init.port`, or the first host's pick) on each. */
@@ -114,14 +114,14 @@ export class DataChannelServer {
     const cert = socket.getPeerX509Certificate()
     const coordinator = cert === undefined ? undefined : this.#admitted.get(certificateSha256(cert))
     if (coordinator === undefined) {
-      this.#init.onRefused(cert === undefined ? 'a client without a certificate' : 'a client whose certificate no coordinator named')
+      this.#init.onRefused('not-coordinator', cert === undefined ? 'a client without a certificate' : 'a client whose certificate no coordinator named')
       socket.destroy()
       return
     }
     const key = coordinator.toString()
     const open = this.#sessions.get(key) ?? new Set()
     if (open.size >= this.#init.maxSessions) {
-      this.#init.onRefused(`coordinator ${key} already has ${open.size} sessions open`)
+      this.#init.onRefused('too-many-sessions', `coordinator ${key} already has ${open.size} sessions open`)
       socket.destroy()
       return
     }

@@ -109,8 +109,8 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
           if (this.#bridge === undefined) socket.destroy()
           else void bridgeDataChannel(this.#bridge, socket, coordinator)
         },
-        onRefused: why => {
-          this.#metrics.refused('not-coordinator')
+        onRefused: (reason, why) => {
+          this.#metrics.refused(reason)
           this.#log('data channel refused %s', why)
         }
       })
