@@ -203,10 +203,12 @@ async function chat (key, prompt) {
         first ??= performance.now()
         reply.textContent += text
         const decodeS = (performance.now() - first) / 1000
-        stats.textContent = `${tokens} tokens · first token after ${Math.round(first - started)} ms${tokens > 1 ? ` · ${((tokens - 1) / decodeS).toFixed(1)} tokens/s` : ''}`
+        stats.textContent = `${tokens} token${tokens === 1 ? '' : 's'} · first token after ${Math.round(first - started)} ms${tokens > 1 ? ` · ${((tokens - 1) / decodeS).toFixed(1)} tokens/s` : ''}`
       }
     }
   }
+  // Not left at "waiting for the first token": the model may end its reply at once.
+  if (tokens === 0) stats.textContent = 'the model ended its reply without a token'
   stats.dataset.done = 'true'
 }
 
