@@ -272,4 +272,32 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
       await plainWorker.stop()
     }
   })
+
+  it('falls back to a tunnel stream when a restarted worker\'s old channel is gone, and takes its new channel at once', async () => {
+    const restarting = await startTunnelNode({
+      bridge: { authorize: peer => peer.equals(coordinator.peerId), rpcServerPort: () => rpcServer.port, messageCapCeiling: () => messageCapFor(GiB) }
+    })
+    try {
+      await coordinator.dial(restarting.getMultiaddrs()[0])
+      const before = await coordinator.services.rpcTunnel.openListener(restarting.peerId, { maxMessageBytes: DEFAULT_MESSAGE_CAP_BYTES })
+      const oldPort = restarting.services.rpcTunnel.dataChannelPort
+      // A restart: the same peer, a new channel key, and (its listen addresses being port 0) new ports.
+      await restarting.stop()
+      await restarting.start()
+      assert.notEqual(restarting.services.rpcTunnel.dataChannelPort, oldPort)
+      await coordinator.dial(restarting.getMultiaddrs()[0])
+      const counted = await sessions(coordinator)
+      assert.equal(await deviceCountAt(before), 1, 'the listener opened before the restart still serves, in a tunnel stream')
+      const fellBack = await sessions(coordinator)
+      assert.equal((fellBack.libp2p ?? 0) - (counted.libp2p ?? 0), 1)
+      // The next plan's cap exchange names the new channel, which is tried at once.
+      const after = await coordinator.services.rpcTunnel.openListener(restarting.peerId, { maxMessageBytes: DEFAULT_MESSAGE_CAP_BYTES })
+      assert.equal(await deviceCountAt(after), 1)
+      const renewed = await sessions(coordinator)
+      assert.equal((renewed['data-channel'] ?? 0) - (fellBack['data-channel'] ?? 0), 1, 'the new channel carried the session')
+    } finally {
+      await coordinator.services.rpcTunnel.closeListeners()
+      await restarting.stop()
+    }
+  })
 })

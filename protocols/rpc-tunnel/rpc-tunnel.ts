@@ -42,7 +42,10 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
   #identity: ChannelIdentity | undefined
   /** worker: the data channel it serves */
   #channel: DataChannelServer | undefined
-  /** coordinator: when each worker's data channel last failed */
+  /**
+   * coordinator: when each data channel (a worker's address, port and key) last failed; by
+   * channel, not by worker, so that a worker that restarted (a new port and key) is tried at once
+   */
   readonly #channelFailedAt = new Map<string, number>()
   #started = false
 
@@ -165,7 +168,7 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
    * for TCP_RETRY_MS, so that only the first session after each retry waits for it.
    */
   async #openSession (worker: PeerId, channel: DataChannelTarget | undefined): Promise<TunnelEnd> {
-    const key = worker.toString()
+    const key = channel === undefined ? '' : `${channel.host}|${channel.port}|${channel.sha256}`
     const failedAt = this.#channelFailedAt.get(key)
     if (channel !== undefined && this.#identity !== undefined && (failedAt === undefined || Date.now() - failedAt >= TCP_RETRY_MS)) {
       try {
@@ -174,8 +177,10 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
         this.#metrics.session('data-channel')
         return session
       } catch (err) {
-        this.#channelFailedAt.set(key, Date.now())
-        this.#log.error('%s; sessions to worker %p use tunnel streams for %d s', (err as Error).message, worker, TCP_RETRY_MS / 1000)
+        const now = Date.now()
+        for (const [old, at] of this.#channelFailedAt) if (now - at >= TCP_RETRY_MS) this.#channelFailedAt.delete(old)
+        this.#channelFailedAt.set(key, now)
+        this.#log.error('%s; sessions to worker %p use tunnel streams for %d s, or until it names another channel', (err as Error).message, worker, TCP_RETRY_MS / 1000)
       }
     }
     const stream = await this.#connections.openStream(worker, this.protocol, AbortSignal.timeout(this.#init.openStreamTimeoutMs ?? OPEN_STREAM_TIMEOUT_MS))
