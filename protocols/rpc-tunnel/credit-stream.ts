@@ -2,7 +2,7 @@ import { FramingError } from '../errors.js'
 import { decodeHeader, encodeFrame, FRAME_HEADER_BYTES, type FrameLimits } from '../framing.js'
 import { RPC_TUNNEL_PROTOCOL } from './constants.js'
 import { RpcCreditExceededError, RpcTunnelFrameError } from './errors.js'
-import { TunnelResetError, type TunnelEnd } from './tunnel-end.js'
+import { TUNNEL_WINDOW_BYTES, TunnelResetError, type TunnelEnd } from './tunnel-end.js'
 import type { Stream, StreamMessageEvent } from '@libp2p/interface'
 
 /**
@@ -16,13 +16,6 @@ export const TunnelFrameType = {
   /** u64: bytes of data the receiver grants the sender */
   credit: 2
 } as const
-
-/**
- * The data a side may have in flight, unacknowledged: the most a receiver ever buffers for a
- * stream. Well under the 4 MiB that libp2p lets a stream hold unread before it resets it, and
- * far above a LAN's bandwidth-delay product.
- */
-export const TUNNEL_WINDOW_BYTES = 2 * 1024 * 1024
 
 /**
  * Credit is granted back in steps of this many bytes: a decode step's 11 KB do not each cost

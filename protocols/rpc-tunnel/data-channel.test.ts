@@ -9,7 +9,7 @@ import type { PeerId } from '@libp2p/interface'
 import { createChannelIdentity, type ChannelIdentity } from './channel-identity.js'
 import { connectDataChannel, DataChannelServer } from './data-channel.js'
 import { RpcDataChannelError } from './errors.js'
-import { SOCKET_READ_AHEAD_BYTES, SocketTunnelEnd } from './tunnel-end.js'
+import { TUNNEL_WINDOW_BYTES, SocketTunnelEnd } from './tunnel-end.js'
 
 async function newPeerId (): Promise<PeerId> {
   return peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
@@ -132,19 +132,19 @@ describe('the tunnel\'s data channel', () => {
     let arrived = 0
     end.onData(parts => { for (const part of parts) arrived += part.byteLength })
     // Four windows' worth: the sender's writes back up once the receiver stops reading.
-    const block = Buffer.alloc(SOCKET_READ_AHEAD_BYTES)
+    const block = Buffer.alloc(TUNNEL_WINDOW_BYTES)
     for (let i = 0; i < 4; i++) socket.write(block)
     await new Promise(resolve => setTimeout(resolve, 300))
-    assert.ok(arrived >= SOCKET_READ_AHEAD_BYTES && arrived < SOCKET_READ_AHEAD_BYTES + 256 * 1024, `read ${arrived} bytes ahead`)
+    assert.ok(arrived >= TUNNEL_WINDOW_BYTES && arrived < TUNNEL_WINDOW_BYTES + 256 * 1024, `read ${arrived} bytes ahead`)
     assert.ok(socket.writableLength > 0, 'the sender is held back')
     // Handed on, the rest follows.
     let released = 0
-    while (arrived < 4 * SOCKET_READ_AHEAD_BYTES) {
+    while (arrived < 4 * TUNNEL_WINDOW_BYTES) {
       end.release(arrived - released)
       released = arrived
       await new Promise(resolve => setTimeout(resolve, 5))
     }
-    assert.equal(arrived, 4 * SOCKET_READ_AHEAD_BYTES)
+    assert.equal(arrived, 4 * TUNNEL_WINDOW_BYTES)
     socket.destroy()
     session.socket.destroy()
   })

@@ -102,12 +102,16 @@ export class DataChannelServer {
     return this.#init.identity.sha256
   }
 
-  /** Serves sessions to the client holding the key of `certSha256` as `coordinator`'s; replaces what it named before. */
-  admit (coordinator: PeerId, certSha256: string): void {
+  /**
+   * Serves sessions to the client holding the key of `certSha256` as `coordinator`'s, instead
+   * of the key it named before; returns where the channel is, for the coordinator to be told.
+   */
+  admit (coordinator: PeerId, certSha256: string): { port: number, sha256: string } {
     for (const [sha256, peer] of this.#admitted) {
       if (peer.equals(coordinator)) this.#admitted.delete(sha256)
     }
     this.#admitted.set(certSha256, coordinator)
+    return { port: this.#port, sha256: this.sha256 }
   }
 
   #accept (socket: TLSSocket): void {

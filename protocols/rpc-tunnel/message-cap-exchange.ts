@@ -78,12 +78,11 @@ export async function answerCapMessage (init: CapExchangeInit, stream: Stream, c
     init.caps.set(peer, maxMessageBytes)
     init.log('coordinator %p set the ggml-rpc message cap to %d bytes', peer, maxMessageBytes)
     const cached = (await init.tensorCache?.inventory() ?? []).slice(0, MAX_LISTED_CACHED_TENSORS)
-    const channel = offered === undefined ? undefined : init.channel
-    if (offered !== undefined) channel?.admit(peer, offered)
+    const channel = offered === undefined ? undefined : init.channel?.admit(peer, offered)
     await writeFrame(stream, RpcCapMessageType.accepted, encodeJson({
       maxMessageBytes,
       cachedTensors: cached.map(({ key, bytes }) => [key, bytes]),
-      ...(channel === undefined ? {} : { channel: { port: channel.port, sha256: channel.sha256 } })
+      ...(channel === undefined ? {} : { channel })
     }))
     await stream.close()
   } catch (err) {

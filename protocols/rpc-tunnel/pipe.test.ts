@@ -5,7 +5,8 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { after, before, describe, it } from 'node:test'
 import { setImmediate as nextTurn } from 'node:timers/promises'
 import { startTunnelNode, type TunnelNode } from '../../tools/tunnel-node.js'
-import { CreditStream, MAX_DATA_FRAME_BYTES, TUNNEL_WINDOW_BYTES } from './credit-stream.js'
+import { CreditStream, MAX_DATA_FRAME_BYTES } from './credit-stream.js'
+import { TUNNEL_WINDOW_BYTES } from './tunnel-end.js'
 import { pipeSocketAndTunnel } from './pipe.js'
 import type { Stream } from '@libp2p/interface'
 

@@ -39,15 +39,20 @@ export class TunnelResetError extends Error {
   }
 }
 
-/** Bytes a socket end reads ahead of what its receiver handed on: the same window as a tunnel stream's credit. */
-export const SOCKET_READ_AHEAD_BYTES = 2 * 1024 * 1024
+/**
+ * The data a side may have in flight, not yet handed on by the receiver: the most a receiver
+ * ever buffers for a session, on either carrier (a tunnel stream's credit, a socket's
+ * read-ahead). Well under the 4 MiB that libp2p lets a stream hold unread before it resets it,
+ * and far above a LAN's bandwidth-delay product.
+ */
+export const TUNNEL_WINDOW_BYTES = 2 * 1024 * 1024
 
 // How a dropped TCP connection shows up on a socket: the far end's process died or destroyed it.
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
 
 /**
  * A TunnelEnd over a connected socket (the TLS socket of a data channel). TCP is its flow
- * control: the socket stops reading once SOCKET_READ_AHEAD_BYTES are not yet handed on, so a
+ * control: the socket stops reading once TUNNEL_WINDOW_BYTES are not yet handed on, so a
  * slow rpc-server fills the kernel's buffers and the sender's writes wait.
  */
 export class SocketTunnelEnd implements TunnelEnd {
@@ -67,7 +72,7 @@ export class SocketTunnelEnd implements TunnelEnd {
   onData (listener: (parts: Uint8Array[]) => void): void {
     this.#socket.on('data', (chunk: Buffer) => {
       this.#unreleased += chunk.byteLength
-      if (this.#unreleased >= SOCKET_READ_AHEAD_BYTES && !this.#paused) {
+      if (this.#unreleased >= TUNNEL_WINDOW_BYTES && !this.#paused) {
         this.#paused = true
         this.#socket.pause()
       }
@@ -85,7 +90,7 @@ export class SocketTunnelEnd implements TunnelEnd {
 
   release (bytes: number): void {
     this.#unreleased -= bytes
-    if (this.#paused && this.#unreleased < SOCKET_READ_AHEAD_BYTES) {
+    if (this.#paused && this.#unreleased < TUNNEL_WINDOW_BYTES) {
       this.#paused = false
       this.#socket.resume()
     }
