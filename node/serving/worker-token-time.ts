@@ -20,6 +20,20 @@ interface WorkerState {
   graphs: number
   /** the fastest answer seen: a round trip with next to no work, an upper bound of the network's RTT */
   fastestAnswerMs: number
+  /** traffic not yet in the counters, which a scrape puts in (see #putPending) */
+  pending: PendingTraffic
+}
+
+/** Sums kept as plain numbers on the hot path; commands by their number. */
+interface PendingTraffic {
+  sentBytes: number
+  receivedBytes: number
+  commands: number[]
+  commandSeconds: number[]
+}
+
+function noPendingTraffic (): PendingTraffic {
+  return { sentBytes: 0, receivedBytes: 0, commands: COMMAND_NAMES.map(() => 0), commandSeconds: COMMAND_NAMES.map(() => 0) }
 }
 
 /**
@@ -40,9 +54,13 @@ export class WorkerTokenTimes {
 
   constructor (registry: Registry, rttMs: (worker: string) => number | null) {
     const registers = [registry]
-    this.#bytes = new Counter({ name: 'llmesh_tunnel_bytes_total', help: 'ggml-rpc bytes between llama-server and each worker through the coordinator\'s tunnel, by direction: requests sent (tensor data the worker\'s tensor cache supplied included) or answers received', labelNames: ['worker', 'direction'], registers })
-    this.#commandSeconds = new Counter({ name: 'llmesh_tunnel_command_seconds_total', help: 'Coordinator-side time of ggml-rpc commands, by worker and command: until the answer arrived for commands with one, else until the request was sent', labelNames: ['worker', 'command'], registers })
-    this.#commands = new Counter({ name: 'llmesh_tunnel_commands_total', help: 'ggml-rpc commands sent through the coordinator\'s tunnel, by worker and command', labelNames: ['worker', 'command'], registers })
+    // Every chunk and command of every token counts, and prom-client's labelled updates, run
+    // cold when a token's traffic wakes the coordinator, would cost a noticeable part of the
+    // tunnel's round trip: the hot path adds plain numbers, a scrape puts them in.
+    const collect = (): void => { this.#putPending() }
+    this.#bytes = new Counter({ name: 'llmesh_tunnel_bytes_total', help: 'ggml-rpc bytes between llama-server and each worker through the coordinator\'s tunnel, by direction: requests sent (tensor data the worker\'s tensor cache supplied included) or answers received', labelNames: ['worker', 'direction'], registers, collect })
+    this.#commandSeconds = new Counter({ name: 'llmesh_tunnel_command_seconds_total', help: 'Coordinator-side time of ggml-rpc commands, by worker and command: until the answer arrived for commands with one, else until the request was sent', labelNames: ['worker', 'command'], registers, collect })
+    this.#commands = new Counter({ name: 'llmesh_tunnel_commands_total', help: 'ggml-rpc commands sent through the coordinator\'s tunnel, by worker and command', labelNames: ['worker', 'command'], registers, collect })
     const split = (): Array<[string, TokenTime]> => [...this.#workers.keys()].flatMap(worker => {
       const time = this.tokenTime(worker, rttMs(worker))
       return time === null ? [] : [[worker, time] as [string, TokenTime]]
@@ -75,7 +93,7 @@ export class WorkerTokenTimes {
           awaiting.push({ command, since: now })
           return
         }
-        this.#command(worker, command, (now - requestSince) / 1000)
+        this.#command(state, command, (now - requestSince) / 1000)
         if (command === RpcCommand.GRAPH_COMPUTE) this.#graphDone(state)
       }
     })
@@ -83,7 +101,7 @@ export class WorkerTokenTimes {
       const request = awaiting.shift()
       if (request === undefined) return
       const ms = performance.now() - request.since
-      this.#command(worker, request.command, ms / 1000)
+      this.#command(state, request.command, ms / 1000)
       state.cycleWaitMs += ms
       state.cycleRoundTrips++
       state.fastestAnswerMs = Math.min(state.fastestAnswerMs, ms)
@@ -100,11 +118,11 @@ export class WorkerTokenTimes {
     }
     return {
       request: chunk => {
-        this.#bytes.inc({ worker, direction: 'sent' }, chunk.byteLength)
+        state.pending.sentBytes += chunk.byteLength
         follow(() => { requests.push(chunk) })
       },
       response: chunk => {
-        this.#bytes.inc({ worker, direction: 'received' }, chunk.byteLength)
+        state.pending.receivedBytes += chunk.byteLength
         follow(() => { responses.push(chunk) })
       }
     }
@@ -126,16 +144,29 @@ export class WorkerTokenTimes {
   #state (worker: string): WorkerState {
     let state = this.#workers.get(worker)
     if (state === undefined) {
-      state = { waitMs: 0, roundTrips: 0, cycleWaitMs: 0, cycleRoundTrips: 0, graphs: 0, fastestAnswerMs: Infinity }
+      state = { waitMs: 0, roundTrips: 0, cycleWaitMs: 0, cycleRoundTrips: 0, graphs: 0, fastestAnswerMs: Infinity, pending: noPendingTraffic() }
       this.#workers.set(worker, state)
     }
     return state
   }
 
-  #command (worker: string, command: number, seconds: number): void {
-    const name = COMMAND_NAMES[command]
-    this.#commands.inc({ worker, command: name })
-    this.#commandSeconds.inc({ worker, command: name }, seconds)
+  #command (state: WorkerState, command: number, seconds: number): void {
+    state.pending.commands[command]++
+    state.pending.commandSeconds[command] += seconds
+  }
+
+  #putPending (): void {
+    for (const [worker, state] of this.#workers) {
+      const { sentBytes, receivedBytes, commands, commandSeconds } = state.pending
+      state.pending = noPendingTraffic()
+      if (sentBytes > 0) this.#bytes.inc({ worker, direction: 'sent' }, sentBytes)
+      if (receivedBytes > 0) this.#bytes.inc({ worker, direction: 'received' }, receivedBytes)
+      commands.forEach((count, command) => {
+        if (count === 0) return
+        this.#commands.inc({ worker, command: COMMAND_NAMES[command] }, count)
+        this.#commandSeconds.inc({ worker, command: COMMAND_NAMES[command] }, commandSeconds[command])
+      })
+    }
   }
 
   // A GRAPH_COMPUTE starts the next token: the answers awaited since the previous one belong to the last.
