@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createServer, type AddressInfo } from 'node:net'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import type { TLSSocket } from 'node:tls'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
 import { createChannelIdentity, type ChannelIdentity } from './channel-identity.js'
-import { connectDataChannel, DataChannelServer } from './data-channel.js'
+import { CHANNEL_PENDING_CONNECTIONS, connectDataChannel, DataChannelServer } from './data-channel.js'
 import { RpcDataChannelError } from './errors.js'
 import { TUNNEL_WINDOW_BYTES, SocketTunnelEnd } from './tunnel-end.js'
 
@@ -21,6 +21,7 @@ describe('the tunnel\'s data channel', () => {
   let server: DataChannelServer
   const sessions: Array<{ socket: TLSSocket, coordinator: PeerId }> = []
   const refusals: string[] = []
+  const reasons: string[] = []
 
   before(async () => {
     coordinatorKey = await createChannelIdentity()
@@ -34,7 +35,10 @@ describe('the tunnel\'s data channel', () => {
         socket.on('error', () => {})
         sessions.push({ socket, coordinator: peer })
       },
-      onRefused: (_reason, why) => { refusals.push(why) }
+      onRefused: (reason, why) => {
+        reasons.push(reason)
+        refusals.push(why)
+      }
     })
     server.admit(coordinator, coordinatorKey.sha256)
   })
@@ -123,28 +127,72 @@ describe('the tunnel\'s data channel', () => {
     await assert.rejects(connectDataChannel({ ...target(), port }, coordinatorKey), RpcDataChannelError)
   })
 
+  it('drops connections beyond its bound at once, and serves the coordinator again once they are gone', async () => {
+    const count = (reason: string): number => reasons.filter(r => r === reason).length
+    const handshakesBefore = count('tls-handshake')
+    // A flood: connections that never start their TLS handshake, up to the bound (2 sessions here).
+    const flood: Socket[] = []
+    try {
+      for (let i = 0; i < 2 + CHANNEL_PENDING_CONNECTIONS; i++) {
+        const socket = connect({ host: '127.0.0.1', port: server.port })
+        socket.on('error', () => {})
+        flood.push(socket)
+        await once(socket, 'connect')
+      }
+      const extra = connect({ host: '127.0.0.1', port: server.port })
+      extra.on('error', () => {})
+      await once(extra, 'close')
+      assert.equal(count('too-many-connections'), 1)
+      await assert.rejects(connectDataChannel(target(), coordinatorKey), RpcDataChannelError)
+    } finally {
+      for (const socket of flood) socket.destroy()
+    }
+    // Each one the worker held ends as a failed handshake; then the coordinator gets in again.
+    while (count('tls-handshake') < handshakesBefore + flood.length) await new Promise(resolve => setTimeout(resolve, 5))
+    // The worker counts a connection gone once its socket closed, a moment after the failure.
+    let socket: TLSSocket | undefined
+    for (let tries = 1; socket === undefined; tries++) {
+      socket = await connectDataChannel(target(), coordinatorKey).catch(err => {
+        if (tries === 50) throw err
+        return undefined
+      })
+      if (socket === undefined) await new Promise(resolve => setTimeout(resolve, 20))
+    }
+    socket.on('error', () => {})
+    while (sessions.length === 0) await new Promise(resolve => setTimeout(resolve, 5))
+    socket.destroy()
+    sessions.shift()?.socket.destroy()
+  })
+
   it('reads no more than its read-ahead window while the receiver does not hand data on', async () => {
     const socket = await connectDataChannel(target(), coordinatorKey)
+    // Destroyed with data still unsent at the end: the far end may reset it first.
+    socket.on('error', () => {})
     while (sessions.length === 0) await new Promise(resolve => setTimeout(resolve, 5))
     const session = sessions.shift()
     assert.ok(session !== undefined)
     const end = new SocketTunnelEnd(session.socket)
     let arrived = 0
     end.onData(parts => { for (const part of parts) arrived += part.byteLength })
-    // Four windows' worth: the sender's writes back up once the receiver stops reading.
+    // Window after window until the sender's writes back up: first the kernels' socket buffers
+    // fill, which autotuning may grow to tens of MiB.
     const block = Buffer.alloc(TUNNEL_WINDOW_BYTES)
-    for (let i = 0; i < 4; i++) socket.write(block)
-    await new Promise(resolve => setTimeout(resolve, 300))
+    let written = 0
+    while (socket.writableLength === 0 && written < 64 * 1024 * 1024) {
+      socket.write(block)
+      written += block.byteLength
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    assert.ok(socket.writableLength > 0, `the sender is held back (${written} bytes written)`)
     assert.ok(arrived >= TUNNEL_WINDOW_BYTES && arrived < TUNNEL_WINDOW_BYTES + 256 * 1024, `read ${arrived} bytes ahead`)
-    assert.ok(socket.writableLength > 0, 'the sender is held back')
     // Handed on, the rest follows.
     let released = 0
-    while (arrived < 4 * TUNNEL_WINDOW_BYTES) {
+    while (arrived < written) {
       end.release(arrived - released)
       released = arrived
       await new Promise(resolve => setTimeout(resolve, 5))
     }
-    assert.equal(arrived, 4 * TUNNEL_WINDOW_BYTES)
+    assert.equal(arrived, written)
     socket.destroy()
     session.socket.destroy()
   })

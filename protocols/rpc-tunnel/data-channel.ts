@@ -25,6 +25,15 @@ export interface DataChannelTarget {
 /** How long a TLS handshake on the data channel may take. */
 export const CHANNEL_HANDSHAKE_MS = 5000
 
+/**
+ * Connections a channel listener holds open besides its sessions: clients still in their TLS
+ * handshake, or not yet turned away. Anyone on the network can connect to the port, so this
+ * bounds what a flood of connections costs the worker (memory and descriptors, each held up
+ * to CHANNEL_HANDSHAKE_MS); beyond it the kernel's connections are dropped at once, and the
+ * coordinator's sessions, if such a flood shuts them out, go in tunnel streams instead.
+ */
+export const CHANNEL_PENDING_CONNECTIONS = 32
+
 // Not half-open: a session is over once either side ends it (llama-server and rpc-server have
 // nothing to say after the other end left), and a client that leaves mid-handshake is gone.
 const TLS_OPTIONS = { minVersion: 'TLSv1.3' } as const
@@ -39,7 +48,7 @@ export interface DataChannelServerInit {
   maxSessions: number
   /** a session from `coordinator`, whose key the client proved; must listen for the socket's errors before it returns */
   onSession: (socket: TLSSocket, coordinator: PeerId) => void
-  /** a client was turned away: `reason` as a metric label ('not-coordinator', 'tls-handshake', 'too-many-sessions'), `why` in words */
+  /** a client was turned away: `reason` as a metric label ('not-coordinator', 'tls-handshake', 'too-many-sessions', 'too-many-connections'), `why` in words */
   onRefused: (reason: string, why: string) => void
 }
 
@@ -66,7 +75,10 @@ export class DataChannelServer {
       rejectUnauthorized: false,
       handshakeTimeout: CHANNEL_HANDSHAKE_MS,
       noDelay: true
-    }, socket => { this.#accept(socket) }).on('tlsClientError', err => { init.onRefused('tls-handshake', `a failed TLS handshake (${err.message})`) }))
+    }, socket => { this.#accept(socket) })
+      .on('tlsClientError', err => { init.onRefused('tls-handshake', `a failed TLS handshake (${err.message})`) })
+      .on('drop', () => { init.onRefused('too-many-connections', `a connection beyond the channel's ${init.maxSessions + CHANNEL_PENDING_CONNECTIONS} open ones`) }))
+    for (const server of this.#servers) server.maxConnections = init.maxSessions + CHANNEL_PENDING_CONNECTIONS
   }
 
   /** Listens on `init.hosts`, on the same port (`init.port`, or the first host's pick) on each. */
