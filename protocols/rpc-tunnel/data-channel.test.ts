@@ -7,7 +7,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
 import { createChannelIdentity, type ChannelIdentity } from './channel-identity.js'
-import { CHANNEL_PENDING_CONNECTIONS, connectDataChannel, DataChannelServer } from './data-channel.js'
+import { CHANNEL_HANDSHAKE_MS, CHANNEL_PENDING_CONNECTIONS, connectDataChannel, DataChannelServer } from './data-channel.js'
 import { RpcDataChannelError } from './errors.js'
 import { TUNNEL_WINDOW_BYTES, SocketTunnelEnd } from './tunnel-end.js'
 
@@ -127,7 +127,7 @@ describe('the tunnel\'s data channel', () => {
     await assert.rejects(connectDataChannel({ ...target(), port }, coordinatorKey), RpcDataChannelError)
   })
 
-  it('drops connections beyond its bound at once, and serves the coordinator again once they are gone', async () => {
+  it('drops connections beyond its bound at once, closes silent ones after the handshake timeout, then serves the coordinator again', async () => {
     const count = (reason: string): number => reasons.filter(r => r === reason).length
     const handshakesBefore = count('tls-handshake')
     // A flood: connections that never start their TLS handshake, up to the bound (2 sessions here).
@@ -144,11 +144,18 @@ describe('the tunnel\'s data channel', () => {
       await once(extra, 'close')
       assert.equal(count('too-many-connections'), 1)
       await assert.rejects(connectDataChannel(target(), coordinatorKey), RpcDataChannelError)
+      // The worker ends each of them once its handshake is overdue.
+      let overdue: NodeJS.Timeout | undefined
+      await Promise.race([
+        Promise.all(flood.map(async socket => { if (!socket.destroyed) await once(socket, 'close') })),
+        new Promise((_resolve, reject) => {
+          overdue = setTimeout(() => { reject(new Error('silent connections still open well after the handshake timeout')) }, CHANNEL_HANDSHAKE_MS + 10_000)
+        })
+      ]).finally(() => { clearTimeout(overdue) })
+      assert.equal(count('tls-handshake'), handshakesBefore + flood.length)
     } finally {
       for (const socket of flood) socket.destroy()
     }
-    // Each one the worker held ends as a failed handshake; then the coordinator gets in again.
-    while (count('tls-handshake') < handshakesBefore + flood.length) await new Promise(resolve => setTimeout(resolve, 5))
     // The worker counts a connection gone once its socket closed, a moment after the failure.
     let socket: TLSSocket | undefined
     for (let tries = 1; socket === undefined; tries++) {

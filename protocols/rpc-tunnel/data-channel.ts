@@ -76,7 +76,11 @@ export class DataChannelServer {
       handshakeTimeout: CHANNEL_HANDSHAKE_MS,
       noDelay: true
     }, socket => { this.#accept(socket) })
-      .on('tlsClientError', err => { init.onRefused('tls-handshake', `a failed TLS handshake (${err.message})`) })
+      .on('tlsClientError', (err, socket) => {
+        // Node.js reports a handshake that timed out but leaves its connection open.
+        socket.destroy()
+        init.onRefused('tls-handshake', `a failed TLS handshake (${err.message})`)
+      })
       .on('drop', () => { init.onRefused('too-many-connections', `a connection beyond the channel's ${init.maxSessions + CHANNEL_PENDING_CONNECTIONS} open ones`) }))
     for (const server of this.#servers) server.maxConnections = init.maxSessions + CHANNEL_PENDING_CONNECTIONS
   }
