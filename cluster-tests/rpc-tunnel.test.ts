@@ -18,7 +18,7 @@ import { writeTestModel, type TestModel } from '../engine/test-support/write-tes
 import { MESSAGE_MARGIN_BYTES, RPC_CAP_PROTOCOL } from '../protocols/rpc-tunnel/constants.js'
 import { DEFAULT_MESSAGE_CAP_BYTES, messageCapFor, RPC_TUNNEL_PROTOCOL } from '../protocols/rpc-tunnel/index.js'
 import { largestStageTensorBytes, planStages, renderLlamaServerArgs, type ModelFacts, type StagePlan } from '../scheduler/index.js'
-import { startTunnelNode, type TunnelNode } from '../tools/tunnel-node.js'
+import { sessionCounts, startTunnelNode, type TunnelNode } from '../tools/tunnel-node.js'
 import { RpcCommand } from '../protocols/rpc-tunnel/ggml-rpc.js'
 import { rpcRequest } from '../protocols/rpc-tunnel/test-support/frames.js'
 import { tryDataChannel, trySendHello, watchStream } from './rpc-session.js'
@@ -43,12 +43,6 @@ async function until (condition: () => boolean, what: string, timeoutMs = 10_000
 /** Size u64 + payload of rpc-server's answers: HELLO gets 4 + 24 bytes, DEVICE_COUNT 4. */
 const HELLO_RESPONSE_BYTES = 8 + 28
 const DEVICE_COUNT_RESPONSE_BYTES = 8 + 4
-
-/** The sessions `node`'s tunnel opened or bridged, by carrier. */
-async function sessions (node: TunnelNode): Promise<Record<string, number>> {
-  const values = (await node.services.rpcTunnel.registry.getSingleMetric('llmesh_rpc_sessions_total')?.get())?.values ?? []
-  return Object.fromEntries(values.map(v => [v.labels.carrier, v.value]))
-}
 
 // Needs the tools `mesh setup` builds; findLlamaCppTools() says so when they are missing.
 describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
@@ -151,13 +145,13 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     const endpoint = await coordinator.services.rpcTunnel.openListener(worker.peerId, { maxMessageBytes: messageCapFor(stageTensorBytes) })
     assert.match(endpoint, /^127\.0\.0\.1:\d+$/)
     assert.equal(worker.services.rpcTunnel.messageCap(coordinator.peerId), messageCapFor(stageTensorBytes), 'the worker applies the cap before llama-server connects')
-    const before = await sessions(coordinator)
+    const before = await sessionCounts(coordinator)
     const tunnelled = await greedyTokens(endpoint)
     await coordinator.services.rpcTunnel.closeListeners()
     assert.equal(direct.length, 32)
     assert.deepEqual(tunnelled, direct)
     // The plan's cap exchange set up the data channel, and llama-server's session took it.
-    const after = await sessions(coordinator)
+    const after = await sessionCounts(coordinator)
     assert.ok((after['data-channel'] ?? 0) > (before['data-channel'] ?? 0), 'the session went over the data channel')
     assert.equal(after.libp2p ?? 0, before.libp2p ?? 0, 'no session fell back to a tunnel stream')
     // The session really went through the bridge, which counted it per command.
@@ -261,10 +255,10 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     try {
       assert.equal(plainWorker.services.rpcTunnel.dataChannelPort, undefined)
       await coordinator.dial(plainWorker.getMultiaddrs()[0])
-      const before = await sessions(coordinator)
+      const before = await sessionCounts(coordinator)
       const endpoint = await coordinator.services.rpcTunnel.openListener(plainWorker.peerId, { maxMessageBytes: DEFAULT_MESSAGE_CAP_BYTES })
       assert.equal(await deviceCountAt(endpoint), 1)
-      const after = await sessions(coordinator)
+      const after = await sessionCounts(coordinator)
       assert.equal((after.libp2p ?? 0) - (before.libp2p ?? 0), 1, 'the session went in a tunnel stream')
       assert.equal(after['data-channel'] ?? 0, before['data-channel'] ?? 0)
     } finally {
@@ -286,14 +280,14 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
       await restarting.start()
       assert.notEqual(restarting.services.rpcTunnel.dataChannelPort, oldPort)
       await coordinator.dial(restarting.getMultiaddrs()[0])
-      const counted = await sessions(coordinator)
+      const counted = await sessionCounts(coordinator)
       assert.equal(await deviceCountAt(before), 1, 'the listener opened before the restart still serves, in a tunnel stream')
-      const fellBack = await sessions(coordinator)
+      const fellBack = await sessionCounts(coordinator)
       assert.equal((fellBack.libp2p ?? 0) - (counted.libp2p ?? 0), 1)
       // The next plan's cap exchange names the new channel, which is tried at once.
       const after = await coordinator.services.rpcTunnel.openListener(restarting.peerId, { maxMessageBytes: DEFAULT_MESSAGE_CAP_BYTES })
       assert.equal(await deviceCountAt(after), 1)
-      const renewed = await sessions(coordinator)
+      const renewed = await sessionCounts(coordinator)
       assert.equal((renewed['data-channel'] ?? 0) - (fellBack['data-channel'] ?? 0), 1, 'the new channel carried the session')
     } finally {
       await coordinator.services.rpcTunnel.closeListeners()

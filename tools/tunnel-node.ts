@@ -36,9 +36,14 @@ export async function startTunnelNode (init: RpcTunnelInit = {}, transports: Loo
 /** How the tunnel carries sessions: the TLS data channel beside libp2p, or libp2p tunnel streams only. */
 export type TunnelCarrier = 'data-channel' | 'libp2p'
 
-/** The carriers `node`'s tunnel opened sessions over so far, from its metrics (both when some fell back). */
-export async function sessionCarriers (node: TunnelNode): Promise<TunnelCarrier[]> {
+/** The sessions `node`'s tunnel opened or bridged so far, by carrier, from its metrics. */
+export async function sessionCounts (node: TunnelNode): Promise<Partial<Record<TunnelCarrier, number>>> {
   const metric = node.services.rpcTunnel.registry.getSingleMetric('llmesh_rpc_sessions_total')
   const values = (await metric?.get())?.values ?? []
-  return values.filter(v => v.value > 0).map(v => v.labels.carrier as TunnelCarrier).sort()
+  return Object.fromEntries(values.map(v => [v.labels.carrier, v.value]))
+}
+
+/** The carriers `node`'s tunnel opened sessions over so far (both when some fell back). */
+export async function sessionCarriers (node: TunnelNode): Promise<TunnelCarrier[]> {
+  return Object.entries(await sessionCounts(node)).filter(([, count]) => count > 0).map(([carrier]) => carrier as TunnelCarrier).sort()
 }
