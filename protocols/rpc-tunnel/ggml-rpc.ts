@@ -118,6 +118,22 @@ export function commandName (command: number): string {
   return command === TunnelCommand.SET_TENSOR_CACHED ? 'set_tensor_cached' : COMMAND_NAMES[command] ?? `command_${command}`
 }
 
+/**
+ * The u64 LE at `offset` of `bytes` (a message's size): as a number where it is exact, and
+ * Infinity beyond Number.MAX_SAFE_INTEGER. Read byte by byte, without a DataView or BigInt:
+ * it runs for every message of every token.
+ */
+export function readSize (bytes: Uint8Array, offset: number): number {
+  const low = bytes[offset] + bytes[offset + 1] * 0x100 + bytes[offset + 2] * 0x10000 + bytes[offset + 3] * 0x1000000
+  const high = bytes[offset + 4] + bytes[offset + 5] * 0x100 + bytes[offset + 6] * 0x10000 + bytes[offset + 7] * 0x1000000
+  return high > 0x1fffff ? Infinity : high * 0x100000000 + low
+}
+
+/** The u64 LE at `offset` of `bytes`, exactly (for error messages about sizes readSize cannot hold). */
+export function readSizeExact (bytes: Uint8Array, offset: number): bigint {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(offset, true)
+}
+
 /** The 9-byte header of a request: command u8 | payload size u64 LE. */
 export function encodeRequestHeader (command: number, payloadBytes: number): Uint8Array {
   const header = new Uint8Array(REQUEST_HEADER_BYTES)

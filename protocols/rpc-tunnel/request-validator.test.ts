@@ -93,6 +93,18 @@ describe('ggml-rpc request validator', () => {
     }
   })
 
+  it('names the exact size of a request beyond 2^53 bytes when it refuses it, whole header or split', () => {
+    for (const size of [2n ** 53n + 1n, 2n ** 64n - 1n]) {
+      for (const split of [false, true]) {
+        const validator = new RpcRequestValidator(Number.MAX_SAFE_INTEGER)
+        validator.push(hello())
+        const header = rpcRequest(RpcCommand.SET_TENSOR, 0, size)
+        if (split) validator.push(header.subarray(0, 4))
+        assert.throws(() => validator.push(split ? header.subarray(4) : header), (err: Error) => err instanceof RpcMessageTooLargeError && err.message.includes(`announces ${size} bytes`))
+      }
+    }
+  })
+
   it('lets a variable request of exactly the cap through and refuses one byte more', () => {
     const atCap = new RpcRequestValidator(CAP)
     atCap.push(hello())

@@ -1,4 +1,4 @@
-import { COMMAND_NAMES, commandName, encodeRequestHeader, FIXED_REQUEST_BYTES, isKnownCommand, REQUEST_HEADER_BYTES, RpcCommand, SET_TENSOR_CACHED_BYTES, SET_TENSOR_DATA_OFFSET, TunnelCommand } from './ggml-rpc.js'
+import { COMMAND_NAMES, commandName, encodeRequestHeader, FIXED_REQUEST_BYTES, isKnownCommand, readSize, readSizeExact, REQUEST_HEADER_BYTES, RpcCommand, SET_TENSOR_CACHED_BYTES, SET_TENSOR_DATA_OFFSET, TunnelCommand } from './ggml-rpc.js'
 import { RpcHelloExpectedError, RpcMessageTooLargeError, RpcRequestSizeError, RpcTunnelError, RpcTunnelOptionsError, UnknownRpcCommandError } from './errors.js'
 
 /** Sees each request as the validator lets it through, to count bytes and time. */
@@ -33,6 +33,11 @@ export function observeAll (...observers: RequestObserver[]): RequestObserver {
     requestPayload: part => { for (const observer of observers) observer.requestPayload?.(part) },
     requestEnd: (command, payloadBytes) => { for (const observer of observers) observer.requestEnd(command, payloadBytes) }
   }
+}
+
+/** Adds `chunk`'s bytes from `from` to `to` to `out`, as `chunk` itself where that is all of it. */
+function passRun (out: Uint8Array[], chunk: Uint8Array, from: number, to: number): void {
+  if (to > from) out.push(from === 0 && to === chunk.length ? chunk : chunk.subarray(from, to))
 }
 
 /**
@@ -93,35 +98,59 @@ export class RpcRequestValidator {
     }
   }
 
+  // Bytes that pass unchanged go out as runs of `chunk` itself (in a decode step, usually the
+  // whole chunk): this runs for every chunk of every token, where each view and copy costs.
   #push (chunk: Uint8Array): Uint8Array[] {
     const out: Uint8Array[] = []
+    const end = chunk.length
     let offset = 0
-    while (offset < chunk.length) {
+    /** where the bytes start that pass as they are and are not in `out` yet */
+    let run = 0
+    while (offset < end) {
       if (this.#payloadLeft > 0) {
-        const n = Math.min(this.#payloadLeft, chunk.length - offset)
-        const part = chunk.subarray(offset, offset + n)
-        if (this.#cachedRequest !== undefined) {
-          this.#cachedRequest.set(part, this.#payloadBytes - this.#payloadLeft)
-        } else if (this.#hashRequest !== undefined) {
-          this.#hashRequest.set(part, this.#payloadBytes - this.#payloadLeft)
-          this.#observer?.requestPayload?.(part)
-        } else {
-          out.push(part)
-          this.#observer?.requestPayload?.(part)
+        const n = Math.min(this.#payloadLeft, end - offset)
+        const held = this.#cachedRequest ?? this.#hashRequest
+        if (held !== undefined) {
+          passRun(out, chunk, run, offset)
+          const part = chunk.subarray(offset, offset + n)
+          held.set(part, this.#payloadBytes - this.#payloadLeft)
+          if (held === this.#hashRequest) this.#observer?.requestPayload?.(part)
+          run = offset + n
+        } else if (this.#observer?.requestPayload !== undefined) {
+          this.#observer.requestPayload(chunk.subarray(offset, offset + n))
         }
         offset += n
         this.#payloadLeft -= n
         if (this.#payloadLeft === 0) this.#endRequest(out)
         continue
       }
-      const n = Math.min(REQUEST_HEADER_BYTES - this.#headerFilled, chunk.length - offset)
-      this.#header.set(chunk.subarray(offset, offset + n), this.#headerFilled)
+      if (this.#headerFilled === 0 && end - offset >= REQUEST_HEADER_BYTES) {
+        // A whole header: judged where it is, and passed on with the run unless it is held back.
+        this.#checkCommand(chunk[offset])
+        if (!this.#acceptHeader(chunk, offset)) {
+          passRun(out, chunk, run, offset)
+          run = offset + REQUEST_HEADER_BYTES
+        }
+        offset += REQUEST_HEADER_BYTES
+        if (this.#payloadLeft === 0) this.#endRequest(out)
+        continue
+      }
+      // A header split across chunks is held back until it is whole.
+      passRun(out, chunk, run, offset)
+      const n = Math.min(REQUEST_HEADER_BYTES - this.#headerFilled, end - offset)
+      for (let i = 0; i < n; i++) this.#header[this.#headerFilled + i] = chunk[offset + i]
       // The command byte is judged as soon as it arrives, before its size.
       if (this.#headerFilled === 0) this.#checkCommand(this.#header[0])
       this.#headerFilled += n
       offset += n
-      if (this.#headerFilled === REQUEST_HEADER_BYTES) this.#acceptHeader(out)
+      run = offset
+      if (this.#headerFilled < REQUEST_HEADER_BYTES) continue
+      this.#headerFilled = 0
+      // A copy: the header buffer is reused for the next request.
+      if (this.#acceptHeader(this.#header, 0)) out.push(this.#header.slice())
+      if (this.#payloadLeft === 0) this.#endRequest(out)
     }
+    passRun(out, chunk, run, end)
     return out
   }
 
@@ -135,26 +164,23 @@ export class RpcRequestValidator {
     if (this.#helloSeen && command === RpcCommand.HELLO) throw new UnknownRpcCommandError(command, 'HELLO may only open a session')
   }
 
-  #acceptHeader (out: Uint8Array[]): void {
-    const command = this.#header[0]
-    const size = new DataView(this.#header.buffer).getBigUint64(1, true)
-    const name = commandName(command)
+  /** Checks and takes the request header at `offset` of `bytes`; true when it passes on as it is, false when it is held back. */
+  #acceptHeader (bytes: Uint8Array, offset: number): boolean {
+    const command = bytes[offset]
+    const size = readSize(bytes, offset + 1)
     const cached = command === TunnelCommand.SET_TENSOR_CACHED
     const fixed = cached ? SET_TENSOR_CACHED_BYTES : FIXED_REQUEST_BYTES.get(command)
-    if (fixed !== undefined && size !== BigInt(fixed)) throw new RpcRequestSizeError(name, size, fixed)
-    if (size > BigInt(this.#maxMessageBytes)) throw new RpcMessageTooLargeError(name, size, this.#maxMessageBytes)
+    if (fixed !== undefined && size !== fixed) throw new RpcRequestSizeError(commandName(command), readSizeExact(bytes, offset + 1), fixed)
+    if (size > this.#maxMessageBytes) throw new RpcMessageTooLargeError(commandName(command), readSizeExact(bytes, offset + 1), this.#maxMessageBytes)
     this.#helloSeen = true
-    this.#headerFilled = 0
     this.#command = command
-    this.#payloadBytes = Number(size)
-    this.#payloadLeft = this.#payloadBytes
-    this.#cachedRequest = cached ? new Uint8Array(this.#payloadBytes) : undefined
+    this.#payloadBytes = size
+    this.#payloadLeft = size
+    this.#cachedRequest = cached ? new Uint8Array(size) : undefined
     const hashed = command === RpcCommand.SET_TENSOR_HASH && this.#cachedTensors?.setByHash !== undefined && this.#hashAnswered !== undefined
-    this.#hashRequest = hashed ? new Uint8Array(this.#payloadBytes) : undefined
-    this.#observer?.requestStart(command, this.#payloadBytes)
-    // A copy: the header buffer is reused for the next request.
-    if (!cached && !hashed) out.push(this.#header.slice())
-    if (this.#payloadLeft === 0) this.#endRequest(out)
+    this.#hashRequest = hashed ? new Uint8Array(size) : undefined
+    this.#observer?.requestStart(command, size)
+    return !cached && !hashed
   }
 
   #endRequest (out: Uint8Array[]): void {

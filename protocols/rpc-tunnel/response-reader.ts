@@ -1,4 +1,4 @@
-import { RESPONSE_HEADER_BYTES } from './ggml-rpc.js'
+import { readSize, RESPONSE_HEADER_BYTES } from './ggml-rpc.js'
 
 /**
  * Follows the rpc-server -> client byte stream (size u64 LE | payload, per response) to
@@ -32,16 +32,25 @@ export class RpcResponseReader {
         if (this.#payloadLeft === 0) this.#onResponse(this.#payloadBytes)
         continue
       }
+      if (this.#headerFilled === 0 && chunk.length - offset >= RESPONSE_HEADER_BYTES) {
+        this.#startPayload(readSize(chunk, offset))
+        offset += RESPONSE_HEADER_BYTES
+        continue
+      }
       const n = Math.min(RESPONSE_HEADER_BYTES - this.#headerFilled, chunk.length - offset)
-      this.#header.set(chunk.subarray(offset, offset + n), this.#headerFilled)
+      for (let i = 0; i < n; i++) this.#header[this.#headerFilled + i] = chunk[offset + i]
       this.#headerFilled += n
       offset += n
       if (this.#headerFilled < RESPONSE_HEADER_BYTES) continue
       this.#headerFilled = 0
-      // rpc-server is local and trusted; a size beyond 2^53 would only mis-time, never mis-route.
-      this.#payloadBytes = Number(new DataView(this.#header.buffer).getBigUint64(0, true))
-      this.#payloadLeft = this.#payloadBytes
-      if (this.#payloadLeft === 0) this.#onResponse(0)
+      this.#startPayload(readSize(this.#header, 0))
     }
+  }
+
+  // rpc-server is local and trusted: a size beyond 2^53 would only mis-time, never mis-route.
+  #startPayload (payloadBytes: number): void {
+    this.#payloadBytes = payloadBytes
+    this.#payloadLeft = payloadBytes
+    if (payloadBytes === 0) this.#onResponse(0)
   }
 }
