@@ -65,6 +65,13 @@ export class EngineLostError extends Error {
   override readonly name = 'EngineLostError'
 }
 
+/** A C library of llmesh's own (engine/c-library.ts) could not be compiled. */
+export class CLibraryBuildError extends Error {
+  static readonly code = 'ERR_C_LIBRARY_BUILD'
+  readonly code = CLibraryBuildError.code
+  override readonly name = 'CLibraryBuildError'
+}
+
 /** The library that turns core dumps off for llmesh's processes cannot be built or loaded. */
 export class ProcessHardeningError extends Error {
   static readonly code = 'ERR_PROCESS_HARDENING'

@@ -1,10 +1,6 @@
-import { execFileSync } from 'node:child_process'
-import { createHash } from 'node:crypto'
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs'
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { buildCLibrary } from './c-library.js'
 import { ProcessHardeningError } from './errors.js'
-import { llmeshCacheDir } from './llama-cpp/cache.js'
 
 /**
  * A tiny shared library that every process llmesh runs loads first: llama-server and
@@ -65,33 +61,14 @@ export function memoryLockStatus (): MemoryLockStatus {
 
 let library: string | undefined
 
-/**
- * The path of the hardening library, compiled with the system's C compiler (`cc`, which
- * `mesh setup` needs anyway) on first use and cached by the hash of its source. Linux only.
- */
+/** The path of the hardening library, compiled on first use (engine/c-library.ts). Linux only. */
 export function hardeningLibrary (): string {
-  if (library !== undefined) return library
-  const dir = join(llmeshCacheDir(), 'hardening')
-  const path = join(dir, `llmesh-hardening-${createHash('sha256').update(readFileSync(SOURCE_PATH)).digest('hex').slice(0, 12)}.so`)
-  if (!existsSync(path)) {
-    // Readable by every user whatever the umask: a child may run as another user (e.g. a service's).
-    mkdirSync(dir, { recursive: true })
-    chmodSync(dir, 0o755)
-    // Built under a name of its own and renamed into place: several processes may build it at once.
-    const partial = `${path}.${process.pid}.partial`
-    try {
-      execFileSync('cc', ['-shared', '-fPIC', '-O2', '-o', partial, SOURCE_PATH], { stdio: ['ignore', 'ignore', 'pipe'] })
-      chmodSync(partial, 0o755)
-      renameSync(partial, path)
-    } catch (err) {
-      const stderr = (err as { stderr?: Buffer }).stderr?.toString().trim()
-      throw new ProcessHardeningError(`cannot build the library that turns core dumps off (${path}): ${stderr !== undefined && stderr !== '' ? stderr : (err as Error).message}; install a C compiler (cc), which "mesh setup" needs too`)
-    } finally {
-      rmSync(partial, { force: true })
-    }
+  try {
+    library ??= buildCLibrary({ source: SOURCE_PATH, name: 'hardening' })
+  } catch (err) {
+    throw new ProcessHardeningError(`the library that turns core dumps off: ${(err as Error).message}; install a C compiler (cc), which "mesh setup" needs too`)
   }
-  library = path
-  return path
+  return library
 }
 
 /** True where llmesh hardens its processes (the library uses Linux's prctl). */

@@ -8,10 +8,13 @@
 // Why: a decode step's round trip through TCP+Noise+yamux costs about 1 ms after a pause,
 // against 0.3-0.4 ms for a plain relay, and bulk weights cross it at a fraction of the
 // link's rate (`mesh bench tunnel`); a kernel-backed TLS socket costs about what the relay does.
-import type { AddressInfo } from 'node:net'
-import { connect as connectTls, createServer, type Server, type TLSSocket } from 'node:tls'
+import { connect as connectTcp, createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { connect as connectTls, createServer as createTlsServer, type TLSSocket } from 'node:tls'
 import { certificateSha256, type ChannelIdentity } from './channel-identity.js'
 import { RpcDataChannelError } from './errors.js'
+import { NativeTlsTunnelEnd } from './native-tls/native-tls-end.js'
+import { SocketTunnelEnd, type TunnelEnd } from './tunnel-end.js'
+import type { NativeTlsAddon, NativeTlsContext } from './native-tls/addon.js'
 import type { PeerId } from '@libp2p/interface'
 
 /** Where a worker's data channel is, as the worker's answer to the cap exchange says. */
@@ -38,16 +41,29 @@ export const CHANNEL_PENDING_CONNECTIONS = 32
 // nothing to say after the other end left), and a client that leaves mid-handshake is gone.
 const TLS_OPTIONS = { minVersion: 'TLSv1.3' } as const
 
+/**
+ * The channel's TLS in native code (native-tls/): the same TLS 1.3 on the wire, so either
+ * side may run it or Node's TLS, but a decode step's messages and the weights cross it at a
+ * fraction of the cost. Without it (no C compiler or node headers) the channel runs on Node's TLS.
+ */
+export interface NativeChannelTls {
+  addon: NativeTlsAddon
+  /** this side's key and certificate, as client (coordinator) or server (worker) */
+  context: NativeTlsContext
+}
+
 export interface DataChannelServerInit {
   /** the hosts the worker's libp2p listens on: the channel listens where the node already does */
   hosts: string[]
   /** the port to listen on, on every host; 0 picks a free one (the first host's) */
   port: number
   identity: ChannelIdentity
+  /** the native TLS addon; without it the channel runs on Node's TLS */
+  nativeTls?: NativeTlsAddon
   /** at most this many open sessions per coordinator, as for tunnel streams */
   maxSessions: number
-  /** a session from `coordinator`, whose key the client proved; must listen for the socket's errors before it returns */
-  onSession: (socket: TLSSocket, coordinator: PeerId) => void
+  /** a session from `coordinator`, whose key the client proved */
+  onSession: (session: TunnelEnd, coordinator: PeerId) => void
   /** a client was turned away: `reason` as a metric label ('not-coordinator', 'tls-handshake', 'too-many-sessions', 'too-many-connections'), `why` in words */
   onRefused: (reason: string, why: string) => void
 }
@@ -61,28 +77,54 @@ export class DataChannelServer {
   readonly #init: DataChannelServerInit
   /** certificate fingerprint -> the coordinator that named it */
   readonly #admitted = new Map<string, PeerId>()
-  readonly #sessions = new Map<string, Set<TLSSocket>>()
+  readonly #sessions = new Map<string, Set<TunnelEnd>>()
+  /** aborted by close(): handshakes still running end, and sessions they finish are refused */
+  readonly #closing = new AbortController()
   #port = 0
 
   private constructor (init: DataChannelServerInit) {
     this.#init = init
-    this.#servers = init.hosts.map(() => createServer({
+    const native = init.nativeTls === undefined ? undefined : { addon: init.nativeTls, context: init.nativeTls.createContext(init.identity.key, init.identity.cert, true) }
+    this.#servers = init.hosts.map(() => {
+      const server = native === undefined ? this.#nodeTlsServer() : createTcpServer({ pauseOnConnect: true, noDelay: true }, socket => { void this.#acceptNative(native, socket) })
+      server.maxConnections = init.maxSessions + CHANNEL_PENDING_CONNECTIONS
+      return server.on('drop', () => { init.onRefused('too-many-connections', `a connection beyond the channel's ${init.maxSessions + CHANNEL_PENDING_CONNECTIONS} open ones`) })
+    })
+  }
+
+  #nodeTlsServer (): Server {
+    return createTlsServer({
       ...TLS_OPTIONS,
-      key: init.identity.key,
-      cert: init.identity.cert,
+      key: this.#init.identity.key,
+      cert: this.#init.identity.cert,
       // Asked for, then checked by fingerprint: no CA vouches for these certificates.
       requestCert: true,
       rejectUnauthorized: false,
       handshakeTimeout: CHANNEL_HANDSHAKE_MS,
       noDelay: true
-    }, socket => { this.#accept(socket) })
-      .on('tlsClientError', (err, socket) => {
-        // Node.js reports a handshake that timed out but leaves its connection open.
-        socket.destroy()
-        init.onRefused('tls-handshake', `a failed TLS handshake (${err.message})`)
-      })
-      .on('drop', () => { init.onRefused('too-many-connections', `a connection beyond the channel's ${init.maxSessions + CHANNEL_PENDING_CONNECTIONS} open ones`) }))
-    for (const server of this.#servers) server.maxConnections = init.maxSessions + CHANNEL_PENDING_CONNECTIONS
+    }, socket => {
+      const cert = socket.getPeerX509Certificate()
+      this.#admit(cert === undefined ? undefined : certificateSha256(cert), new SocketTunnelEnd(socket))
+    }).on('tlsClientError', (err, socket) => {
+      // Node.js reports a handshake that timed out but leaves its connection open.
+      socket.destroy()
+      this.#init.onRefused('tls-handshake', `a failed TLS handshake (${err.message})`)
+    })
+  }
+
+  // The accepted socket has read nothing (pauseOnConnect): the native session takes it as it is.
+  async #acceptNative (native: NativeChannelTls, socket: Socket): Promise<void> {
+    // It never reads or writes; whatever befalls the connection, the session reports.
+    socket.on('error', () => {})
+    let session: NativeTlsTunnelEnd
+    try {
+      session = await NativeTlsTunnelEnd.handshake(native.addon, native.context, socket, true, CHANNEL_HANDSHAKE_MS, this.#closing.signal)
+    } catch (err) {
+      socket.destroy()
+      if (!this.#closing.signal.aborted) this.#init.onRefused('tls-handshake', `a failed TLS handshake (${(err as Error).message})`)
+      return
+    }
+    this.#admit(session.peerSha256 === '' ? undefined : session.peerSha256, session)
   }
 
   /** Listens on `init.hosts`, on the same port (`init.port`, or the first host's pick) on each. */
@@ -130,34 +172,39 @@ export class DataChannelServer {
     return { port: this.#port, sha256: this.sha256 }
   }
 
-  #accept (socket: TLSSocket): void {
-    const cert = socket.getPeerX509Certificate()
-    const coordinator = cert === undefined ? undefined : this.#admitted.get(certificateSha256(cert))
+  /** Serves `session` if `peerSha256` is a key a coordinator named, within its sessions' bound. */
+  #admit (peerSha256: string | undefined, session: TunnelEnd): void {
+    if (this.#closing.signal.aborted) {
+      session.abort(this.#closing.signal.reason as Error)
+      return
+    }
+    const coordinator = peerSha256 === undefined ? undefined : this.#admitted.get(peerSha256)
     if (coordinator === undefined) {
-      this.#init.onRefused('not-coordinator', cert === undefined ? 'a client without a certificate' : 'a client whose certificate no coordinator named')
-      socket.destroy()
+      this.#init.onRefused('not-coordinator', peerSha256 === undefined ? 'a client without a certificate' : 'a client whose certificate no coordinator named')
+      session.abort(new Error('refused: not a coordinator'))
       return
     }
     const key = coordinator.toString()
     const open = this.#sessions.get(key) ?? new Set()
     if (open.size >= this.#init.maxSessions) {
       this.#init.onRefused('too-many-sessions', `coordinator ${key} already has ${open.size} sessions open`)
-      socket.destroy()
+      session.abort(new Error('refused: too many sessions'))
       return
     }
-    open.add(socket)
+    open.add(session)
     this.#sessions.set(key, open)
-    socket.once('close', () => {
-      open.delete(socket)
+    session.onClose(() => {
+      open.delete(session)
       if (open.size === 0) this.#sessions.delete(key)
     })
-    this.#init.onSession(socket, coordinator)
+    this.#init.onSession(session, coordinator)
   }
 
   /** Stops listening and ends every session. */
   async close (): Promise<void> {
+    this.#closing.abort(new Error('the worker\'s data channel closed: the node is stopping'))
     for (const open of this.#sessions.values()) {
-      for (const socket of open) socket.destroy()
+      for (const session of open) session.abort(this.#closing.signal.reason as Error)
     }
     await Promise.all(this.#servers.map(async server => {
       await new Promise<void>(resolve => { server.close(() => { resolve() }) })
@@ -166,11 +213,16 @@ export class DataChannelServer {
 }
 
 /**
- * Coordinator: opens a session on a worker's data channel, presenting `identity` and
- * accepting only the certificate the worker named. Rejects with RpcDataChannelError when the
- * worker cannot be reached, or answers with another key, within CHANNEL_HANDSHAKE_MS.
+ * Coordinator: opens a session on a worker's data channel, presenting `identity` (or, with
+ * `native`, its context) and accepting only the certificate the worker named. Rejects with
+ * RpcDataChannelError when the worker cannot be reached, or answers with another key, within
+ * CHANNEL_HANDSHAKE_MS.
  */
-export async function connectDataChannel (target: DataChannelTarget, identity: ChannelIdentity): Promise<TLSSocket> {
+export async function connectDataChannel (target: DataChannelTarget, identity: ChannelIdentity, native?: NativeChannelTls): Promise<TunnelEnd> {
+  return native === undefined ? await connectNodeTls(target, identity) : await connectNativeTls(target, native)
+}
+
+async function connectNodeTls (target: DataChannelTarget, identity: ChannelIdentity): Promise<TunnelEnd> {
   const where = `${target.host}:${target.port}`
   return await new Promise((resolve, reject) => {
     const socket = connectTls({ ...TLS_OPTIONS, host: target.host, port: target.port, key: identity.key, cert: identity.cert, rejectUnauthorized: false })
@@ -186,13 +238,45 @@ export async function connectDataChannel (target: DataChannelTarget, identity: C
     socket.once('secureConnect', () => {
       const cert = socket.getPeerX509Certificate()
       if (cert === undefined || certificateSha256(cert) !== target.sha256) {
-        fail('it presented a certificate other than the one the worker named over libp2p')
+        fail(NOT_NAMED_CERTIFICATE)
         return
       }
       clearTimeout(timer)
-      // The caller listens for errors from here on (SocketTunnelEnd), before any can be emitted.
+      // SocketTunnelEnd listens for errors from here on, before any can be emitted.
+      const session = new SocketTunnelEnd(socket as TLSSocket)
       socket.off('error', onError)
+      resolve(session)
+    })
+  })
+}
+
+const NOT_NAMED_CERTIFICATE = 'it presented a certificate other than the one the worker named over libp2p'
+
+async function connectNativeTls (target: DataChannelTarget, native: NativeChannelTls): Promise<TunnelEnd> {
+  const where = `${target.host}:${target.port}`
+  const started = Date.now()
+  const socket = await new Promise<Socket>((resolve, reject) => {
+    const socket = connectTcp({ host: target.host, port: target.port, noDelay: true, timeout: CHANNEL_HANDSHAKE_MS })
+    const fail = (why: string): void => {
+      socket.destroy()
+      reject(new RpcDataChannelError(where, why))
+    }
+    socket.once('error', err => { fail(err.message) })
+    socket.once('timeout', () => { fail(`no TCP connection within ${CHANNEL_HANDSHAKE_MS} ms`) })
+    socket.once('connect', () => {
+      socket.removeAllListeners('error').removeAllListeners('timeout').setTimeout(0)
       resolve(socket)
     })
   })
+  let session: NativeTlsTunnelEnd
+  try {
+    session = await NativeTlsTunnelEnd.handshake(native.addon, native.context, socket, false, Math.max(1, CHANNEL_HANDSHAKE_MS - (Date.now() - started)))
+  } catch (err) {
+    throw new RpcDataChannelError(where, (err as Error).message)
+  }
+  if (session.peerSha256 !== target.sha256) {
+    session.abort(new RpcDataChannelError(where, NOT_NAMED_CERTIFICATE))
+    throw new RpcDataChannelError(where, NOT_NAMED_CERTIFICATE)
+  }
+  return session
 }

@@ -3,13 +3,13 @@ import { IDLE_READ_TIMEOUT_MS, MAX_INBOUND_STREAMS, MAX_OUTBOUND_STREAMS, OPEN_S
 import { createChannelIdentity, type ChannelIdentity } from './channel-identity.js'
 import { TunnelListener } from './coordinator-listener.js'
 import { CreditStream } from './credit-stream.js'
-import { connectDataChannel, DataChannelServer, type DataChannelTarget } from './data-channel.js'
+import { connectDataChannel, DataChannelServer, type DataChannelTarget, type NativeChannelTls } from './data-channel.js'
 import { answerCapMessage, MessageCaps, sendCapMessage } from './message-cap-exchange.js'
 import { RpcTunnelMetrics } from './metrics.js'
 import { TensorCache, type CachedTensor } from './tensor-cache.js'
 import { TensorInventory } from './tensor-dedup.js'
 import { TCP_RETRY_MS, TunnelConnections } from './tunnel-connection.js'
-import { SocketTunnelEnd, type TunnelEnd } from './tunnel-end.js'
+import type { TunnelEnd } from './tunnel-end.js'
 import { bridgeDataChannel, bridgeTunnelStream, type WorkerBridgeInit } from './worker-bridge.js'
 import type { RpcTunnel as RpcTunnelInterface, RpcTunnelComponents, RpcTunnelInit, TunnelListenerOptions } from './index.js'
 import type { Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
@@ -40,6 +40,8 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
   #bridge: WorkerBridgeInit | undefined
   /** this side's data channel key, made at start and never stored */
   #identity: ChannelIdentity | undefined
+  /** coordinator: the native TLS of its data channel sessions, where the addon was given */
+  #nativeClient: NativeChannelTls | undefined
   /** worker: the data channel it serves */
   #channel: DataChannelServer | undefined
   /**
@@ -63,7 +65,12 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
 
   async start (): Promise<void> {
     const { bridge } = this.#init
-    if (this.#init.dataChannel !== false) this.#identity = await createChannelIdentity()
+    if (this.#init.dataChannel !== false) {
+      const identity = await createChannelIdentity()
+      this.#identity = identity
+      const addon = this.#init.nativeTls
+      this.#nativeClient = addon === undefined ? undefined : { addon, context: addon.createContext(identity.key, identity.cert, false) }
+    }
     if (bridge !== undefined) {
       const caps = this.#caps
       const { tensorCache: cacheInit } = bridge
@@ -108,9 +115,10 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
         port: this.#init.bridge?.dataChannelPort ?? 0,
         identity,
         maxSessions: this.#init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
-        onSession: (socket, coordinator) => {
-          if (this.#bridge === undefined) socket.destroy()
-          else void bridgeDataChannel(this.#bridge, socket, coordinator)
+        nativeTls: this.#init.nativeTls,
+        onSession: (session, coordinator) => {
+          if (this.#bridge === undefined) session.abort(new Error('the tunnel service stopped'))
+          else void bridgeDataChannel(this.#bridge, session, coordinator)
         },
         onRefused: (reason, why) => {
           this.#metrics.refused(reason)
@@ -172,7 +180,7 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
     const failedAt = this.#channelFailedAt.get(key)
     if (channel !== undefined && this.#identity !== undefined && (failedAt === undefined || Date.now() - failedAt >= TCP_RETRY_MS)) {
       try {
-        const session = new SocketTunnelEnd(await connectDataChannel(channel, this.#identity))
+        const session = await connectDataChannel(channel, this.#identity, this.#nativeClient)
         this.#channelFailedAt.delete(key)
         this.#metrics.session('data-channel')
         return session

@@ -3,7 +3,7 @@ import { CommandMeter } from './command-meter.js'
 import { CreditStream } from './credit-stream.js'
 import { RpcIdleReadTimeoutError, RpcServerUnavailableError, RpcTunnelError, RpcTunnelRefusedError } from './errors.js'
 import { pipeSocketAndTunnel } from './pipe.js'
-import { SocketTunnelEnd, TunnelResetError, type TunnelEnd } from './tunnel-end.js'
+import { TunnelResetError, type TunnelEnd } from './tunnel-end.js'
 import { RESPONSE_HEADER_BYTES } from './ggml-rpc.js'
 import { observeAll, RpcRequestValidator, SET_TENSOR_HASH_HELD_RESPONSE } from './request-validator.js'
 import { RpcResponseReader } from './response-reader.js'
@@ -52,8 +52,8 @@ export async function bridgeTunnelStream (init: WorkerBridgeInit, stream: Stream
  * `coordinator` named in its cap exchange: checks again that it is the coordinator (its
  * certificate may have been revoked since), then bridges the session to the local rpc-server.
  */
-export async function bridgeDataChannel (init: WorkerBridgeInit, socket: Socket, coordinator: PeerId): Promise<void> {
-  await bridgeSession(init, new SocketTunnelEnd(socket), coordinator, 'tunnel data channel session', 'data-channel')
+export async function bridgeDataChannel (init: WorkerBridgeInit, session: TunnelEnd, coordinator: PeerId): Promise<void> {
+  await bridgeSession(init, session, coordinator, 'tunnel data channel session', 'data-channel')
 }
 
 /**

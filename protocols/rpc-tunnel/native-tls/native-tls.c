@@ -1,0 +1,587 @@
+// The data channel's TLS in native code: a Node-API addon that runs TLS 1.3 sessions over
+// connected TCP sockets on the calling thread's own event loop (a uv_poll_t per socket), with
+// the OpenSSL that the node binary itself carries. It only encrypts, decrypts and moves bytes:
+// who may connect (certificate pinning) and what the bytes mean (ggml-rpc framing) stay in
+// JavaScript, which gets each arrival as one Buffer of up to READ_BYTES.
+//
+// Why: Node's TLS socket hands JavaScript one chunk per 16 KB record and costs several
+// stream-machinery layers per write, which on a small machine is most of the tunnel's cost per
+// decode step and caps weight loading near 300 MB/s (`mesh bench tunnel`).
+//
+// Built by `mesh setup` with the system's C compiler against the running node's headers
+// (native-tls.ts); links nothing: napi_*, uv_* and the OpenSSL symbols resolve in the node
+// process. Every session lives on one thread, so nothing here locks.
+#include <node_api.h>
+#include <uv.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+// The most bytes taken from the socket, and handed to JavaScript, per event.
+#define READ_BYTES (256 * 1024)
+
+// What a session tells JavaScript: on_event(kind, value, code).
+enum event_kind {
+  EVENT_HANDSHAKE = 0, // value: the peer certificate's SHA-256 (DER), lower-case hex
+  EVENT_DATA = 1,      // value: a Buffer of plaintext
+  EVENT_END = 2,       // the peer closed its sending half
+  EVENT_DRAINED = 3,   // everything written has reached the kernel
+  EVENT_ERROR = 4,     // value: message, code: errno name (ECONNRESET, ...) or "ERR_TLS"
+  EVENT_FINISHED = 5   // after end(): close_notify and FIN are sent
+};
+
+typedef struct {
+  napi_env env;
+  uv_poll_t poll;
+  int fd;
+  SSL *ssl;
+  BIO *network_in;  // ciphertext from the socket, for SSL to read
+  BIO *network_out; // ciphertext from SSL, for the socket
+  unsigned char *pending; // ciphertext taken from network_out, not yet written to the socket
+  size_t pending_start, pending_end, pending_capacity;
+  unsigned char *plain; // READ_BYTES, for SSL_read
+  napi_ref on_event;
+  napi_async_context async;
+  int handshaking;
+  int reading;     // JavaScript takes data
+  int peer_ended;  // close_notify or EOF seen, EVENT_END sent
+  int ending;      // end() called: FIN once pending is written
+  int finished;    // FIN sent
+  int failed;      // EVENT_ERROR sent: nothing more happens but destroy()
+  int destroyed;
+  int handle_closed; // uv_close finished: the socket is closed
+  int finalized;     // JavaScript's handle to the session was collected
+  int polling;       // the events uv_poll watches
+} session_t;
+
+static napi_value undefined_value (napi_env env) {
+  napi_value value;
+  napi_get_undefined(env, &value);
+  return value;
+}
+
+static napi_value throw_error (napi_env env, const char *message) {
+  napi_throw_error(env, NULL, message);
+  return NULL;
+}
+
+// OpenSSL's oldest queued error as text (after a failed call), or `fallback`.
+static void openssl_error (char *out, size_t size, const char *fallback) {
+  unsigned long code = ERR_get_error();
+  if (code == 0) snprintf(out, size, "%s", fallback);
+  else ERR_error_string_n(code, out, size);
+  ERR_clear_error();
+}
+
+// Calls JavaScript's on_event from the event loop, with microtasks run after it, as Node does for its own callbacks.
+static void emit (session_t *s, int kind, napi_value value, const char *code) {
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  napi_open_handle_scope(env, &scope);
+  napi_value callback, global, argv[3], result;
+  napi_get_reference_value(env, s->on_event, &callback);
+  napi_get_global(env, &global);
+  napi_create_int32(env, kind, &argv[0]);
+  argv[1] = value != NULL ? value : undefined_value(env);
+  if (code != NULL) napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &argv[2]);
+  else argv[2] = undefined_value(env);
+  if (napi_make_callback(env, s->async, global, callback, 3, argv, &result) == napi_pending_exception) {
+    napi_value exception;
+    napi_get_and_clear_last_exception(env, &exception);
+    napi_fatal_exception(env, exception);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void emit_error (session_t *s, const char *message, const char *code) {
+  if (s->failed || s->destroyed) return;
+  s->failed = 1;
+  uv_poll_stop(&s->poll);
+  s->polling = 0;
+  napi_handle_scope scope;
+  napi_open_handle_scope(s->env, &scope);
+  napi_value text;
+  napi_create_string_utf8(s->env, message, NAPI_AUTO_LENGTH, &text);
+  emit(s, EVENT_ERROR, text, code);
+  napi_close_handle_scope(s->env, scope);
+}
+
+static void emit_errno (session_t *s, int err) {
+  emit_error(s, uv_strerror(uv_translate_sys_error(err)), uv_err_name(uv_translate_sys_error(err)));
+}
+
+static void emit_tls_error (session_t *s, const char *fallback) {
+  char message[256];
+  openssl_error(message, sizeof message, fallback);
+  emit_error(s, message, "ERR_TLS");
+}
+
+static void poll_cb (uv_poll_t *handle, int status, int events);
+
+// Watches what the session now waits for: readable while JavaScript takes data (or the
+// handshake runs), writable while ciphertext waits for the socket or end() waits to finish.
+static void update_polling (session_t *s) {
+  if (s->destroyed || s->failed) return;
+  int events = 0;
+  if ((s->reading || s->handshaking) && !s->peer_ended) events |= UV_READABLE;
+  if (s->pending_end > s->pending_start || (s->ending && !s->finished)) events |= UV_WRITABLE;
+  if (events == s->polling) return;
+  s->polling = events;
+  if (events == 0) uv_poll_stop(&s->poll);
+  else uv_poll_start(&s->poll, events, poll_cb);
+}
+
+// Moves SSL's output into `pending`. Returns 0, or -1 when memory ran out.
+static int take_output (session_t *s) {
+  size_t waiting = BIO_ctrl_pending(s->network_out);
+  if (waiting == 0) return 0;
+  if (s->pending_end + waiting > s->pending_capacity) {
+    // Compact, then grow: ciphertext waits here only while the kernel's buffer is full.
+    memmove(s->pending, s->pending + s->pending_start, s->pending_end - s->pending_start);
+    s->pending_end -= s->pending_start;
+    s->pending_start = 0;
+    if (s->pending_end + waiting > s->pending_capacity) {
+      size_t capacity = s->pending_capacity * 2;
+      while (capacity < s->pending_end + waiting) capacity *= 2;
+      unsigned char *grown = realloc(s->pending, capacity);
+      if (grown == NULL) return -1;
+      s->pending = grown;
+      s->pending_capacity = capacity;
+    }
+  }
+  int n = BIO_read(s->network_out, s->pending + s->pending_end, (int)waiting);
+  if (n > 0) s->pending_end += (size_t)n;
+  return 0;
+}
+
+// Takes SSL's output and writes as much of `pending` as the socket takes. Only on the event
+// loop (from_loop) does it emit: a failure during a call from JavaScript is left for the loop
+// to meet again and report, so that no event runs inside write() or end().
+// Returns 0, or -1 after an error was emitted.
+static int flush (session_t *s, int from_loop) {
+  if (take_output(s) < 0) {
+    if (from_loop) emit_error(s, "out of memory for the data channel's send buffer", "ENOMEM");
+    return from_loop ? -1 : 0;
+  }
+  while (s->pending_end > s->pending_start) {
+    ssize_t n = send(s->fd, s->pending + s->pending_start, s->pending_end - s->pending_start, MSG_NOSIGNAL);
+    if (n > 0) {
+      s->pending_start += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (!from_loop) return 0;
+    emit_errno(s, n < 0 ? errno : EPIPE);
+    return -1;
+  }
+  if (s->pending_end == s->pending_start) {
+    s->pending_start = s->pending_end = 0;
+    if (from_loop && s->ending && !s->finished) {
+      s->finished = 1;
+      shutdown(s->fd, SHUT_WR);
+      emit(s, EVENT_FINISHED, NULL, NULL);
+    }
+  }
+  return 0;
+}
+
+static void emit_handshake (session_t *s) {
+  X509 *peer = SSL_get1_peer_certificate(s->ssl);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  char hex[2 * EVP_MAX_MD_SIZE + 1] = "";
+  if (peer != NULL && X509_digest(peer, EVP_sha256(), digest, &length) == 1) {
+    for (unsigned int i = 0; i < length; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+  }
+  X509_free(peer);
+  napi_handle_scope scope;
+  napi_open_handle_scope(s->env, &scope);
+  napi_value value;
+  napi_create_string_utf8(s->env, hex, NAPI_AUTO_LENGTH, &value);
+  emit(s, EVENT_HANDSHAKE, value, NULL);
+  napi_close_handle_scope(s->env, scope);
+}
+
+// Runs the handshake and decrypts what arrived, handing it to JavaScript while it takes data.
+static void process_input (session_t *s) {
+  if (s->handshaking) {
+    ERR_clear_error();
+    int ret = SSL_do_handshake(s->ssl);
+    if (flush(s, 1) < 0) return;
+    if (ret != 1) {
+      int err = SSL_get_error(s->ssl, ret);
+      if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) emit_tls_error(s, "TLS handshake failed");
+      return;
+    }
+    s->handshaking = 0;
+    emit_handshake(s);
+    if (s->destroyed || s->failed) return;
+  }
+  while (s->reading && !s->destroyed && !s->failed && !s->peer_ended) {
+    size_t filled = 0;
+    int err = SSL_ERROR_NONE;
+    while (filled < READ_BYTES) {
+      size_t n = 0;
+      ERR_clear_error();
+      if (SSL_read_ex(s->ssl, s->plain + filled, READ_BYTES - filled, &n) == 1) {
+        filled += n;
+        continue;
+      }
+      err = SSL_get_error(s->ssl, 0);
+      break;
+    }
+    // SSL_read may have answered a key update: that goes out too.
+    if (flush(s, 1) < 0) return;
+    if (filled > 0) {
+      napi_handle_scope scope;
+      napi_open_handle_scope(s->env, &scope);
+      napi_value buffer;
+      napi_create_buffer_copy(s->env, filled, s->plain, NULL, &buffer);
+      emit(s, EVENT_DATA, buffer, NULL);
+      napi_close_handle_scope(s->env, scope);
+      if (filled == READ_BYTES) continue;
+    }
+    if (err == SSL_ERROR_ZERO_RETURN) {
+      s->peer_ended = 1;
+      emit(s, EVENT_END, NULL, NULL);
+    } else if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
+      emit_tls_error(s, "TLS read failed");
+    }
+    break;
+  }
+  update_polling(s);
+}
+
+static void on_readable (session_t *s) {
+  unsigned char buffer[64 * 1024];
+  // Bounded per event, so that a fast peer cannot grow network_in without end while JavaScript is slow.
+  for (int i = 0; i < READ_BYTES / (int)sizeof buffer; i++) {
+    ssize_t n = recv(s->fd, buffer, sizeof buffer, 0);
+    if (n > 0) {
+      BIO_write(s->network_in, buffer, (int)n);
+      if ((size_t)n < sizeof buffer) break;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0) {
+      emit_errno(s, errno);
+      return;
+    }
+    // EOF: what arrived before it is still handed on. As with Node's TLS sockets, EOF without
+    // close_notify ends the session too (ggml-rpc's framing tells a cut message); only a peer
+    // gone mid-handshake is an error.
+    process_input(s);
+    if (s->destroyed || s->failed || s->peer_ended) return;
+    if (s->handshaking) {
+      emit_error(s, "the peer closed the connection during the TLS handshake", "ECONNRESET");
+      return;
+    }
+    s->peer_ended = 1;
+    emit(s, EVENT_END, NULL, NULL);
+    update_polling(s);
+    return;
+  }
+  process_input(s);
+}
+
+static void poll_cb (uv_poll_t *handle, int status, int events) {
+  session_t *s = handle->data;
+  if (s->destroyed || s->failed) return;
+  if (status < 0) {
+    emit_error(s, uv_strerror(status), uv_err_name(status));
+    return;
+  }
+  if (events & UV_WRITABLE) {
+    int had_pending = s->pending_end > s->pending_start;
+    if (flush(s, 1) < 0) return;
+    if (had_pending && s->pending_end == s->pending_start) emit(s, EVENT_DRAINED, NULL, NULL);
+    if (s->destroyed || s->failed) return;
+  }
+  if (events & UV_READABLE) on_readable(s);
+  update_polling(s);
+}
+
+static void session_free (session_t *s) {
+  SSL_free(s->ssl); // frees both BIOs
+  free(s->pending);
+  free(s->plain);
+  free(s);
+}
+
+// The memory lives until both the socket is closed and JavaScript's handle is gone, so that
+// a call on a destroyed session finds it destroyed instead of freed.
+static void session_closed (uv_handle_t *handle) {
+  session_t *s = handle->data;
+  close(s->fd);
+  s->handle_closed = 1;
+  if (s->finalized) session_free(s);
+}
+
+static void session_destroy (session_t *s) {
+  if (s->destroyed) return;
+  s->destroyed = 1;
+  napi_remove_env_cleanup_hook(s->env, (void (*)(void *))session_destroy, s);
+  napi_delete_reference(s->env, s->on_event);
+  napi_async_destroy(s->env, s->async);
+  uv_close((uv_handle_t *)&s->poll, session_closed);
+}
+
+static void session_finalize (napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  session_t *s = data;
+  s->finalized = 1;
+  if (!s->destroyed) session_destroy(s);
+  else if (s->handle_closed) session_free(s);
+}
+
+static void context_finalize (napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  SSL_CTX_free(data);
+}
+
+static int always_accept (int preverified, X509_STORE_CTX *store) {
+  (void)preverified;
+  (void)store;
+  // No CA vouches for these certificates: JavaScript pins the peer's fingerprint instead.
+  return 1;
+}
+
+static int get_string (napi_env env, napi_value value, char **out) {
+  size_t length = 0;
+  if (napi_get_value_string_utf8(env, value, NULL, 0, &length) != napi_ok) return -1;
+  *out = malloc(length + 1);
+  if (*out == NULL) return -1;
+  napi_get_value_string_utf8(env, value, *out, length + 1, &length);
+  return 0;
+}
+
+// createContext(keyPem, certPem, server): a TLS 1.3 context presenting that key and certificate,
+// asking for (server) or presenting (client) a certificate on every session.
+static napi_value create_context (napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  bool server = false;
+  char *key_pem = NULL;
+  char *cert_pem = NULL;
+  if (argc < 3 || get_string(env, argv[0], &key_pem) < 0 || get_string(env, argv[1], &cert_pem) < 0 || napi_get_value_bool(env, argv[2], &server) != napi_ok) {
+    free(key_pem);
+    free(cert_pem);
+    return throw_error(env, "createContext(keyPem, certPem, server) needs two strings and a boolean");
+  }
+  char message[256] = "";
+  ERR_clear_error();
+  SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
+  BIO *key_bio = BIO_new_mem_buf(key_pem, -1);
+  BIO *cert_bio = BIO_new_mem_buf(cert_pem, -1);
+  EVP_PKEY *key = key_bio == NULL ? NULL : PEM_read_bio_PrivateKey(key_bio, NULL, NULL, NULL);
+  X509 *cert = cert_bio == NULL ? NULL : PEM_read_bio_X509(cert_bio, NULL, NULL, NULL);
+  int ok = ctx != NULL && key != NULL && cert != NULL &&
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) == 1 &&
+    SSL_CTX_use_certificate(ctx, cert) == 1 &&
+    SSL_CTX_use_PrivateKey(ctx, key) == 1 &&
+    SSL_CTX_check_private_key(ctx) == 1;
+  if (!ok) openssl_error(message, sizeof message, "cannot read the key or certificate");
+  EVP_PKEY_free(key);
+  X509_free(cert);
+  BIO_free(key_bio);
+  BIO_free(cert_bio);
+  free(key_pem);
+  free(cert_pem);
+  if (!ok) {
+    SSL_CTX_free(ctx);
+    return throw_error(env, message);
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (server ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), always_accept);
+  // Sessions are never resumed: each is a new handshake with both certificates.
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  if (server) SSL_CTX_set_num_tickets(ctx, 0);
+  napi_value result;
+  napi_create_external(env, ctx, context_finalize, NULL, &result);
+  return result;
+}
+
+static session_t *get_session (napi_env env, napi_value value) {
+  void *data = NULL;
+  if (napi_get_value_external(env, value, &data) != napi_ok) return NULL;
+  return data;
+}
+
+// open(context, fd, server, onEvent): starts a TLS session on a duplicate of the connected
+// TCP socket `fd` (the caller closes its own); returns the session.
+static napi_value open_session (napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *ctx = NULL;
+  int32_t fd = -1;
+  bool server = false;
+  napi_valuetype type;
+  if (argc < 4 || napi_get_value_external(env, argv[0], &ctx) != napi_ok || napi_get_value_int32(env, argv[1], &fd) != napi_ok ||
+      napi_get_value_bool(env, argv[2], &server) != napi_ok || napi_typeof(env, argv[3], &type) != napi_ok || type != napi_function) {
+    return throw_error(env, "open(context, fd, server, onEvent) needs a context, a file descriptor, a boolean and a function");
+  }
+  uv_loop_t *loop = NULL;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return throw_error(env, "no event loop");
+  int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (own < 0) return throw_error(env, strerror(errno));
+  fcntl(own, F_SETFL, fcntl(own, F_GETFL) | O_NONBLOCK);
+  session_t *s = calloc(1, sizeof *s);
+  if (s != NULL) {
+    s->plain = malloc(READ_BYTES);
+    s->pending_capacity = 64 * 1024;
+    s->pending = malloc(s->pending_capacity);
+    s->ssl = SSL_new(ctx);
+    s->network_in = BIO_new(BIO_s_mem());
+    s->network_out = BIO_new(BIO_s_mem());
+  }
+  if (s == NULL || s->plain == NULL || s->pending == NULL || s->ssl == NULL || s->network_in == NULL || s->network_out == NULL) {
+    if (s != NULL) {
+      if (s->ssl == NULL) {
+        BIO_free(s->network_in);
+        BIO_free(s->network_out);
+      } else {
+        SSL_set_bio(s->ssl, s->network_in, s->network_out);
+      }
+      s->fd = own;
+      session_free(s);
+    }
+    close(own);
+    return throw_error(env, "out of memory for a TLS session");
+  }
+  // An empty memory BIO reads as "retry later", not EOF.
+  BIO_set_mem_eof_return(s->network_in, -1);
+  SSL_set_bio(s->ssl, s->network_in, s->network_out);
+  if (server) SSL_set_accept_state(s->ssl);
+  else SSL_set_connect_state(s->ssl);
+  s->env = env;
+  s->fd = own;
+  s->handshaking = 1;
+  s->reading = 1;
+  s->poll.data = s;
+  napi_create_reference(env, argv[3], 1, &s->on_event);
+  napi_value name;
+  napi_create_string_utf8(env, "llmesh:native-tls", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &s->async);
+  uv_poll_init_socket(loop, &s->poll, own);
+  napi_add_env_cleanup_hook(env, (void (*)(void *))session_destroy, s);
+  // The client speaks first; its ClientHello goes out from the loop, like every event.
+  if (!server) {
+    ERR_clear_error();
+    SSL_do_handshake(s->ssl);
+    take_output(s);
+  }
+  update_polling(s);
+  napi_value result;
+  napi_create_external(env, s, session_finalize, NULL, &result);
+  return result;
+}
+
+// write(session, data): encrypts `data` and sends what the socket takes; returns the bytes
+// still waiting for the socket (EVENT_DRAINED follows once they are sent).
+static napi_value write_session (napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session_t *s = argc < 2 ? NULL : get_session(env, argv[0]);
+  void *data = NULL;
+  size_t length = 0;
+  if (s == NULL || napi_get_buffer_info(env, argv[1], &data, &length) != napi_ok) {
+    // Not a Buffer: any other typed array view.
+    napi_typedarray_type type;
+    napi_value buffer;
+    size_t offset = 0;
+    if (s == NULL || napi_get_typedarray_info(env, argv[1], &type, &length, &data, &buffer, &offset) != napi_ok || type != napi_uint8_array) {
+      return throw_error(env, "write(session, data) needs a session and a Uint8Array");
+    }
+  }
+  if (s->destroyed || s->failed || s->ending || s->handshaking) return throw_error(env, "the TLS session cannot send now");
+  if (length > 0) {
+    size_t written = 0;
+    ERR_clear_error();
+    if (SSL_write_ex(s->ssl, data, length, &written) != 1 || written != length) {
+      char message[256];
+      openssl_error(message, sizeof message, "TLS write failed");
+      return throw_error(env, message);
+    }
+    // Sent at once where the socket takes it: a decode step's request leaves in this call.
+    flush(s, 0);
+    update_polling(s);
+  }
+  napi_value result;
+  napi_create_double(env, (double)(s->pending_end - s->pending_start), &result);
+  return result;
+}
+
+// setReading(session, reading): whether JavaScript takes data now. Resuming hands on what
+// arrived meanwhile before it returns: call it from a task of its own, not from an event.
+static napi_value set_reading (napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session_t *s = argc < 2 ? NULL : get_session(env, argv[0]);
+  bool reading = false;
+  if (s == NULL || napi_get_value_bool(env, argv[1], &reading) != napi_ok) return throw_error(env, "setReading(session, reading) needs a session and a boolean");
+  if (s->destroyed || s->failed) return undefined_value(env);
+  int was = s->reading;
+  s->reading = reading;
+  update_polling(s);
+  // Resumed: what SSL already holds is handed on without waiting for the socket.
+  if (reading && !was && !s->handshaking) process_input(s);
+  return undefined_value(env);
+}
+
+// end(session): sends close_notify and then FIN, after everything written (EVENT_FINISHED).
+static napi_value end_session (napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session_t *s = argc < 1 ? NULL : get_session(env, argv[0]);
+  if (s == NULL) return throw_error(env, "end(session) needs a session");
+  if (s->destroyed || s->failed || s->ending) return undefined_value(env);
+  s->ending = 1;
+  if (!s->handshaking) {
+    ERR_clear_error();
+    SSL_shutdown(s->ssl);
+  }
+  flush(s, 0);
+  update_polling(s);
+  return undefined_value(env);
+}
+
+// destroy(session): closes the socket at once; no event follows.
+static napi_value destroy_session (napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session_t *s = argc < 1 ? NULL : get_session(env, argv[0]);
+  if (s == NULL) return throw_error(env, "destroy(session) needs a session");
+  session_destroy(s);
+  return undefined_value(env);
+}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor methods[] = {
+    { "createContext", NULL, create_context, NULL, NULL, NULL, napi_default, NULL },
+    { "open", NULL, open_session, NULL, NULL, NULL, napi_default, NULL },
+    { "write", NULL, write_session, NULL, NULL, NULL, napi_default, NULL },
+    { "setReading", NULL, set_reading, NULL, NULL, NULL, napi_default, NULL },
+    { "end", NULL, end_session, NULL, NULL, NULL, napi_default, NULL },
+    { "destroy", NULL, destroy_session, NULL, NULL, NULL, napi_default, NULL }
+  };
+  napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods);
+  return exports;
+}
