@@ -136,6 +136,41 @@ function channelTests (serverTls: Tls, clientTls: Tls, all: boolean): void {
     })
 
     if (!all) return
+    it('serves session after session, each ended another way, every byte echoed', async () => {
+      for (let i = 0; i < 40; i++) {
+        const client = await open(target())
+        const session = await nextSession()
+        session.end.onData(parts => {
+          for (const part of parts) {
+            session.end.release(part.byteLength)
+            if (session.end.writable) session.end.send(part)
+          }
+        })
+        const size = (i * 7919) % 300_000 + 1
+        let echoed = 0
+        const back = new Promise<void>(resolve => {
+          client.onData(parts => {
+            for (const part of parts) {
+              echoed += part.byteLength
+              client.release(part.byteLength)
+            }
+            if (echoed >= size) resolve()
+          })
+        })
+        client.send(Buffer.alloc(size, i))
+        await back
+        assert.equal(echoed, size)
+        const clientClosed = closed(client)
+        const sessionClosed = new Promise(resolve => { session.end.onClose(resolve) })
+        switch (i % 3) {
+          case 0: client.abort(done); break
+          case 1: await client.closeWhenSent(); break
+          default: session.end.abort(done)
+        }
+        await Promise.all([clientClosed, sessionClosed])
+      }
+    })
+
 
     it('refuses a key that no coordinator named, and forgets a coordinator\'s older key', async () => {
       const stranger = await createChannelIdentity()

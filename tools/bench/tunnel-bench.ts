@@ -25,9 +25,10 @@ export interface TunnelBenchResult {
   /** what carried the sessions: "data-channel" (TLS beside libp2p) or "libp2p" (tunnel streams) */
   carrier: string
   /**
-   * the same round trip through a bare TLS 1.3 pipe of two forwarding hops (a relay, TLS, a
-   * relay in the far end's thread) without the tunnel's inspection: the floor of any tunnel
-   * that, like llmesh's, stands in for rpc-server on one side and encrypts between two programs
+   * the same round trip through a bare TLS 1.3 pipe of two forwarding hops (a relay, Node's
+   * TLS, a relay in the far end's thread) without the tunnel's inspection: the floor of a tunnel
+   * that stands in for rpc-server on one side and encrypts with Node's TLS sockets (llmesh's
+   * data channel runs its TLS natively where it can, so it may come in under this)
    */
   tls_pipe_rtt_p50_us: number
   tls_pipe_bulk_mb_per_s: number
@@ -62,9 +63,10 @@ async function startRelay (port: number): Promise<LoopbackServer> {
 }
 
 /**
- * The least any encrypted tunnel built like llmesh's can cost: a plain relay whose upstream is
- * TLS 1.3 to the far end's thread, which relays it to the same rpc-server stand-in (two
- * forwarding hops and TLS, as the tunnel has, but no inspection, flow control or metrics).
+ * The least an encrypted tunnel of llmesh's shape built on Node's TLS sockets can cost: a plain
+ * relay whose upstream is TLS 1.3 to the far end's thread, which relays it to the same
+ * rpc-server stand-in (two forwarding hops and TLS, as the tunnel has, but no inspection, flow
+ * control or metrics).
  */
 async function startTlsPipe (tlsPort: number): Promise<LoopbackServer> {
   const sockets = new Set<Socket>()
@@ -101,8 +103,8 @@ function rotated (i: number): Side[] {
 /**
  * Measures the ggml-rpc tunnel between two libp2p peers on 127.0.0.1 (the worker's in a thread
  * of its own, its bridge admitting only the coordinator) against a plain node:net relay to the
- * same rpc-server stand-in, and against a bare TLS pipe of two hops (the floor of any tunnel of
- * that shape), the sides taking turns sample by sample so that load hits all alike.
+ * same rpc-server stand-in, and against a bare pipe of two hops through Node's TLS (the floor of a
+ * tunnel of that shape on Node's TLS sockets), the sides taking turns sample by sample so that load hits all alike.
  */
 export async function benchTunnel (options: TunnelBenchOptions): Promise<TunnelBenchResult> {
   const transports = options.transport === 'quic' ? 'tcp+quic' : 'tcp'

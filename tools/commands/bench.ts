@@ -241,7 +241,7 @@ function benchTunnelCommand (): Command {
         `carrier        ${result.carrier} (libp2p over ${result.transport})`,
         `round trip     ${result.tunnel_rtt_p50_us} us through the tunnel, ${result.relay_rtt_p50_us} us through a plain relay (median; ratio ${result.ratio.toFixed(2)})`,
         `bulk           ${result.bulk_mb_per_s.toFixed(0)} MB/s through the tunnel, ${result.relay_bulk_mb_per_s.toFixed(0)} MB/s through a plain relay`,
-        `bare TLS pipe  ${result.tls_pipe_rtt_p50_us} us, ${result.tls_pipe_bulk_mb_per_s.toFixed(0)} MB/s (two forwarding hops and TLS, no inspection: the floor of a tunnel of this shape)`,
+        `bare TLS pipe  ${result.tls_pipe_rtt_p50_us} us, ${result.tls_pipe_bulk_mb_per_s.toFixed(0)} MB/s (two forwarding hops and Node's TLS, no inspection: the floor of a tunnel of this shape on Node's TLS sockets)`,
         ''
       ].join('\n'))
     })
