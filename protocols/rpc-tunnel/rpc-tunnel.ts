@@ -5,6 +5,7 @@ import { TunnelListener } from './coordinator-listener.js'
 import { CreditStream } from './credit-stream.js'
 import { connectDataChannel, DataChannelServer, type DataChannelTarget, type NativeChannelTls } from './data-channel.js'
 import { answerCapMessage, MessageCaps, sendCapMessage } from './message-cap-exchange.js'
+import { hostOf } from './multiaddr-host.js'
 import { RpcTunnelMetrics } from './metrics.js'
 import { TensorCache, type CachedTensor } from './tensor-cache.js'
 import { TensorInventory } from './tensor-dedup.js'
@@ -13,17 +14,11 @@ import type { TunnelEnd } from './tunnel-end.js'
 import { bridgeDataChannel, bridgeTunnelStream, type WorkerBridgeInit } from './worker-bridge.js'
 import type { RpcTunnel as RpcTunnelInterface, RpcTunnelComponents, RpcTunnelInit, TunnelListenerOptions } from './index.js'
 import type { Connection, Logger, PeerId, Startable, Stream } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
 
 /** Coordinator: what a worker answered to a plan's cap, with where to reach its data channel. */
 interface WorkerAnswer {
   cachedTensors: CachedTensor[]
   channel?: DataChannelTarget
-}
-
-/** The IP address in `addr`, if it has one. */
-function hostOf (addr: Multiaddr): string | undefined {
-  return addr.getComponents().find(c => c.name === 'ip4' || c.name === 'ip6')?.value
 }
 
 /** The ggml-rpc tunnel service: a worker bridge, coordinator listeners, or both. */
