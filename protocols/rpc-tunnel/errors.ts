@@ -138,3 +138,13 @@ export class RpcDataChannelError extends RpcTunnelError {
     this.name = 'RpcDataChannelError'
   }
 }
+
+/** A native TLS session of the data channel failed (native-tls/): `code` is the errno name (ECONNRESET, ...), ETIMEDOUT for a handshake too slow, or ERR_TLS. */
+export class NativeTlsError extends Error {
+  readonly code: string
+  constructor (message: string, code: string) {
+    super(message)
+    this.name = 'NativeTlsError'
+    this.code = code
+  }
+}

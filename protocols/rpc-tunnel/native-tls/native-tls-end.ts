@@ -1,3 +1,4 @@
+import { NativeTlsError } from '../errors.js'
 import { TUNNEL_WINDOW_BYTES, TunnelResetError, type TunnelEnd } from '../tunnel-end.js'
 import { NativeTlsEvent, type NativeTlsAddon, type NativeTlsContext, type NativeTlsHandle } from './addon.js'
 import type { Socket } from 'node:net'
@@ -7,16 +8,6 @@ const SEND_HIGH_WATER_BYTES = 256 * 1024
 
 // How a dropped TCP connection shows up: the far end's process died or destroyed its socket.
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
-
-/** An error of a native TLS session, with the errno name (or ERR_TLS) as its code. */
-export class NativeTlsError extends Error {
-  readonly code: string
-  constructor (message: string, code: string) {
-    super(message)
-    this.name = 'NativeTlsError'
-    this.code = code
-  }
-}
 
 /** The file descriptor under a connected net.Socket (Node keeps it on the socket's handle). */
 function socketFd (socket: Socket): number {

@@ -102,17 +102,21 @@ static void emit (session_t *s, int kind, napi_value value, const char *code) {
   napi_close_handle_scope(env, scope);
 }
 
+static void emit_text (session_t *s, int kind, const char *text, const char *code) {
+  napi_handle_scope scope;
+  napi_open_handle_scope(s->env, &scope);
+  napi_value value;
+  napi_create_string_utf8(s->env, text, NAPI_AUTO_LENGTH, &value);
+  emit(s, kind, value, code);
+  napi_close_handle_scope(s->env, scope);
+}
+
 static void emit_error (session_t *s, const char *message, const char *code) {
   if (s->failed || s->destroyed) return;
   s->failed = 1;
   uv_poll_stop(&s->poll);
   s->polling = 0;
-  napi_handle_scope scope;
-  napi_open_handle_scope(s->env, &scope);
-  napi_value text;
-  napi_create_string_utf8(s->env, message, NAPI_AUTO_LENGTH, &text);
-  emit(s, EVENT_ERROR, text, code);
-  napi_close_handle_scope(s->env, scope);
+  emit_text(s, EVENT_ERROR, message, code);
 }
 
 static void emit_errno (session_t *s, int err) {
@@ -204,12 +208,7 @@ static void emit_handshake (session_t *s) {
     for (unsigned int i = 0; i < length; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
   }
   X509_free(peer);
-  napi_handle_scope scope;
-  napi_open_handle_scope(s->env, &scope);
-  napi_value value;
-  napi_create_string_utf8(s->env, hex, NAPI_AUTO_LENGTH, &value);
-  emit(s, EVENT_HANDSHAKE, value, NULL);
-  napi_close_handle_scope(s->env, scope);
+  emit_text(s, EVENT_HANDSHAKE, hex, NULL);
 }
 
 // Runs the handshake and decrypts what arrived, handing it to JavaScript while it takes data.
@@ -414,9 +413,12 @@ static napi_value create_context (napi_env env, napi_callback_info info) {
   return result;
 }
 
-static session_t *get_session (napi_env env, napi_value value) {
+// Reads `count` arguments into argv; returns the session the first one is, or NULL.
+static session_t *session_arguments (napi_env env, napi_callback_info info, size_t count, napi_value *argv) {
+  size_t argc = count;
   void *data = NULL;
-  if (napi_get_value_external(env, value, &data) != napi_ok) return NULL;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < count || napi_get_value_external(env, argv[0], &data) != napi_ok) return NULL;
   return data;
 }
 
@@ -493,10 +495,8 @@ static napi_value open_session (napi_env env, napi_callback_info info) {
 // write(session, data): encrypts `data` and sends what the socket takes; returns the bytes
 // still waiting for the socket (EVENT_DRAINED follows once they are sent).
 static napi_value write_session (napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = argc < 2 ? NULL : get_session(env, argv[0]);
+  session_t *s = session_arguments(env, info, 2, argv);
   void *data = NULL;
   size_t length = 0;
   if (s == NULL || napi_get_buffer_info(env, argv[1], &data, &length) != napi_ok) {
@@ -529,10 +529,8 @@ static napi_value write_session (napi_env env, napi_callback_info info) {
 // setReading(session, reading): whether JavaScript takes data now. Resuming hands on what
 // arrived meanwhile before it returns: call it from a task of its own, not from an event.
 static napi_value set_reading (napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = argc < 2 ? NULL : get_session(env, argv[0]);
+  session_t *s = session_arguments(env, info, 2, argv);
   bool reading = false;
   if (s == NULL || napi_get_value_bool(env, argv[1], &reading) != napi_ok) return throw_error(env, "setReading(session, reading) needs a session and a boolean");
   if (s->destroyed || s->failed) return undefined_value(env);
@@ -546,10 +544,8 @@ static napi_value set_reading (napi_env env, napi_callback_info info) {
 
 // end(session): sends close_notify and then FIN, after everything written (EVENT_FINISHED).
 static napi_value end_session (napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = argc < 1 ? NULL : get_session(env, argv[0]);
+  session_t *s = session_arguments(env, info, 1, argv);
   if (s == NULL) return throw_error(env, "end(session) needs a session");
   if (s->destroyed || s->failed || s->ending) return undefined_value(env);
   s->ending = 1;
@@ -564,10 +560,8 @@ static napi_value end_session (napi_env env, napi_callback_info info) {
 
 // destroy(session): closes the socket at once; no event follows.
 static napi_value destroy_session (napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session_t *s = argc < 1 ? NULL : get_session(env, argv[0]);
+  session_t *s = session_arguments(env, info, 1, argv);
   if (s == NULL) return throw_error(env, "destroy(session) needs a session");
   session_destroy(s);
   return undefined_value(env);
