@@ -135,6 +135,25 @@ function channelTests (serverTls: Tls, clientTls: Tls, all: boolean): void {
       session.end.abort(done)
     })
 
+    it('hands on every byte before the end, even to a receiver that held the sender back', async () => {
+      const client = await open(target())
+      const session = await nextSession()
+      const sent = TUNNEL_WINDOW_BYTES * 4 + 7
+      let received = 0
+      const ended = new Promise<number>(resolve => { session.end.onEnd(() => { resolve(received) }) })
+      // Handed on a little at a time, so that the receiver stops reading again and again.
+      session.end.onData(parts => {
+        const bytes = parts.reduce((sum, part) => sum + part.byteLength, 0)
+        received += bytes
+        setTimeout(() => { session.end.release(bytes) }, 2)
+      })
+      client.send(Buffer.alloc(sent, 1))
+      await client.closeWhenSent()
+      assert.equal(await ended, sent)
+      client.abort(done)
+      session.end.abort(done)
+    })
+
     if (!all) return
     it('serves session after session, each ended another way, every byte echoed', async () => {
       for (let i = 0; i < 40; i++) {

@@ -53,7 +53,8 @@ typedef struct {
   napi_async_context async;
   int handshaking;
   int reading;     // JavaScript takes data
-  int peer_ended;  // close_notify or EOF seen, EVENT_END sent
+  int eof;         // the socket reached EOF: nothing more arrives
+  int peer_ended;  // close_notify, or EOF with everything before it handed on: EVENT_END sent
   int ending;      // end() called: FIN once pending is written
   int finished;    // FIN sent
   int failed;      // EVENT_ERROR sent: nothing more happens but destroy()
@@ -136,7 +137,7 @@ static void poll_cb (uv_poll_t *handle, int status, int events);
 static void update_polling (session_t *s) {
   if (s->destroyed || s->failed) return;
   int events = 0;
-  if ((s->reading || s->handshaking) && !s->peer_ended) events |= UV_READABLE;
+  if ((s->reading || s->handshaking) && !s->peer_ended && !s->eof) events |= UV_READABLE;
   if (s->pending_end > s->pending_start || (s->ending && !s->finished)) events |= UV_WRITABLE;
   if (events == s->polling) return;
   s->polling = events;
@@ -220,6 +221,7 @@ static void process_input (session_t *s) {
     if (ret != 1) {
       int err = SSL_get_error(s->ssl, ret);
       if (err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) emit_tls_error(s, "TLS handshake failed");
+      else if (s->eof) emit_error(s, "the peer closed the connection during the TLS handshake", "ECONNRESET");
       return;
     }
     s->handshaking = 0;
@@ -250,7 +252,8 @@ static void process_input (session_t *s) {
       napi_close_handle_scope(s->env, scope);
       if (filled == READ_BYTES) continue;
     }
-    if (err == SSL_ERROR_ZERO_RETURN) {
+    // The end comes after everything that arrived before it, however often JavaScript paused.
+    if (err == SSL_ERROR_ZERO_RETURN || (s->eof && err == SSL_ERROR_WANT_READ)) {
       s->peer_ended = 1;
       emit(s, EVENT_END, NULL, NULL);
     } else if (err != SSL_ERROR_NONE && err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) {
@@ -277,19 +280,11 @@ static void on_readable (session_t *s) {
       emit_errno(s, errno);
       return;
     }
-    // EOF: what arrived before it is still handed on. As with Node's TLS sockets, EOF without
-    // close_notify ends the session too (ggml-rpc's framing tells a cut message); only a peer
-    // gone mid-handshake is an error.
-    process_input(s);
-    if (s->destroyed || s->failed || s->peer_ended) return;
-    if (s->handshaking) {
-      emit_error(s, "the peer closed the connection during the TLS handshake", "ECONNRESET");
-      return;
-    }
-    s->peer_ended = 1;
-    emit(s, EVENT_END, NULL, NULL);
-    update_polling(s);
-    return;
+    // EOF. As with Node's TLS sockets, EOF without close_notify ends the session too
+    // (ggml-rpc's framing tells a cut message), once what arrived before it is handed on; only
+    // a peer gone mid-handshake is an error.
+    s->eof = 1;
+    break;
   }
   process_input(s);
 }
