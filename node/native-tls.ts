@@ -17,6 +17,8 @@ export function dataChannelTls (): DataChannelTls {
 }
 
 function load (): DataChannelTls {
+  // It uses Linux's socket flags (MSG_NOSIGNAL) and is linked the ELF way.
+  if (process.platform !== 'linux') return { addon: undefined, why: `it is built on Linux only, not on ${process.platform}` }
   const headers = nodeHeadersDir()
   if (headers === undefined) return { addon: undefined, why: `the node headers (node_api.h, openssl/ssl.h) are not installed next to ${process.execPath}` }
   try {
