@@ -50,6 +50,11 @@ export const TUNNEL_WINDOW_BYTES = 2 * 1024 * 1024
 // How a dropped TCP connection shows up on a socket: the far end's process died or destroyed it.
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
 
+/** True for the error code (errno name) of a TCP connection the far end dropped: a TunnelResetError on any carrier over a socket. */
+export function isResetCode (code: string | undefined): boolean {
+  return RESET_CODES.has(code ?? '')
+}
+
 /**
  * A TunnelEnd over a connected socket (the TLS socket of a data channel). TCP is its flow
  * control: the socket stops reading once TUNNEL_WINDOW_BYTES are not yet handed on, so a
@@ -65,7 +70,7 @@ export class SocketTunnelEnd implements TunnelEnd {
   constructor (socket: Socket) {
     this.#socket = socket
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      this.#failure ??= RESET_CODES.has(err.code ?? '') ? new TunnelResetError(err.message) : err
+      this.#failure ??= isResetCode(err.code) ? new TunnelResetError(err.message) : err
     })
   }
 

@@ -1,13 +1,10 @@
 import { NativeTlsError } from '../errors.js'
-import { TUNNEL_WINDOW_BYTES, TunnelResetError, type TunnelEnd } from '../tunnel-end.js'
+import { isResetCode, TUNNEL_WINDOW_BYTES, TunnelResetError, type TunnelEnd } from '../tunnel-end.js'
 import { NativeTlsEvent, type NativeTlsAddon, type NativeTlsContext, type NativeTlsHandle } from './addon.js'
 import type { Socket } from 'node:net'
 
 /** Ciphertext waiting for the kernel beyond which `send` asks the pipe to wait for the drain. */
 const SEND_HIGH_WATER_BYTES = 256 * 1024
-
-// How a dropped TCP connection shows up: the far end's process died or destroyed its socket.
-const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
 
 /** The file descriptor under a connected net.Socket (Node keeps it on the socket's handle). */
 function socketFd (socket: Socket): number {
@@ -116,7 +113,7 @@ export class NativeTlsTunnelEnd implements TunnelEnd {
       case NativeTlsEvent.ERROR: {
         const message = value as string
         const errorCode = code ?? 'ERR_TLS'
-        this.#failure ??= RESET_CODES.has(errorCode) ? new TunnelResetError(message) : new NativeTlsError(message, errorCode)
+        this.#failure ??= isResetCode(errorCode) ? new TunnelResetError(message) : new NativeTlsError(message, errorCode)
         this.#destroy()
         break
       }
