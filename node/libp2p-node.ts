@@ -9,7 +9,7 @@ import { tls } from '@libp2p/tls'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../protocols/auth/constants.js'
 import { rpcTunnel, type RpcTunnel, type RpcTunnelBridgeInit } from '../protocols/rpc-tunnel/index.js'
-import type { NativeTlsAddon } from '../protocols/rpc-tunnel/native-tls/addon.js'
+import type { NativeSocketAddon } from '../protocols/rpc-tunnel/native-socket/addon.js'
 import { meshNoise } from './connection-encrypter.js'
 import { memberGate, type MemberGate } from './member-gate.js'
 import { membersOnly } from './member-only-components.js'
@@ -51,8 +51,8 @@ export interface Libp2pNodeInit {
   dhtSelectors: Record<string, SelectFn>
   /** workers: the bridge that lets the coordinator reach the local rpc-server */
   rpcBridge?: RpcTunnelBridgeInit
-  /** the data channel's native TLS (node/native-tls.ts); without it the channel runs on Node's TLS */
-  nativeTls?: NativeTlsAddon
+  /** the tunnel's native socket addon (node/native-socket.ts); without it the tunnel runs on Node's sockets and TLS */
+  nativeSockets?: NativeSocketAddon
 }
 
 /** Creates (but does not start) the libp2p peer of a mesh node. */
@@ -98,7 +98,7 @@ export async function createLibp2pNode (init: Libp2pNodeInit): Promise<Libp2p<Me
       // Neither the DHT nor gossipsub sends a byte to a peer that has not authenticated as a member.
       dht: membersOnly(privateDht({ validators: init.dhtValidators, selectors: init.dhtSelectors, isMember: peer => membership.isMember(peer) }), memberOnly),
       pubsub: membersOnly(gossipsub({ allowPublishToZeroTopicPeers: true, emitSelf: false }), memberOnly),
-      rpcTunnel: rpcTunnel({ bridge: init.rpcBridge, registry: metrics.registry, nativeTls: init.nativeTls }),
+      rpcTunnel: rpcTunnel({ bridge: init.rpcBridge, registry: metrics.registry, nativeSockets: init.nativeSockets }),
       gate: memberGate({
         membership,
         metrics,

@@ -10,7 +10,7 @@ import { readCpuBudget } from '../engine/cpu-budget.js'
 import { messageCapFor } from '../protocols/rpc-tunnel/index.js'
 import { authStreamHandler, requestAdmission } from '../protocols/auth/auth-handshake.js'
 import { AUTH_PROTOCOL, AUTH_TIMEOUT_MS } from '../protocols/auth/constants.js'
-import { dataChannelTls } from './native-tls.js'
+import { nativeSockets } from './native-socket.js'
 import { localCapabilities, type Capabilities } from './capabilities.js'
 import { CAPABILITY_LOOKUP_MS, capabilitySelectors, capabilityValidators, findCapabilityRecord, publishCapabilityRecord, signCapabilityRecord } from './capability-records.js'
 import type { Role } from './certificate.js'
@@ -156,8 +156,8 @@ export class MeshNode {
       // A worker lends its memory through rpc-server, which only the coordinator reaches, through the tunnel.
       const rpcServer = options.role === 'worker' ? await startRpcServer({ dataDir: dir.root, threads: computeThreads }) : undefined
       const newestRecords = new SequenceHighWater(datastore, '/llmesh/seq/caps')
-      const channelTls = dataChannelTls()
-      if (channelTls.addon === undefined) options.log('warn', `the tunnel's data channel runs on Node's TLS, at a higher cost per message: its native TLS cannot be built (${channelTls.why})`)
+      const sockets = nativeSockets()
+      if (sockets.addon === undefined) options.log('warn', `the tunnel runs on Node's sockets and TLS, at a higher cost per message: its native socket addon cannot be built (${sockets.why})`)
       try {
         const libp2p = await createLibp2pNode({
           privateKey,
@@ -170,7 +170,7 @@ export class MeshNode {
           metrics,
           dhtValidators: capabilityValidators(membership.trust, newestRecords, metrics),
           dhtSelectors: capabilitySelectors(),
-          nativeTls: channelTls.addon,
+          nativeSockets: sockets.addon,
           rpcBridge: rpcServer === undefined
             ? undefined
             : {

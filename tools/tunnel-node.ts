@@ -6,7 +6,7 @@ import { quic } from '@chainsafe/libp2p-quic'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2p, type ServiceFactoryMap } from 'libp2p'
 import { meshNoise } from '../node/connection-encrypter.js'
-import { dataChannelTls } from '../node/native-tls.js'
+import { nativeSockets } from '../node/native-socket.js'
 import { meshStreamMuxer } from '../node/stream-muxer.js'
 import { rpcTunnel, type RpcTunnel, type RpcTunnelInit } from '../protocols/rpc-tunnel/index.js'
 import type { ServiceMap } from '@libp2p/interface'
@@ -31,7 +31,7 @@ export async function startLoopbackPeer<T extends ServiceMap> (services: Service
 
 /** A bare libp2p peer carrying only the RPC tunnel service; its data channel's TLS is native where the addon builds, unless `init` says otherwise. */
 export async function startTunnelNode (init: RpcTunnelInit = {}, transports: LoopbackTransports = 'tcp'): Promise<TunnelNode> {
-  return await startLoopbackPeer({ rpcTunnel: rpcTunnel({ nativeTls: dataChannelTls().addon, ...init }) }, transports)
+  return await startLoopbackPeer({ rpcTunnel: rpcTunnel({ nativeSockets: nativeSockets().addon, ...init }) }, transports)
 }
 
 /** How the tunnel carries sessions: the TLS data channel beside libp2p, or libp2p tunnel streams only. */

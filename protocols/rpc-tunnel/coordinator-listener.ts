@@ -1,10 +1,12 @@
-import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { createServer, type AddressInfo, type Server } from 'node:net'
 import { RpcSessionEndedByWorkerError, RpcWorkerStalledError } from './errors.js'
-import { pipeSocketAndTunnel } from './pipe.js'
+import { acceptedLocalEnd, localServerOptions } from './local-connection.js'
+import { pipeLocalAndTunnel } from './pipe.js'
 import { ResponseWatchdog } from './response-watchdog.js'
 import { SetTensorDeduplicator, type TensorInventory } from './tensor-dedup.js'
-import { TunnelResetError, type TunnelEnd } from './tunnel-end.js'
+import { TunnelResetError, type LocalEnd, type TunnelEnd } from './tunnel-end.js'
 import type { TunnelListenerOptions } from './index.js'
+import type { NativeSocketAddon } from './native-socket/addon.js'
 import type { Logger } from '@libp2p/interface'
 
 /** How a listener tells the coordinator about a worker that fails its sessions. */
@@ -15,6 +17,8 @@ interface FailureWatch {
   traffic?: TunnelListenerOptions['traffic']
   /** what the worker's tensor cache held when the plan's cap was set: SET_TENSOR of those data go as SET_TENSOR_CACHED */
   cachedTensors?: TensorInventory
+  /** moves llama-server's connections in native code where given */
+  native?: NativeSocketAddon
 }
 
 /**
@@ -23,15 +27,15 @@ interface FailureWatch {
  * or its bridge refused a request. llama-server aborts at its next use of the session, so the
  * worker is reported at once: the coordinator can re-plan before a request meets the broken engine.
  */
-function watchEndedByWorker (socket: Socket, tunnel: TunnelEnd, onEnded: (err: RpcSessionEndedByWorkerError) => void): void {
+function watchEndedByWorker (local: LocalEnd, tunnel: TunnelEnd, onEnded: (err: RpcSessionEndedByWorkerError) => void): void {
   let over = false
   const byWorker = (how: string): void => {
     if (over) return
     over = true
     onEnded(new RpcSessionEndedByWorkerError(how))
   }
-  socket.once('end', () => { over = true })
-  socket.once('close', () => { over = true })
+  local.onEnd(() => { over = true })
+  local.onClose(() => { over = true })
   tunnel.onEnd(() => { byWorker('it closed the session') })
   // Only a reset from the far end: this side aborts the tunnel itself when llama-server's socket fails.
   tunnel.onClose(err => { if (err instanceof TunnelResetError) byWorker('it reset the session') })
@@ -44,7 +48,7 @@ function watchEndedByWorker (socket: Socket, tunnel: TunnelEnd, onEnded: (err: R
  */
 export class TunnelListener {
   readonly #server: Server
-  readonly #sockets = new Set<Socket>()
+  readonly #connections = new Set<LocalEnd>()
   readonly #openTunnel: () => Promise<TunnelEnd>
   readonly #log: Logger
   readonly #watch: FailureWatch
@@ -54,7 +58,7 @@ export class TunnelListener {
     this.#openTunnel = openTunnel
     this.#log = log
     this.#watch = watch
-    this.#server = createServer({ noDelay: true }, socket => { void this.#accept(socket) })
+    this.#server = createServer(localServerOptions(watch.native), socket => { void this.#accept(acceptedLocalEnd(socket, watch.native)) })
   }
 
   /** Listens on 127.0.0.1:0; `openTunnel` opens a session to the worker for each connection. */
@@ -77,20 +81,20 @@ export class TunnelListener {
     return this.#endpoint
   }
 
-  async #accept (socket: Socket): Promise<void> {
-    this.#sockets.add(socket)
-    socket.once('close', () => this.#sockets.delete(socket))
+  async #accept (local: LocalEnd): Promise<void> {
+    this.#connections.add(local)
+    local.onClose(() => this.#connections.delete(local))
     let tunnel: TunnelEnd
     try {
       tunnel = await this.#openTunnel()
     } catch (err) {
       // llama-server treats a dropped RPC connection as fatal; the engine restarts it with a new plan.
       this.#log.error('cannot open a tunnel session for %s: %s', this.endpoint, (err as Error).message)
-      socket.destroy()
+      local.destroy()
       this.#watch.onFailure?.(err as Error)
       return
     }
-    if (socket.destroyed) {
+    if (!this.#connections.has(local)) {
       tunnel.abort(new Error('the local RPC client went away before the tunnel session opened'))
       return
     }
@@ -99,14 +103,14 @@ export class TunnelListener {
     const traffic = this.#watch.traffic?.()
     const inventory = this.#watch.cachedTensors
     const dedup = inventory === undefined || inventory.empty ? undefined : new SetTensorDeduplicator(inventory)
-    if (onFailure !== undefined) watchEndedByWorker(socket, tunnel, onFailure)
+    if (onFailure !== undefined) watchEndedByWorker(local, tunnel, onFailure)
     const watchdog = new ResponseWatchdog(responseTimeoutMs, () => {
       const err = new RpcWorkerStalledError(responseTimeoutMs)
       tunnel.abort(err)
-      socket.destroy()
+      local.destroy()
       onFailure?.(err)
     })
-    const failure = await pipeSocketAndTunnel(socket, tunnel, {
+    const failure = await pipeLocalAndTunnel(local, tunnel, {
       fromSocket: chunk => {
         watchdog.request(chunk)
         traffic?.request(chunk)
@@ -130,7 +134,7 @@ export class TunnelListener {
   /** Stops listening and closes every open connection (and so its tunnel session). */
   async close (): Promise<void> {
     const closed = new Promise<void>(resolve => { this.#server.close(() => { resolve() }) })
-    for (const socket of this.#sockets) socket.destroy()
+    for (const local of this.#connections) local.destroy()
     await closed
   }
 }

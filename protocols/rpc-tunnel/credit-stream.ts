@@ -176,8 +176,11 @@ export class CreditStream implements TunnelEnd {
     if (!this.stream.send(encodeFrame(TunnelFrameType.credit, payload))) this.#streamFull = true
   }
 
-  /** Sends `data` as data frames within the credit, queueing the rest; false when something now waits (see `onceWritable`). */
-  send (data: Uint8Array): boolean {
+  /** Sends `parts` as data frames within the credit, queueing the rest; false when something now waits (see `onceWritable`). */
+  send (...parts: Uint8Array[]): boolean {
+    // One frame for them all where the credit allows: each frame costs an encrypted write of
+    // several segments, a credit update back and a wake-up on each side.
+    const data = parts.length === 1 ? parts[0] : Buffer.concat(parts)
     if (data.byteLength > 0) this.#queue.push(data)
     this.#flush()
     return !this.blocked

@@ -5,21 +5,21 @@ import { after, before, describe, it } from 'node:test'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { PeerId } from '@libp2p/interface'
-import { dataChannelTls } from '../../node/native-tls.js'
+import { nativeSockets } from '../../node/native-socket.js'
 import { createChannelIdentity, type ChannelIdentity } from './channel-identity.js'
 import { CHANNEL_HANDSHAKE_MS, CHANNEL_PENDING_CONNECTIONS, connectDataChannel, DataChannelServer, type DataChannelTarget, type NativeChannelTls } from './data-channel.js'
 import { RpcDataChannelError } from './errors.js'
 import { TUNNEL_WINDOW_BYTES, type TunnelEnd } from './tunnel-end.js'
-import type { NativeTlsAddon } from './native-tls/addon.js'
+import type { NativeSocketAddon } from './native-socket/addon.js'
 
 async function newPeerId (): Promise<PeerId> {
   return peerIdFromPrivateKey(await generateKeyPair('Ed25519'))
 }
 
-const nativeTls = dataChannelTls()
+const sockets = nativeSockets()
 // The machines llmesh is tested on have a C compiler and node's headers: the native TLS must build there.
-if (nativeTls.addon === undefined) throw new Error(`the data channel's native TLS cannot be built: ${nativeTls.why}`)
-const addon: NativeTlsAddon = nativeTls.addon
+if (sockets.addon === undefined) throw new Error(`the native socket addon cannot be built: ${sockets.why}`)
+const addon: NativeSocketAddon = sockets.addon
 
 /** The next arrival on `end`. */
 async function nextData (end: TunnelEnd): Promise<string> {
@@ -43,7 +43,7 @@ function heldBack (end: TunnelEnd): boolean {
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 
-/** Each side's TLS: native (native-tls/) or Node's; the wire is TLS 1.3 either way. */
+/** Each side's TLS: native (native-socket/) or Node's; the wire is TLS 1.3 either way. */
 type Tls = 'native' | 'node'
 
 /** The data channel's tests with `serverTls` on the worker and `clientTls` on the coordinator; `all`, or only the ones about the wire. */

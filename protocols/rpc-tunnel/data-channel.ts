@@ -12,9 +12,9 @@ import { connect as connectTcp, createServer as createTcpServer, type AddressInf
 import { connect as connectTls, createServer as createTlsServer, type TLSSocket } from 'node:tls'
 import { certificateSha256, type ChannelIdentity } from './channel-identity.js'
 import { RpcDataChannelError } from './errors.js'
-import { NativeTlsTunnelEnd } from './native-tls/native-tls-end.js'
+import { NativeSocketEnd } from './native-socket/native-socket-end.js'
 import { SocketTunnelEnd, type TunnelEnd } from './tunnel-end.js'
-import type { NativeTlsAddon, NativeTlsContext } from './native-tls/addon.js'
+import type { NativeSocketAddon, NativeTlsContext } from './native-socket/addon.js'
 import type { PeerId } from '@libp2p/interface'
 
 /** Where a worker's data channel is, as the worker's answer to the cap exchange says. */
@@ -42,12 +42,12 @@ export const CHANNEL_PENDING_CONNECTIONS = 32
 const TLS_OPTIONS = { minVersion: 'TLSv1.3' } as const
 
 /**
- * The channel's TLS in native code (native-tls/): the same TLS 1.3 on the wire, so either
+ * The channel's TLS in native code (native-socket/): the same TLS 1.3 on the wire, so either
  * side may run it or Node's TLS, but a decode step's messages and the weights cross it at a
  * fraction of the cost. Without it (no C compiler or node headers) the channel runs on Node's TLS.
  */
 export interface NativeChannelTls {
-  addon: NativeTlsAddon
+  addon: NativeSocketAddon
   /** this side's key and certificate, as client (coordinator) or server (worker) */
   context: NativeTlsContext
 }
@@ -58,8 +58,8 @@ export interface DataChannelServerInit {
   /** the port to listen on, on every host; 0 picks a free one (the first host's) */
   port: number
   identity: ChannelIdentity
-  /** the native TLS addon; without it the channel runs on Node's TLS */
-  nativeTls?: NativeTlsAddon
+  /** the native socket addon, for the channel's TLS; without it the channel runs on Node's TLS */
+  nativeTls?: NativeSocketAddon
   /** at most this many open sessions per coordinator, as for tunnel streams */
   maxSessions: number
   /** a session from `coordinator`, whose key the client proved */
@@ -116,9 +116,9 @@ export class DataChannelServer {
   async #acceptNative (native: NativeChannelTls, socket: Socket): Promise<void> {
     // It never reads or writes; whatever befalls the connection, the session reports.
     socket.on('error', () => {})
-    let session: NativeTlsTunnelEnd
+    let session: NativeSocketEnd
     try {
-      session = await NativeTlsTunnelEnd.handshake(native.addon, native.context, socket, true, CHANNEL_HANDSHAKE_MS, this.#closing.signal)
+      session = await NativeSocketEnd.handshake(native.addon, native.context, socket, true, CHANNEL_HANDSHAKE_MS, this.#closing.signal)
     } catch (err) {
       socket.destroy()
       if (!this.#closing.signal.aborted) this.#init.onRefused('tls-handshake', `a failed TLS handshake (${(err as Error).message})`)
@@ -268,9 +268,9 @@ async function connectNativeTls (target: DataChannelTarget, native: NativeChanne
       resolve(socket)
     })
   })
-  let session: NativeTlsTunnelEnd
+  let session: NativeSocketEnd
   try {
-    session = await NativeTlsTunnelEnd.handshake(native.addon, native.context, socket, false, Math.max(1, CHANNEL_HANDSHAKE_MS - (Date.now() - started)))
+    session = await NativeSocketEnd.handshake(native.addon, native.context, socket, false, Math.max(1, CHANNEL_HANDSHAKE_MS - (Date.now() - started)))
   } catch (err) {
     throw new RpcDataChannelError(where, (err as Error).message)
   }

@@ -139,12 +139,23 @@ export class RpcDataChannelError extends RpcTunnelError {
   }
 }
 
-/** A native TLS session of the data channel failed (native-tls/): `code` is the errno name (ECONNRESET, ...), ETIMEDOUT for a handshake too slow, or ERR_TLS. */
-export class NativeTlsError extends Error {
+/** The local connection to llama-server or rpc-server was reset (the process died, or dropped it). */
+export class LocalConnectionResetError extends Error {
+  constructor (detail: string) {
+    super(`the local RPC connection was reset (${detail})`)
+    this.name = 'LocalConnectionResetError'
+  }
+}
+
+/**
+ * A socket of the native addon (native-socket/) failed: `code` is the errno name (ECONNRESET,
+ * ...), ETIMEDOUT for a TLS handshake too slow, or ERR_TLS.
+ */
+export class NativeSocketError extends Error {
   readonly code: string
   constructor (message: string, code: string) {
     super(message)
-    this.name = 'NativeTlsError'
+    this.name = 'NativeSocketError'
     this.code = code
   }
 }

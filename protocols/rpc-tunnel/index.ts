@@ -14,7 +14,7 @@ import { RpcTunnel as RpcTunnelClass } from './rpc-tunnel.js'
 import type { ComponentLogger, PeerId, PeerStore } from '@libp2p/interface'
 import type { AddressManager, ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import type { Registry } from 'prom-client'
-import type { NativeTlsAddon } from './native-tls/addon.js'
+import type { NativeSocketAddon } from './native-socket/addon.js'
 
 /** Coordinator: how one worker's listener reports a worker that fails its sessions. */
 export interface TunnelListenerOptions {
@@ -96,8 +96,12 @@ export interface RpcTunnelInit {
    * exchange (default true); sessions fall back to tunnel streams wherever it cannot be used
    */
   dataChannel?: boolean
-  /** the data channel's TLS in native code (native-tls/addon.ts, built by the node layer); without it the channel runs on Node's TLS */
-  nativeTls?: NativeTlsAddon
+  /**
+   * the tunnel's sockets in native code (native-socket/addon.ts, built by the node layer): the
+   * data channel's TLS, and the local connections to llama-server and rpc-server; without it
+   * they are Node sockets
+   */
+  nativeSockets?: NativeSocketAddon
   /** tunnel streams per connection (default 4 each way) */
   maxInboundStreams?: number
   maxOutboundStreams?: number

@@ -1,11 +1,11 @@
-import type { Socket } from 'node:net'
-import type { TunnelEnd } from './tunnel-end.js'
+import { LocalConnectionResetError } from './errors.js'
+import { TunnelResetError, type LocalEnd, type TunnelEnd } from './tunnel-end.js'
 
 /** How a pipe inspects and times the bytes it carries. */
 export interface PipeOptions {
-  /** checks bytes from the tunnel; returns the parts that may reach the socket, throws to close both ends */
+  /** checks bytes from the tunnel; returns the parts that may reach the local connection, throws to close both ends */
   fromTunnel?: (chunk: Uint8Array) => Uint8Array[]
-  /** sees bytes from the socket; returns the parts to send into the tunnel, throws to close both ends */
+  /** sees bytes from the local connection (its socket); returns the parts to send into the tunnel, throws to close both ends */
   fromSocket?: (chunk: Uint8Array) => Uint8Array[]
   /**
    * Asked after `fromSocket`: true while the socket's bytes so far may wait for what follows
@@ -32,29 +32,31 @@ export const COALESCE_BYTES = 64 * 1024
 export const HOLD_MS = 1
 
 /**
- * Pipes a local TCP socket (llama-server's or rpc-server's) and a tunnel end into each other
- * until both are closed, with backpressure both ways on every carrier: data from the tunnel is
- * released to the far end only once the socket took it (a full socket withholds it until its
- * 'drain' event), and a tunnel end that cannot send more pauses the socket.
+ * Pipes the local connection (llama-server's or rpc-server's, see LocalEnd) and a tunnel end
+ * into each other until both are closed, with backpressure both ways on every carrier: data
+ * from either side is released to its sender only once the other side took it (one whose
+ * buffer is full withholds it until it drains), so a slow reader holds its sender back.
  * Resolves with the error that ended the pipe, or undefined after a clean close.
  */
-export async function pipeSocketAndTunnel (socket: Socket, tunnel: TunnelEnd, options: PipeOptions = {}): Promise<Error | undefined> {
+export async function pipeLocalAndTunnel (local: LocalEnd, tunnel: TunnelEnd, options: PipeOptions = {}): Promise<Error | undefined> {
   const { fromTunnel, fromSocket, holdSocketBytes, holdQuietMs = HOLD_MS, readTimeout } = options
   return await new Promise(resolve => {
     let failure: Error | undefined
-    let socketClosed = false
+    let localClosed = false
     let tunnelClosed = false
-    let waitingForSocket = false
+    let waitingForLocal = false
     let waitingForTunnel = false
-    /** bytes from the tunnel the socket took but not yet released to the far end */
+    /** bytes from the tunnel the local connection took but not yet released to the far end */
     let unreleased = 0
+    /** bytes from the local connection not yet sent into the tunnel, or sent while it waits */
+    let localUnreleased = 0
     let timer: NodeJS.Timeout | undefined
     let held: Uint8Array[] = []
     let heldBytes = 0
     let holdTimer: NodeJS.Timeout | undefined
 
     const finish = (): void => {
-      if (!socketClosed || !tunnelClosed) return
+      if (!localClosed || !tunnelClosed) return
       clearTimeout(timer)
       clearTimeout(holdTimer)
       resolve(failure)
@@ -64,18 +66,13 @@ export async function pipeSocketAndTunnel (socket: Socket, tunnel: TunnelEnd, op
       clearTimeout(timer)
       clearTimeout(holdTimer)
       tunnel.abort(err)
-      socket.destroy()
+      local.abort(err)
     }
-    // Only a stall of the remote counts: time spent waiting for our own socket does not.
+    // Only a stall of the remote counts: time spent waiting for our own local connection does not.
     const armTimer = (): void => {
       clearTimeout(timer)
-      if (readTimeout === undefined || waitingForSocket || tunnelClosed || !readTimeout.stalled()) return
+      if (readTimeout === undefined || waitingForLocal || tunnelClosed || !readTimeout.stalled()) return
       timer = setTimeout(() => { fail(readTimeout.error()) }, readTimeout.ms)
-    }
-    const onSocketDrain = (): void => {
-      waitingForSocket = false
-      release()
-      armTimer()
     }
     const release = (): void => {
       try {
@@ -85,44 +82,51 @@ export async function pipeSocketAndTunnel (socket: Socket, tunnel: TunnelEnd, op
         fail(err as Error)
       }
     }
+    const onLocalDrain = (): void => {
+      waitingForLocal = false
+      release()
+      armTimer()
+    }
+    const releaseLocal = (): void => {
+      local.release(localUnreleased)
+      localUnreleased = 0
+    }
     const onTunnelDrain = (): void => {
       waitingForTunnel = false
-      socket.resume()
+      if (heldBytes === 0) releaseLocal()
     }
 
     tunnel.onData(arrived => {
-      if (socket.destroyed) return
-      // One write for a header and its payload: rpc-server reads them with separate recv calls
-      // and each extra segment costs it a wake-up.
-      socket.cork()
+      if (!local.writable) return
       try {
+        const parts: Uint8Array[] = []
         for (const data of arrived) {
           unreleased += data.byteLength
-          for (const part of fromTunnel?.(data) ?? [data]) {
-            if (!socket.write(part) && !waitingForSocket) {
-              waitingForSocket = true
-              socket.once('drain', onSocketDrain)
-            }
-          }
+          for (const part of fromTunnel?.(data) ?? [data]) parts.push(part)
         }
-        // Credit goes back only for data the socket took: a slow reader holds the remote back.
-        if (!waitingForSocket) release()
+        // One write for a header and its payload: rpc-server reads them with separate recv calls
+        // and each extra segment costs it a wake-up.
+        if (parts.length > 0 && !local.send(...parts) && !waitingForLocal) {
+          waitingForLocal = true
+          local.onceWritable(onLocalDrain)
+        }
+        // Credit goes back only for data the local connection took: a slow reader holds the remote back.
+        if (!waitingForLocal) release()
         armTimer()
       } catch (err) {
         fail(err as Error)
-      } finally {
-        socket.uncork()
       }
     })
-    tunnel.onEnd(() => { socket.end() })
+    tunnel.onEnd(() => { void local.closeWhenSent() })
     tunnel.onClose(err => {
       tunnelClosed = true
       clearTimeout(timer)
       if (err !== undefined) {
         failure ??= err
-        socket.destroy()
+        local.abort(err)
       } else {
-        socket.destroySoon()
+        // Nothing more can come for it: the local connection closes once it sent what it has.
+        void local.closeWhenSent().then(() => { local.destroy() })
       }
       finish()
     })
@@ -130,15 +134,17 @@ export async function pipeSocketAndTunnel (socket: Socket, tunnel: TunnelEnd, op
     const sendHeld = (): void => {
       clearTimeout(holdTimer)
       holdTimer = undefined
-      if (heldBytes === 0) return
-      const data = held.length === 1 ? held[0] : Buffer.concat(held, heldBytes)
-      held = []
-      heldBytes = 0
-      if (!tunnel.send(data) && !waitingForTunnel) {
-        waitingForTunnel = true
-        socket.pause()
-        tunnel.onceWritable(onTunnelDrain)
+      if (heldBytes > 0) {
+        const sent = held
+        held = []
+        heldBytes = 0
+        if (!tunnel.send(...sent) && !waitingForTunnel) {
+          waitingForTunnel = true
+          tunnel.onceWritable(onTunnelDrain)
+        }
       }
+      // Also for bytes that fromSocket kept back for good (tensor data the worker holds already).
+      if (!waitingForTunnel) releaseLocal()
     }
     const sendHeldOrFail = (): void => {
       try {
@@ -147,11 +153,14 @@ export async function pipeSocketAndTunnel (socket: Socket, tunnel: TunnelEnd, op
         fail(err as Error)
       }
     }
-    socket.on('data', (chunk: Buffer) => {
+    local.onData(arrived => {
       try {
-        for (const part of fromSocket?.(chunk) ?? [chunk]) {
-          held.push(part)
-          heldBytes += part.byteLength
+        for (const chunk of arrived) {
+          localUnreleased += chunk.byteLength
+          for (const part of fromSocket?.(chunk) ?? [chunk]) {
+            held.push(part)
+            heldBytes += part.byteLength
+          }
         }
         if (heldBytes < COALESCE_BYTES && holdSocketBytes?.() === true) {
           // Measured from the latest bytes: a burst is held together however long it takes to arrive.
@@ -164,10 +173,12 @@ export async function pipeSocketAndTunnel (socket: Socket, tunnel: TunnelEnd, op
         fail(err as Error)
       }
     })
-    socket.on('error', err => { fail(err) })
-    socket.on('close', () => {
-      socketClosed = true
-      if (tunnel.writable) {
+    local.onClose(err => {
+      localClosed = true
+      if (err !== undefined) {
+        // Unless this pipe closed it, having closed the tunnel already.
+        if (failure === undefined) fail(err instanceof TunnelResetError ? new LocalConnectionResetError(err.message) : err)
+      } else if (tunnel.writable) {
         // Whatever was held back goes out first: the peer sees what it would have without holding.
         sendHeldOrFail()
         tunnel.closeWhenSent().catch(err => { fail(err as Error) })

@@ -63,14 +63,14 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
     if (this.#init.dataChannel !== false) {
       const identity = await createChannelIdentity()
       this.#identity = identity
-      const addon = this.#init.nativeTls
+      const addon = this.#init.nativeSockets
       this.#nativeClient = addon === undefined ? undefined : { addon, context: addon.createContext(identity.key, identity.cert, false) }
     }
     if (bridge !== undefined) {
       const caps = this.#caps
       const { tensorCache: cacheInit } = bridge
       const tensorCache = cacheInit === undefined ? undefined : new TensorCache(cacheInit.dir, cacheInit.maxBytes, this.#metrics, this.#log)
-      this.#bridge = { ...bridge, maxMessageBytes: peer => caps.get(peer), idleReadTimeoutMs: this.#init.idleReadTimeoutMs ?? IDLE_READ_TIMEOUT_MS, tensorCache, metrics: this.#metrics, log: this.#log }
+      this.#bridge = { ...bridge, maxMessageBytes: peer => caps.get(peer), idleReadTimeoutMs: this.#init.idleReadTimeoutMs ?? IDLE_READ_TIMEOUT_MS, tensorCache, metrics: this.#metrics, log: this.#log, native: this.#init.nativeSockets }
       await this.#components.registrar.handle(this.protocol, async (stream: Stream, connection: Connection) => {
         if (this.#bridge !== undefined) await bridgeTunnelStream(this.#bridge, stream, connection)
       }, {
@@ -110,7 +110,7 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
         port: this.#init.bridge?.dataChannelPort ?? 0,
         identity,
         maxSessions: this.#init.maxInboundStreams ?? MAX_INBOUND_STREAMS,
-        nativeTls: this.#init.nativeTls,
+        nativeTls: this.#init.nativeSockets,
         onSession: (session, coordinator) => {
           if (this.#bridge === undefined) session.abort(new Error('the tunnel service stopped'))
           else void bridgeDataChannel(this.#bridge, session, coordinator)
@@ -141,7 +141,8 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
       responseTimeoutMs: this.#init.responseTimeoutMs ?? RESPONSE_TIMEOUT_MS,
       onFailure: options.onFailure,
       traffic: options.traffic,
-      cachedTensors: new TensorInventory(answer.cachedTensors)
+      cachedTensors: new TensorInventory(answer.cachedTensors),
+      native: this.#init.nativeSockets
     })
     this.#listeners.add(listener)
     return listener.endpoint

@@ -1,11 +1,12 @@
 import type { Socket } from 'node:net'
 
 /**
- * One end of a ggml-rpc session's carrier between coordinator and worker, as the pipe
- * (pipe.ts) drives it: a libp2p tunnel stream with the tunnel's credit flow control
- * (credit-stream.ts), or a socket of the direct data channel (data-channel.ts). Either way
- * the receiver buffers at most TUNNEL_WINDOW_BYTES it has not handed on, and the sender is
- * held back by the carrier's own flow control beyond that.
+ * One end of a connection that carries a ggml-rpc session, as the pipe (pipe.ts) drives it.
+ * Between coordinator and worker: a libp2p tunnel stream with the tunnel's credit flow control
+ * (credit-stream.ts), or a socket of the direct data channel (data-channel.ts). On either
+ * side, the local connection to llama-server or rpc-server is one too. Each receiver buffers
+ * at most TUNNEL_WINDOW_BYTES it has not handed on, and the sender is held back by the
+ * carrier's own flow control beyond that.
  */
 export interface TunnelEnd {
   /** Calls `listener` with the ggml-rpc bytes of each arrival, in order. */
@@ -19,8 +20,8 @@ export interface TunnelEnd {
   onClose: (listener: (err?: Error) => void) => void
   /** The receiver handed on `bytes` of what arrived and its socket took them: the far end may send that much more. */
   release: (bytes: number) => void
-  /** Sends `data`; false when it now waits for the carrier (see `onceWritable`). */
-  send: (data: Uint8Array) => boolean
+  /** Sends `parts`, in one write where the carrier can; false when it now waits for the carrier (see `onceWritable`). */
+  send: (...parts: Uint8Array[]) => boolean
   /** Calls `callback` once nothing waits to be sent (at once if nothing does). */
   onceWritable: (callback: () => void) => void
   /** Closes the sending half once every byte waiting is sent. */
@@ -29,6 +30,17 @@ export interface TunnelEnd {
   abort: (err: Error) => void
   /** True while this end may still send. */
   readonly writable: boolean
+}
+
+/**
+ * The local connection to llama-server or rpc-server, as the pipe drives it: a TunnelEnd whose
+ * far end is a local process, which the pipe may also close without an error.
+ */
+export interface LocalEnd extends TunnelEnd {
+  /** Closes both ways at once, as a clean close: `onClose` listeners get no error. */
+  destroy: () => void
+  /** Bytes sent that the kernel has not taken yet. */
+  readonly bufferedBytes: number
 }
 
 /** The far end reset the carrier instead of closing it. */
@@ -56,11 +68,11 @@ export function isResetCode (code: string | undefined): boolean {
 }
 
 /**
- * A TunnelEnd over a connected socket (the TLS socket of a data channel). TCP is its flow
- * control: the socket stops reading once TUNNEL_WINDOW_BYTES are not yet handed on, so a
- * slow rpc-server fills the kernel's buffers and the sender's writes wait.
+ * A TunnelEnd over a connected Node socket (the TLS socket of a data channel, or a local
+ * connection). TCP is its flow control: the socket stops reading once TUNNEL_WINDOW_BYTES are
+ * not yet handed on, so that a slow reader fills the kernel's buffers and the sender's writes wait.
  */
-export class SocketTunnelEnd implements TunnelEnd {
+export class SocketTunnelEnd implements LocalEnd {
   readonly #socket: Socket
   #unreleased = 0
   #paused = false
@@ -101,8 +113,13 @@ export class SocketTunnelEnd implements TunnelEnd {
     }
   }
 
-  send (data: Uint8Array): boolean {
-    return this.#socket.write(data)
+  send (...parts: Uint8Array[]): boolean {
+    if (parts.length === 1) return this.#socket.write(parts[0])
+    this.#socket.cork()
+    let more = true
+    for (const part of parts) more = this.#socket.write(part)
+    this.#socket.uncork()
+    return more
   }
 
   onceWritable (callback: () => void): void {
@@ -121,6 +138,14 @@ export class SocketTunnelEnd implements TunnelEnd {
   abort (err: Error): void {
     this.#abortedWith ??= err
     this.#socket.destroy()
+  }
+
+  destroy (): void {
+    this.#socket.destroy()
+  }
+
+  get bufferedBytes (): number {
+    return this.#socket.writableLength
   }
 
   get writable (): boolean {

@@ -1,13 +1,14 @@
-import { connect, type Socket } from 'node:net'
 import { CommandMeter } from './command-meter.js'
 import { CreditStream } from './credit-stream.js'
 import { RpcIdleReadTimeoutError, RpcServerUnavailableError, RpcTunnelError, RpcTunnelRefusedError } from './errors.js'
-import { pipeSocketAndTunnel } from './pipe.js'
-import { TunnelResetError, type TunnelEnd } from './tunnel-end.js'
+import { connectLocal } from './local-connection.js'
+import { pipeLocalAndTunnel } from './pipe.js'
+import { TunnelResetError, type LocalEnd, type TunnelEnd } from './tunnel-end.js'
 import { RESPONSE_HEADER_BYTES } from './ggml-rpc.js'
 import { observeAll, RpcRequestValidator, SET_TENSOR_HASH_HELD_RESPONSE } from './request-validator.js'
 import { RpcResponseReader } from './response-reader.js'
 import type { RpcTunnelMetrics } from './metrics.js'
+import type { NativeSocketAddon } from './native-socket/addon.js'
 import type { TensorCache } from './tensor-cache.js'
 import type { Connection, Logger, PeerId, Stream } from '@libp2p/interface'
 
@@ -26,17 +27,8 @@ export interface WorkerBridgeInit {
   log: Logger
   /** the worker's own log: told why each tunnel stream ended (see RpcTunnelBridgeInit) */
   nodeLog?: (level: 'debug' | 'warn', message: string) => void
-}
-
-async function connectLocal (port: number): Promise<Socket> {
-  return await new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port, noDelay: true })
-    socket.once('connect', () => {
-      socket.off('error', reject)
-      resolve(socket)
-    })
-    socket.once('error', reject)
-  })
+  /** moves the connections to rpc-server in native code where given */
+  native?: NativeSocketAddon
 }
 
 /**
@@ -83,9 +75,9 @@ async function bridgeSession (init: WorkerBridgeInit, tunnel: TunnelEnd, peer: P
     refuse(new RpcServerUnavailableError('it is not running'))
     return
   }
-  let socket: Socket
+  let local: LocalEnd
   try {
-    socket = await connectLocal(port)
+    local = await connectLocal(port, init.native)
   } catch (err) {
     refuse(new RpcServerUnavailableError((err as Error).message))
     return
@@ -94,7 +86,7 @@ async function bridgeSession (init: WorkerBridgeInit, tunnel: TunnelEnd, peer: P
   // Which side closed first, for a session that ended without an error.
   let closedFirstBy: 'the coordinator' | 'rpc-server' | undefined
   tunnel.onEnd(() => { closedFirstBy ??= 'the coordinator' })
-  socket.once('end', () => { closedFirstBy ??= 'rpc-server' })
+  local.onEnd(() => { closedFirstBy ??= 'rpc-server' })
   const meter = new CommandMeter(init.metrics)
   const cache = init.tensorCache?.session()
   const observer = cache === undefined ? meter : observeAll(meter, cache.observer)
@@ -106,7 +98,7 @@ async function bridgeSession (init: WorkerBridgeInit, tunnel: TunnelEnd, peer: P
   }
   const validator = new RpcRequestValidator(init.maxMessageBytes(peer), observer, cache?.source, hashAnswered)
   const responses = new RpcResponseReader(bytes => { meter.responseEnd(bytes) })
-  const failure = await pipeSocketAndTunnel(socket, tunnel, {
+  const failure = await pipeLocalAndTunnel(local, tunnel, {
     fromTunnel: chunk => validator.push(chunk),
     fromSocket: chunk => {
       responses.push(chunk)

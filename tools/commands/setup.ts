@@ -1,7 +1,7 @@
 import { Command, Option } from 'commander'
 import { GPU_CHOICES, type GpuChoice } from '../../engine/llama-cpp/build-options.js'
 import { hardeningLibrary, hardeningSupported } from '../../engine/process-hardening.js'
-import { dataChannelTls } from '../../node/native-tls.js'
+import { nativeSockets } from '../../node/native-socket.js'
 import { ensureLlamaCppToolsWithProgress, ensureNodeBindingWithProgress } from '../build-progress.js'
 import { parsePositiveInt } from '../cli-parsers.js'
 
@@ -32,8 +32,8 @@ export function setupCommand (): Command {
         await ensureNodeBindingWithProgress({ signal: controller.signal })
         // Built now, not at the first `mesh start`: every process llmesh runs loads it.
         if (hardeningSupported) hardeningLibrary()
-        const channelTls = dataChannelTls()
-        if (channelTls.addon === undefined) process.stderr.write(`mesh setup: the tunnel's data channel will run on Node's TLS, at a higher cost per message: ${channelTls.why}\n`)
+        const sockets = nativeSockets()
+        if (sockets.addon === undefined) process.stderr.write(`mesh setup: the tunnel will run on Node's sockets and TLS, at a higher cost per message: ${sockets.why}\n`)
         if (options.print === true) {
           const { llamaCppTag, rpcServer, llamaServer, flags } = tools
           process.stdout.write(`${JSON.stringify({ llamaCppTag, rpcServer, llamaServer, flags })}\n`)

@@ -1,29 +1,33 @@
-import { NativeTlsError } from '../errors.js'
-import { isResetCode, TUNNEL_WINDOW_BYTES, TunnelResetError, type TunnelEnd } from '../tunnel-end.js'
-import { NativeTlsEvent, type NativeTlsAddon, type NativeTlsContext, type NativeTlsHandle } from './addon.js'
+import { NativeSocketError } from '../errors.js'
+import { isResetCode, TUNNEL_WINDOW_BYTES, TunnelResetError, type LocalEnd } from '../tunnel-end.js'
+import { NativeSocketEvent, type NativeSocketAddon, type NativeTlsContext, type NativeSocketHandle } from './addon.js'
 import type { Socket } from 'node:net'
 
-/** Ciphertext waiting for the kernel beyond which `send` asks the pipe to wait for the drain. */
+/** Bytes waiting for the kernel beyond which `send` asks the pipe to wait for the drain. */
 const SEND_HIGH_WATER_BYTES = 256 * 1024
+
+/** The most parts the addon sends in one write. */
+const MAX_WRITE_PARTS = 16
 
 /** The file descriptor under a connected net.Socket (Node keeps it on the socket's handle). */
 function socketFd (socket: Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd
-  if (typeof fd !== 'number' || fd < 0) throw new NativeTlsError('the socket has no file descriptor to hand to native TLS', 'ERR_TLS')
+  if (typeof fd !== 'number' || fd < 0) throw new NativeSocketError('the socket has no file descriptor to hand to the native session', 'EBADF')
   return fd
 }
 
 /**
- * A TunnelEnd over a TLS session of the native addon (native-tls.c): a data channel socket
- * whose encryption and byte moving run in native code on this thread's event loop, handing
- * JavaScript each arrival in one piece. Flow control as for SocketTunnelEnd: reading stops
- * once TUNNEL_WINDOW_BYTES are not yet handed on, so a slow rpc-server holds the sender back
- * through TCP. Not half-open, as the channel's Node TLS sockets are not: once the far end ended
- * its half, this end ends its own, and the session closes when both are done.
+ * A TunnelEnd over a session of the native addon (native-socket.c): a socket whose byte moving
+ * (and, on the data channel, encryption) runs in native code on this thread's event loop,
+ * handing JavaScript each arrival in one piece. It is a data channel socket (TLS), or the
+ * local connection to llama-server or rpc-server (plain). Flow control as for SocketTunnelEnd:
+ * reading stops once TUNNEL_WINDOW_BYTES are not yet handed on, so that a slow reader holds
+ * the sender back through TCP. Not half-open, as Node's sockets here are not: once the far end
+ * ended its half, this end ends its own, and the session closes when both are done.
  */
-export class NativeTlsTunnelEnd implements TunnelEnd {
-  readonly #addon: NativeTlsAddon
-  readonly #handle: NativeTlsHandle
+export class NativeSocketEnd implements LocalEnd {
+  readonly #addon: NativeSocketAddon
+  readonly #handle: NativeSocketHandle
   /** the server's accepted socket, kept (never reading) so that the server counts the connection until the session closes */
   readonly #holder: Socket | undefined
   #peerSha256 = ''
@@ -44,28 +48,37 @@ export class NativeTlsTunnelEnd implements TunnelEnd {
   #failure: Error | undefined
   #abortedWith: Error | undefined
 
-  private constructor (addon: NativeTlsAddon, context: NativeTlsContext, socket: Socket, server: boolean) {
+  private constructor (addon: NativeSocketAddon, context: NativeTlsContext | null, socket: Socket, accepted: boolean) {
     this.#addon = addon
     const fd = socketFd(socket)
-    this.#handle = addon.open(context, fd, server, (kind, value, code) => { this.#event(kind, value, code) })
+    this.#handle = addon.open(context, fd, accepted, (kind, value, code) => { this.#event(kind, value, code) })
     // A client's socket would read the server's bytes itself: only its duplicate stays open.
-    if (server) this.#holder = socket
+    if (accepted) this.#holder = socket
     else socket.destroy()
+  }
+
+  /**
+   * The plain session of a local connection to llama-server or rpc-server, which from here owns
+   * `socket`: one a server accepted with pauseOnConnect (`accepted`), or one that connected
+   * while paused; either way Node has read nothing of it.
+   */
+  static local (addon: NativeSocketAddon, socket: Socket, accepted: boolean): NativeSocketEnd {
+    return new NativeSocketEnd(addon, null, socket, accepted)
   }
 
   /**
    * Runs a TLS handshake on `socket` (connected; a server's accepted with pauseOnConnect, so
    * that Node has read nothing of it) and resolves with the session once it is done; its
    * `peerSha256` is then the fingerprint the caller pins. The session owns the socket from here.
-   * Rejects with a NativeTlsError when the handshake fails or takes longer than `timeoutMs`,
+   * Rejects with a NativeSocketError when the handshake fails or takes longer than `timeoutMs`,
    * and with the signal's reason when `signal` aborts first.
    */
-  static async handshake (addon: NativeTlsAddon, context: NativeTlsContext, socket: Socket, server: boolean, timeoutMs: number, signal?: AbortSignal): Promise<NativeTlsTunnelEnd> {
-    const end = new NativeTlsTunnelEnd(addon, context, socket, server)
+  static async handshake (addon: NativeSocketAddon, context: NativeTlsContext, socket: Socket, server: boolean, timeoutMs: number, signal?: AbortSignal): Promise<NativeSocketEnd> {
+    const end = new NativeSocketEnd(addon, context, socket, server)
     const onAbort = (): void => { end.abort(signal?.reason as Error) }
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
-        end.abort(new NativeTlsError(`no TLS session within ${timeoutMs} ms`, 'ETIMEDOUT'))
+        end.abort(new NativeSocketError(`no TLS session within ${timeoutMs} ms`, 'ETIMEDOUT'))
       }, timeoutMs)
       end.#onHandshake = err => {
         clearTimeout(timer)
@@ -87,37 +100,37 @@ export class NativeTlsTunnelEnd implements TunnelEnd {
 
   #event (kind: number, value: unknown, code: string | undefined): void {
     switch (kind) {
-      case NativeTlsEvent.HANDSHAKE:
+      case NativeSocketEvent.HANDSHAKE:
         this.#peerSha256 = value as string
         // Nothing is read until the pipe takes data (onData): a session's first bytes wait in TLS.
         this.#addon.setReading(this.#handle, false)
         this.#onHandshake?.()
         break
-      case NativeTlsEvent.DATA: {
+      case NativeSocketEvent.DATA: {
         const data = value as Buffer
         this.#unreleased += data.byteLength
         if (this.#unreleased >= TUNNEL_WINDOW_BYTES) this.#setReading(false)
         this.#onData?.([data])
         break
       }
-      case NativeTlsEvent.END:
+      case NativeSocketEvent.END:
         this.#peerEnded = true
         for (const listener of this.#onEnd.splice(0)) listener()
         if (!this.#ending) void this.closeWhenSent()
         else this.#closeIfDone()
         break
-      case NativeTlsEvent.DRAINED:
+      case NativeSocketEvent.DRAINED:
         this.#waitingBytes = 0
-        for (const callback of this.#onDrained.splice(0)) callback()
+        this.#drained()
         break
-      case NativeTlsEvent.ERROR: {
+      case NativeSocketEvent.ERROR: {
         const message = value as string
-        const errorCode = code ?? 'ERR_TLS'
-        this.#failure ??= isResetCode(errorCode) ? new TunnelResetError(message) : new NativeTlsError(message, errorCode)
+        const errorCode = code ?? 'EIO'
+        this.#failure ??= isResetCode(errorCode) ? new TunnelResetError(message) : new NativeSocketError(message, errorCode)
         this.#destroy()
         break
       }
-      case NativeTlsEvent.FINISHED:
+      case NativeSocketEvent.FINISHED:
         this.#finished = true
         for (const callback of this.#onFinished.splice(0)) callback()
         this.#closeIfDone()
@@ -144,6 +157,10 @@ export class NativeTlsTunnelEnd implements TunnelEnd {
     })
   }
 
+  #drained (): void {
+    for (const callback of this.#onDrained.splice(0)) callback()
+  }
+
   #closeIfDone (): void {
     if (this.#peerEnded && this.#finished) this.#destroy()
   }
@@ -154,7 +171,7 @@ export class NativeTlsTunnelEnd implements TunnelEnd {
     this.#addon.destroy(this.#handle)
     this.#holder?.destroy()
     const err = this.#abortedWith ?? this.#failure
-    this.#onHandshake?.(err ?? new NativeTlsError('the TLS session closed during its handshake', 'ECONNRESET'))
+    this.#onHandshake?.(err ?? new NativeSocketError('the TLS session closed during its handshake', 'ECONNRESET'))
     for (const callback of this.#onFinished.splice(0)) callback()
     // Like a socket's 'close', after the current task.
     process.nextTick(() => {
@@ -180,9 +197,16 @@ export class NativeTlsTunnelEnd implements TunnelEnd {
     if (!this.#reading && this.#onData !== undefined && this.#unreleased < TUNNEL_WINDOW_BYTES) this.#setReading(true)
   }
 
-  send (data: Uint8Array): boolean {
+  send (...parts: Uint8Array[]): boolean {
     if (!this.writable) return false
-    this.#waitingBytes = this.#addon.write(this.#handle, data)
+    for (let i = 0; i < parts.length; i += MAX_WRITE_PARTS) {
+      this.#waitingBytes = this.#addon.write(this.#handle, parts.length === 1 ? parts[0] : parts.slice(i, i + MAX_WRITE_PARTS))
+    }
+    // The addon sends DRAINED only for bytes that waited for the loop: a write that found the
+    // kernel ready again took them too, and whoever waits for the drain must hear of it.
+    if (this.#waitingBytes === 0 && this.#onDrained.length > 0) {
+      process.nextTick(() => { if (this.#waitingBytes === 0) this.#drained() })
+    }
     return this.#waitingBytes < SEND_HIGH_WATER_BYTES
   }
 
@@ -204,6 +228,14 @@ export class NativeTlsTunnelEnd implements TunnelEnd {
   abort (err: Error): void {
     this.#abortedWith ??= err
     this.#destroy()
+  }
+
+  destroy (): void {
+    this.#destroy()
+  }
+
+  get bufferedBytes (): number {
+    return this.#waitingBytes
   }
 
   get writable (): boolean {

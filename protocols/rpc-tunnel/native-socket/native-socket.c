@@ -1,15 +1,17 @@
-// The data channel's TLS in native code: a Node-API addon that runs TLS 1.3 sessions over
-// connected TCP sockets on the calling thread's own event loop (a uv_poll_t per socket), with
-// the OpenSSL that the node binary itself carries. It only encrypts, decrypts and moves bytes:
-// who may connect (certificate pinning) and what the bytes mean (ggml-rpc framing) stay in
-// JavaScript, which gets each arrival as one Buffer of up to READ_BYTES.
+// The tunnel's sockets in native code: a Node-API addon that runs sessions over connected TCP
+// sockets on the calling thread's own event loop (a uv_poll_t per socket). A session is either
+// TLS 1.3 (the data channel between coordinator and worker), with the OpenSSL that the node
+// binary itself carries, or plain (the local connection to llama-server or rpc-server). It
+// only encrypts, decrypts and moves bytes: who may connect (certificate pinning) and what the
+// bytes mean (ggml-rpc framing) stay in JavaScript, which gets each arrival as one Buffer of
+// up to READ_BYTES.
 //
-// Why: Node's TLS socket hands JavaScript one chunk per 16 KB record and costs several
-// stream-machinery layers per write, which on a small machine is most of the tunnel's cost per
-// decode step and caps weight loading near 300 MB/s (`mesh bench tunnel`).
+// Why: Node's TLS socket hands JavaScript one chunk per 16 KB record, and every Node socket
+// costs several stream-machinery layers per read and write. On a small machine that was most
+// of the tunnel's cost per decode step, and it capped weight loading (`mesh bench tunnel`).
 //
 // Built by `mesh setup` with the system's C compiler against the running node's headers
-// (native-tls.ts); links nothing: napi_*, uv_* and the OpenSSL symbols resolve in the node
+// (node/native-socket.ts); links nothing: napi_*, uv_* and the OpenSSL symbols resolve in the node
 // process. Every session lives on one thread, so nothing here locks.
 #include <node_api.h>
 #include <uv.h>
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 // The most bytes taken from the socket, and handed to JavaScript, per event.
@@ -43,12 +46,12 @@ typedef struct {
   napi_env env;
   uv_poll_t poll;
   int fd;
-  SSL *ssl;
+  SSL *ssl;         // NULL for a plain session
   BIO *network_in;  // ciphertext from the socket, for SSL to read
   BIO *network_out; // ciphertext from SSL, for the socket
-  unsigned char *pending; // ciphertext taken from network_out, not yet written to the socket
+  unsigned char *pending; // bytes for the socket that it has not taken yet (TLS: ciphertext from network_out)
   size_t pending_start, pending_end, pending_capacity;
-  unsigned char *plain; // READ_BYTES, for SSL_read
+  unsigned char *plain; // READ_BYTES, for what is handed to JavaScript
   napi_ref on_event;
   napi_async_context async;
   int handshaking;
@@ -145,24 +148,29 @@ static void update_polling (session_t *s) {
   else uv_poll_start(&s->poll, events, poll_cb);
 }
 
+// Makes room for `more` bytes at the end of `pending`. Returns 0, or -1 when memory ran out.
+static int reserve_pending (session_t *s, size_t more) {
+  if (s->pending_end + more <= s->pending_capacity) return 0;
+  // Compact, then grow: bytes wait here only while the kernel's buffer is full.
+  memmove(s->pending, s->pending + s->pending_start, s->pending_end - s->pending_start);
+  s->pending_end -= s->pending_start;
+  s->pending_start = 0;
+  if (s->pending_end + more <= s->pending_capacity) return 0;
+  size_t capacity = s->pending_capacity * 2;
+  while (capacity < s->pending_end + more) capacity *= 2;
+  unsigned char *grown = realloc(s->pending, capacity);
+  if (grown == NULL) return -1;
+  s->pending = grown;
+  s->pending_capacity = capacity;
+  return 0;
+}
+
 // Moves SSL's output into `pending`. Returns 0, or -1 when memory ran out.
 static int take_output (session_t *s) {
+  if (s->ssl == NULL) return 0;
   size_t waiting = BIO_ctrl_pending(s->network_out);
   if (waiting == 0) return 0;
-  if (s->pending_end + waiting > s->pending_capacity) {
-    // Compact, then grow: ciphertext waits here only while the kernel's buffer is full.
-    memmove(s->pending, s->pending + s->pending_start, s->pending_end - s->pending_start);
-    s->pending_end -= s->pending_start;
-    s->pending_start = 0;
-    if (s->pending_end + waiting > s->pending_capacity) {
-      size_t capacity = s->pending_capacity * 2;
-      while (capacity < s->pending_end + waiting) capacity *= 2;
-      unsigned char *grown = realloc(s->pending, capacity);
-      if (grown == NULL) return -1;
-      s->pending = grown;
-      s->pending_capacity = capacity;
-    }
-  }
+  if (reserve_pending(s, waiting) < 0) return -1;
   int n = BIO_read(s->network_out, s->pending + s->pending_end, (int)waiting);
   if (n > 0) s->pending_end += (size_t)n;
   return 0;
@@ -264,7 +272,32 @@ static void process_input (session_t *s) {
   update_polling(s);
 }
 
+// A plain session hands on what one recv brings; the loop calls again while more waits.
+static void plain_readable (session_t *s) {
+  if (!s->reading || s->peer_ended) return;
+  ssize_t n;
+  do n = recv(s->fd, s->plain, READ_BYTES, 0); while (n < 0 && errno == EINTR);
+  if (n > 0) {
+    napi_handle_scope scope;
+    napi_open_handle_scope(s->env, &scope);
+    napi_value buffer;
+    napi_create_buffer_copy(s->env, (size_t)n, s->plain, NULL, &buffer);
+    emit(s, EVENT_DATA, buffer, NULL);
+    napi_close_handle_scope(s->env, scope);
+  } else if (n == 0) {
+    s->eof = 1;
+    s->peer_ended = 1;
+    emit(s, EVENT_END, NULL, NULL);
+  } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+    emit_errno(s, errno);
+  }
+}
+
 static void on_readable (session_t *s) {
+  if (s->ssl == NULL) {
+    plain_readable(s);
+    return;
+  }
   unsigned char buffer[64 * 1024];
   // Bounded per event, so that a fast peer cannot grow network_in without end while JavaScript is slow.
   for (int i = 0; i < READ_BYTES / (int)sizeof buffer; i++) {
@@ -293,7 +326,11 @@ static void poll_cb (uv_poll_t *handle, int status, int events) {
   session_t *s = handle->data;
   if (s->destroyed || s->failed) return;
   if (status < 0) {
-    emit_error(s, uv_strerror(status), uv_err_name(status));
+    // libuv reports an error pending on the socket (POLLERR) as EBADF: the socket says which.
+    int err = 0;
+    socklen_t length = sizeof err;
+    if (status == UV_EBADF && getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &length) == 0 && err != 0) emit_errno(s, err);
+    else emit_error(s, uv_strerror(status), uv_err_name(status));
     return;
   }
   if (events & UV_WRITABLE) {
@@ -417,8 +454,9 @@ static session_t *session_arguments (napi_env env, napi_callback_info info, size
   return data;
 }
 
-// open(context, fd, server, onEvent): starts a TLS session on a duplicate of the connected
-// TCP socket `fd` (the caller closes its own); returns the session.
+// open(context, fd, server, onEvent): starts a session on a duplicate of the connected TCP
+// socket `fd` (the caller closes its own) and returns it: a TLS session with `context`, or a
+// plain one where `context` is null. A plain session reads nothing until setReading(true).
 static napi_value open_session (napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -426,10 +464,11 @@ static napi_value open_session (napi_env env, napi_callback_info info) {
   void *ctx = NULL;
   int32_t fd = -1;
   bool server = false;
-  napi_valuetype type;
-  if (argc < 4 || napi_get_value_external(env, argv[0], &ctx) != napi_ok || napi_get_value_int32(env, argv[1], &fd) != napi_ok ||
+  napi_valuetype context_type, type;
+  if (argc < 4 || napi_typeof(env, argv[0], &context_type) != napi_ok ||
+      (context_type != napi_null && napi_get_value_external(env, argv[0], &ctx) != napi_ok) || napi_get_value_int32(env, argv[1], &fd) != napi_ok ||
       napi_get_value_bool(env, argv[2], &server) != napi_ok || napi_typeof(env, argv[3], &type) != napi_ok || type != napi_function) {
-    return throw_error(env, "open(context, fd, server, onEvent) needs a context, a file descriptor, a boolean and a function");
+    return throw_error(env, "open(context, fd, server, onEvent) needs a context or null, a file descriptor, a boolean and a function");
   }
   uv_loop_t *loop = NULL;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok) return throw_error(env, "no event loop");
@@ -441,11 +480,13 @@ static napi_value open_session (napi_env env, napi_callback_info info) {
     s->plain = malloc(READ_BYTES);
     s->pending_capacity = 64 * 1024;
     s->pending = malloc(s->pending_capacity);
-    s->ssl = SSL_new(ctx);
-    s->network_in = BIO_new(BIO_s_mem());
-    s->network_out = BIO_new(BIO_s_mem());
+    if (ctx != NULL) {
+      s->ssl = SSL_new(ctx);
+      s->network_in = BIO_new(BIO_s_mem());
+      s->network_out = BIO_new(BIO_s_mem());
+    }
   }
-  if (s == NULL || s->plain == NULL || s->pending == NULL || s->ssl == NULL || s->network_in == NULL || s->network_out == NULL) {
+  if (s == NULL || s->plain == NULL || s->pending == NULL || (ctx != NULL && (s->ssl == NULL || s->network_in == NULL || s->network_out == NULL))) {
     if (s != NULL) {
       if (s->ssl == NULL) {
         BIO_free(s->network_in);
@@ -459,24 +500,26 @@ static napi_value open_session (napi_env env, napi_callback_info info) {
     close(own);
     return throw_error(env, "out of memory for a TLS session");
   }
-  // An empty memory BIO reads as "retry later", not EOF.
-  BIO_set_mem_eof_return(s->network_in, -1);
-  SSL_set_bio(s->ssl, s->network_in, s->network_out);
-  if (server) SSL_set_accept_state(s->ssl);
-  else SSL_set_connect_state(s->ssl);
+  if (ctx != NULL) {
+    // An empty memory BIO reads as "retry later", not EOF.
+    BIO_set_mem_eof_return(s->network_in, -1);
+    SSL_set_bio(s->ssl, s->network_in, s->network_out);
+    if (server) SSL_set_accept_state(s->ssl);
+    else SSL_set_connect_state(s->ssl);
+    s->handshaking = 1;
+    s->reading = 1;
+  }
   s->env = env;
   s->fd = own;
-  s->handshaking = 1;
-  s->reading = 1;
   s->poll.data = s;
   napi_create_reference(env, argv[3], 1, &s->on_event);
   napi_value name;
-  napi_create_string_utf8(env, "llmesh:native-tls", NAPI_AUTO_LENGTH, &name);
+  napi_create_string_utf8(env, "llmesh:native-socket", NAPI_AUTO_LENGTH, &name);
   napi_async_init(env, NULL, name, &s->async);
   uv_poll_init_socket(loop, &s->poll, own);
   napi_add_env_cleanup_hook(env, (void (*)(void *))session_destroy, s);
   // The client speaks first; its ClientHello goes out from the loop, like every event.
-  if (!server) {
+  if (ctx != NULL && !server) {
     ERR_clear_error();
     SSL_do_handshake(s->ssl);
     take_output(s);
@@ -487,35 +530,79 @@ static napi_value open_session (napi_env env, napi_callback_info info) {
   return result;
 }
 
-// write(session, data): encrypts `data` and sends what the socket takes; returns the bytes
-// still waiting for the socket (EVENT_DRAINED follows once they are sent).
+// The bytes of a Uint8Array (a Buffer or any other view). Returns 0, or -1 for anything else.
+static int get_bytes (napi_env env, napi_value value, void **data, size_t *length) {
+  if (napi_get_buffer_info(env, value, data, length) == napi_ok) return 0;
+  napi_typedarray_type type;
+  napi_value buffer;
+  size_t offset = 0;
+  if (napi_get_typedarray_info(env, value, &type, length, data, &buffer, &offset) != napi_ok || type != napi_uint8_array) return -1;
+  return 0;
+}
+
+// The most parts of one write that go to the kernel in one call.
+#define MAX_WRITE_PARTS 16
+
+// Plain session: sends `parts` in one call where nothing waits before them, so that a header and
+// its payload leave in one segment (rpc-server reads them with separate recv calls and each
+// extra segment costs it a wake-up), and queues what the socket did not take. A failing send is
+// left for the loop to meet again and report. Returns 0, or -1 when memory ran out.
+static int send_plain (session_t *s, struct iovec *parts, int count) {
+  size_t sent = 0;
+  if (s->pending_end == s->pending_start) {
+    struct msghdr message = { .msg_iov = parts, .msg_iovlen = (size_t)count };
+    ssize_t n;
+    do n = sendmsg(s->fd, &message, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+    if (n > 0) sent = (size_t)n;
+  }
+  for (int i = 0; i < count; i++) {
+    size_t skip = sent < parts[i].iov_len ? sent : parts[i].iov_len;
+    sent -= skip;
+    size_t rest = parts[i].iov_len - skip;
+    if (rest == 0) continue;
+    if (reserve_pending(s, rest) < 0) return -1;
+    memcpy(s->pending + s->pending_end, (unsigned char *)parts[i].iov_base + skip, rest);
+    s->pending_end += rest;
+  }
+  return 0;
+}
+
+// write(session, data): sends `data` (a Uint8Array, or an array of them to send together),
+// encrypted on a TLS session, where the socket takes it; returns the bytes still waiting for
+// the socket (EVENT_DRAINED follows once they are sent).
 static napi_value write_session (napi_env env, napi_callback_info info) {
   napi_value argv[2];
   session_t *s = session_arguments(env, info, 2, argv);
-  void *data = NULL;
-  size_t length = 0;
-  if (s == NULL || napi_get_buffer_info(env, argv[1], &data, &length) != napi_ok) {
-    // Not a Buffer: any other typed array view.
-    napi_typedarray_type type;
-    napi_value buffer;
-    size_t offset = 0;
-    if (s == NULL || napi_get_typedarray_info(env, argv[1], &type, &length, &data, &buffer, &offset) != napi_ok || type != napi_uint8_array) {
-      return throw_error(env, "write(session, data) needs a session and a Uint8Array");
-    }
+  bool is_array = false;
+  uint32_t count = 1;
+  if (s != NULL && napi_is_array(env, argv[1], &is_array) == napi_ok && is_array) napi_get_array_length(env, argv[1], &count);
+  struct iovec parts[MAX_WRITE_PARTS];
+  if (s == NULL || count > MAX_WRITE_PARTS) return throw_error(env, "write(session, data) needs a session and a Uint8Array or an array of at most 16");
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value part = argv[1];
+    if (is_array) napi_get_element(env, argv[1], i, &part);
+    if (get_bytes(env, part, &parts[i].iov_base, &parts[i].iov_len) < 0) return throw_error(env, "write(session, data) needs a session and a Uint8Array or an array of them");
   }
-  if (s->destroyed || s->failed || s->ending || s->handshaking) return throw_error(env, "the TLS session cannot send now");
-  if (length > 0) {
-    size_t written = 0;
-    ERR_clear_error();
-    if (SSL_write_ex(s->ssl, data, length, &written) != 1 || written != length) {
-      char message[256];
-      openssl_error(message, sizeof message, "TLS write failed");
-      return throw_error(env, message);
+  if (s->destroyed || s->failed || s->ending || s->handshaking) return throw_error(env, "the session cannot send now");
+  if (s->ssl == NULL) {
+    // What waited goes first, where the kernel takes it now.
+    flush(s, 0);
+    if (send_plain(s, parts, (int)count) < 0) return throw_error(env, "out of memory for the session's send buffer");
+  } else {
+    for (uint32_t i = 0; i < count; i++) {
+      if (parts[i].iov_len == 0) continue;
+      size_t written = 0;
+      ERR_clear_error();
+      if (SSL_write_ex(s->ssl, parts[i].iov_base, parts[i].iov_len, &written) != 1 || written != parts[i].iov_len) {
+        char message[256];
+        openssl_error(message, sizeof message, "TLS write failed");
+        return throw_error(env, message);
+      }
     }
     // Sent at once where the socket takes it: a decode step's request leaves in this call.
     flush(s, 0);
-    update_polling(s);
   }
+  update_polling(s);
   napi_value result;
   napi_create_double(env, (double)(s->pending_end - s->pending_start), &result);
   return result;
@@ -533,7 +620,7 @@ static napi_value set_reading (napi_env env, napi_callback_info info) {
   s->reading = reading;
   update_polling(s);
   // Resumed: what SSL already holds is handed on without waiting for the socket.
-  if (reading && !was && !s->handshaking) process_input(s);
+  if (reading && !was && !s->handshaking && s->ssl != NULL) process_input(s);
   return undefined_value(env);
 }
 
@@ -544,7 +631,7 @@ static napi_value end_session (napi_env env, napi_callback_info info) {
   if (s == NULL) return throw_error(env, "end(session) needs a session");
   if (s->destroyed || s->failed || s->ending) return undefined_value(env);
   s->ending = 1;
-  if (!s->handshaking) {
+  if (s->ssl != NULL && !s->handshaking) {
     ERR_clear_error();
     SSL_shutdown(s->ssl);
   }
