@@ -114,8 +114,6 @@ export class DataChannelServer {
 
   // The accepted socket has read nothing (pauseOnConnect): the native session takes it as it is.
   async #acceptNative (native: NativeChannelTls, socket: Socket): Promise<void> {
-    // It never reads or writes; whatever befalls the connection, the session reports.
-    socket.on('error', () => {})
     let session: NativeSocketEnd
     try {
       session = await NativeSocketEnd.handshake(native.addon, native.context, socket, true, CHANNEL_HANDSHAKE_MS, this.#closing.signal)

@@ -53,8 +53,13 @@ export class NativeSocketEnd implements LocalEnd {
     const fd = socketFd(socket)
     this.#handle = addon.open(context, fd, accepted, (kind, value, code) => { this.#event(kind, value, code) })
     // A client's socket would read the server's bytes itself: only its duplicate stays open.
-    if (accepted) this.#holder = socket
-    else socket.destroy()
+    if (accepted) {
+      this.#holder = socket
+      // It never reads or writes; whatever befalls the connection, the session reports.
+      socket.on('error', () => {})
+    } else {
+      socket.destroy()
+    }
   }
 
   /**
