@@ -5,8 +5,9 @@ import type { NativeSocketAddon } from './native-socket/addon.js'
 
 // The local connections of a session, to llama-server (coordinator) and to rpc-server (worker),
 // are moved by the native addon where the node has it: on these sockets Node's stream machinery
-// cost as much per decode step as the tunnel's own work, and it bounded the rate of weight
-// loading (`mesh bench tunnel`). Elsewhere they are Node sockets, alike to the peers.
+// ran for every chunk both ways, a good part of the tunnel's round trip (`mesh bench tunnel`),
+// and a profile of weight loading found the coordinator busiest in their writes. Elsewhere they
+// are Node sockets, alike to the peers.
 
 /**
  * The connection llama-server made to a coordinator's listener: `socket` as the listener's
