@@ -89,11 +89,15 @@ describe('the ggml-rpc tunnel between real mesh nodes', { timeout: 600_000 }, ()
       assert.notEqual(metric(after, 'llmesh_rpc_message_cap_bytes'), forgedCap, 'worker B could not set worker A\'s cap')
 
       // The coordinator re-plans around B's restart; its streams to A still pass.
+      let last = ''
       await waitFor('a completion through worker A after the refusals', async () => {
         const answer = await serving.api.complete('The quick brown fox', 8)
         const engine = (await status(serving.coordinator.home)).engine
+        last = `answer ${answer.status} ${answer.body.slice(0, 300)}; engine ${engine?.state ?? 'none'}, plan ${engine?.planTable ?? 'none'}`
         return answer.status === 200 && engine?.plan?.stages.some(s => s.nodeId === idA && s.layerCount > 0) === true ? true : undefined
-      }, 180_000).catch((err: Error) => { throw new Error(`${err.message}; the coordinator's log:\n${serving.coordinator.lines.slice(-25).join('\n')}`) })
+      }, 180_000).catch((err: Error) => {
+        throw new Error(`${err.message}; last seen: ${last}\nthe coordinator's log:\n${serving.coordinator.lines.slice(-25).join('\n')}\nworker A's log:\n${workerA.lines.slice(-25).join('\n')}`)
+      })
     } finally {
       await nodeB.stop()
     }
