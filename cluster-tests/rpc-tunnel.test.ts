@@ -6,6 +6,7 @@ import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { connect as connectTcp } from 'node:net'
+import { connect as connectTls, type TLSSocket } from 'node:tls'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -43,6 +44,17 @@ async function until (condition: () => boolean, what: string, timeoutMs = 10_000
 /** Size u64 + payload of rpc-server's answers: HELLO gets 4 + 24 bytes, DEVICE_COUNT 4. */
 const HELLO_RESPONSE_BYTES = 8 + 28
 const DEVICE_COUNT_RESPONSE_BYTES = 8 + 4
+/**
+ * A GRAPH_COMPUTE of an empty graph (device 0, no nodes, no tensors): rpc-server computes
+ * nothing, and the worker bridge takes the weights as loaded and relays the session natively.
+ */
+const EMPTY_GRAPH = rpcRequest(RpcCommand.GRAPH_COMPUTE, 12)
+
+/** A metric's value in `node`'s registry, summed over `labels` where given (0 when absent). */
+async function metricValue (node: TunnelNode, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const values = (await node.services.rpcTunnel.registry.getSingleMetric(name)?.get())?.values ?? []
+  return values.filter(v => Object.entries(labels).every(([key, value]) => v.labels[key] === value)).reduce((sum, v) => sum + v.value, 0)
+}
 
 // Needs the tools `mesh setup` builds; findLlamaCppTools() says so when they are missing.
 describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
@@ -173,8 +185,8 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
   })
 
   /** True once the worker's log has a warning that a tunnel stream from `peer` ended, for a reason matching `why`. */
-  function workerLogged (peer: TunnelNode, why: RegExp): boolean {
-    return workerLog.some(line => line.startsWith(`warn tunnel stream from ${peer.peerId.toString()} `) && why.test(line))
+  function workerLogged (peer: TunnelNode, why: RegExp, what = 'tunnel stream'): boolean {
+    return workerLog.some(line => line.startsWith(`warn ${what} from ${peer.peerId.toString()} `) && why.test(line))
   }
 
   for (const [what, badRequest, reason] of [
@@ -196,6 +208,63 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
       assert.equal(rpcServer.pid, pid)
     })
   }
+
+  /**
+   * A raw session on the worker's data channel as the coordinator would open it (with a key the
+   * coordinator named in a cap exchange of its own), past HELLO and the weights (EMPTY_GRAPH),
+   * its DEVICE_COUNT answered: the worker relays it natively from here on.
+   */
+  async function dataChannelPastWeights (): Promise<{ socket: TLSSocket, closed: Promise<void> }> {
+    const key = await createChannelIdentity()
+    const capStream = await coordinator.dialProtocol(worker.peerId, RPC_CAP_PROTOCOL)
+    await sendCapMessage(capStream, worker.peerId, 1024 * 1024, key.sha256, AbortSignal.timeout(10_000))
+    const port = worker.services.rpcTunnel.dataChannelPort
+    assert.ok(port !== undefined, 'the worker listens for a data channel')
+    const socket = connectTls({ host: '127.0.0.1', port, minVersion: 'TLSv1.3', rejectUnauthorized: false, ...key })
+    const closed = new Promise<void>(resolve => { socket.once('close', () => { resolve() }) })
+    socket.on('error', () => {})
+    await once(socket, 'secureConnect')
+    let received = 0
+    socket.on('data', (chunk: Buffer) => { received += chunk.byteLength })
+    socket.write(Buffer.concat([rpcRequest(RpcCommand.HELLO, 24), EMPTY_GRAPH, rpcRequest(RpcCommand.DEVICE_COUNT, 0)]))
+    await until(() => received >= HELLO_RESPONSE_BYTES + DEVICE_COUNT_RESPONSE_BYTES, 'the DEVICE_COUNT answer after the graph')
+    return { socket, closed }
+  }
+
+  it('relays a data channel session past its weights natively, timing its commands and refusing what the bridge refuses', async () => {
+    const pid = rpcServer.pid
+    const relays = await metricValue(worker, 'llmesh_rpc_native_relays_total')
+    const counted = await metricValue(worker, 'llmesh_rpc_request_bytes_total', { command: 'graph_compute' })
+    for (const [what, badRequest, reason] of [
+      ['an unknown command byte', Uint8Array.of(0xc8), /closed by this worker: ggml-rpc command 200 is refused/],
+      ['a second HELLO', rpcRequest(RpcCommand.HELLO, 24), /closed by this worker: ggml-rpc command 14 is refused: HELLO may only open a session/],
+      ['a length over the cap', rpcRequest(RpcCommand.SET_TENSOR, 0, 2n ** 40n), /closed by this worker: ggml-rpc set_tensor announces 1099511627776 bytes, more than the 1048576-byte cap/],
+      ['a fixed-size request of another size', rpcRequest(RpcCommand.FREE_BUFFER, 9), /closed by this worker: ggml-rpc free_buffer must carry exactly 8 bytes, got 9/]
+    ] as const) {
+      const { socket, closed } = await dataChannelPastWeights()
+      // In two parts: the relay judges the command byte as it comes, the rest of the header once whole.
+      socket.write(badRequest.subarray(0, 1))
+      if (badRequest.byteLength > 1) setTimeout(() => { socket.write(badRequest.subarray(1)) }, 50)
+      await closed
+      await until(() => workerLogged(coordinator, reason, 'tunnel data channel session'), `the worker's log to say why it closed the session that sent ${what}`)
+      assert.ok(!rpcServer.recentOutput.some(line => /Unknown command|Failed to allocate/.test(line)), `${what} never reached rpc-server`)
+    }
+    assert.equal(rpcServer.pid, pid)
+    assert.equal(await metricValue(worker, 'llmesh_rpc_native_relays_total'), relays + 4, 'each session was relayed natively once past its graph')
+    // The relay's timings reach the metrics, the graph's (before the relay) with DEVICE_COUNT's (through it).
+    assert.equal(await metricValue(worker, 'llmesh_rpc_request_bytes_total', { command: 'graph_compute' }), counted + 4 * 12)
+    assert.equal(await deviceCount(coordinator), 1, 'the next session works')
+  })
+
+  it('closes a natively relayed session that stalls part-way through a request', async () => {
+    const relays = await metricValue(worker, 'llmesh_rpc_native_relays_total')
+    const { socket, closed } = await dataChannelPastWeights()
+    socket.write(rpcRequest(RpcCommand.DEVICE_COUNT, 0).subarray(0, 5))
+    await closed
+    await until(() => workerLogged(coordinator, /closed by this worker: a ggml-rpc message stalled for more than 2000 ms/, 'tunnel data channel session'), 'the worker\'s log to say why it closed the session')
+    assert.equal(await metricValue(worker, 'llmesh_rpc_native_relays_total'), relays + 1)
+    assert.equal(await deviceCount(coordinator), 1)
+  })
 
   it('closes a tunnel stream that stalls part-way through a request', async () => {
     const stream = await coordinator.dialProtocol(worker.peerId, RPC_TUNNEL_PROTOCOL)

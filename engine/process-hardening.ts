@@ -64,7 +64,7 @@ let library: string | undefined
 /** The path of the hardening library, compiled on first use (engine/c-library.ts). Linux only. */
 export function hardeningLibrary (): string {
   try {
-    library ??= buildCLibrary({ source: SOURCE_PATH, name: 'hardening' })
+    library ??= buildCLibrary({ sources: [SOURCE_PATH], name: 'hardening' })
   } catch (err) {
     throw new ProcessHardeningError(`the library that turns core dumps off: ${(err as Error).message}; install a C compiler (cc), which "mesh setup" needs too`)
   }

@@ -4,7 +4,7 @@
 // Where either is missing the tunnel runs on Node's sockets and TLS, which work alike on the
 // wire but cost more per message, so the reason is kept for the log.
 import { buildCLibrary } from '../engine/c-library.js'
-import { loadNativeSocket, nativeSocketBuildKey, NATIVE_SOCKET_SOURCE, nodeHeadersDir, type NativeSocketAddon } from '../protocols/rpc-tunnel/native-socket/addon.js'
+import { loadNativeSocket, nativeSocketBuildKey, NATIVE_SOCKET_SOURCES, nodeHeadersDir, type NativeSocketAddon } from '../protocols/rpc-tunnel/native-socket/addon.js'
 
 /** The addon, or why this process runs the tunnel on Node's sockets and TLS. */
 export type NativeSockets = { addon: NativeSocketAddon } | { addon: undefined, why: string }
@@ -23,7 +23,7 @@ function load (): NativeSockets {
   const headers = nodeHeadersDir()
   if (headers === undefined) return { addon: undefined, why: `the node headers (node_api.h, openssl/ssl.h) are not installed next to ${process.execPath}` }
   try {
-    const path = buildCLibrary({ source: NATIVE_SOCKET_SOURCE, name: 'native-socket', args: [`-I${headers}`], key: nativeSocketBuildKey() })
+    const path = buildCLibrary({ sources: NATIVE_SOCKET_SOURCES, name: 'native-socket', args: [`-I${headers}`], key: nativeSocketBuildKey() })
     return { addon: loadNativeSocket(path) }
   } catch (err) {
     return { addon: undefined, why: (err as Error).message }

@@ -24,6 +24,11 @@ export class CommandMeter implements RequestObserver {
     this.#metrics = metrics
   }
 
+  /** Requests whose response has not ended yet. */
+  get awaitingResponses (): number {
+    return this.#awaitingResponse.length
+  }
+
   requestStart (): void {
     this.#startedAt = performance.now()
   }

@@ -24,13 +24,19 @@ export class RpcTunnelMetrics {
   readonly #messageCap: Gauge
   readonly #largestRequest: Gauge
   readonly #tensorCache: Counter
+  readonly #relays: Counter
   readonly #largest = new Map<string, number>()
   #pending: FinishedCommand[] = []
+  /** native relays, asked for the commands they finished before each scrape */
+  readonly #commandSources = new Set<() => void>()
 
   constructor (registry: Registry) {
     const registers = [registry]
     // Whichever of these a scrape reads first puts in the commands recorded since the last.
-    const collect = (): void => { this.#putPending() }
+    const collect = (): void => {
+      for (const take of this.#commandSources) take()
+      this.#putPending()
+    }
     this.#duration = new Histogram({
       name: 'llmesh_rpc_command_duration_seconds',
       help: 'Time from a ggml-rpc request header to its last byte, or to the end of its response for commands that have one, by command',
@@ -50,6 +56,11 @@ export class RpcTunnelMetrics {
       labelNames: ['event'],
       registers
     })
+    this.#relays = new Counter({
+      name: 'llmesh_rpc_native_relays_total',
+      help: 'Worker: sessions handed to the native relay once their weights were loaded, whose decode steps then cross the worker without JavaScript',
+      registers
+    })
     this.#largestRequest = new Gauge({ name: 'llmesh_rpc_largest_request_bytes', help: 'The largest ggml-rpc request payload the worker bridge let through, by command: how close traffic comes to the cap', labelNames: ['command'], registers, collect })
   }
 
@@ -62,6 +73,16 @@ export class RpcTunnelMetrics {
   command (command: string, requestBytes: number, responseBytes: number, seconds: number): void {
     this.#pending.push({ command, requestBytes, responseBytes, seconds })
     if (this.#pending.length >= PENDING_COMMANDS_MAX) this.#putPending()
+  }
+
+  /**
+   * A native relay, which keeps finished commands in native memory: `take` hands them to
+   * command(), and is called before every scrape until the returned function removes it.
+   */
+  commandSource (take: () => void): () => void {
+    this.#relays.inc()
+    this.#commandSources.add(take)
+    return () => { this.#commandSources.delete(take) }
   }
 
   #putPending (): void {

@@ -20,6 +20,13 @@ export interface PipeOptions {
   holdQuietMs?: number
   /** closes both ends when the tunnel brings nothing for `ms` while `stalled()` says a message is unfinished */
   readTimeout?: { ms: number, stalled: () => boolean, error: () => Error }
+  /**
+   * Asked after each arrival once the pipe holds nothing back, owes no release and waits for
+   * neither end: may hand both ends to a relay that carries their bytes from then on (the
+   * worker's native relay), and returns true when it did. The pipe then only follows the ends
+   * as they end and close; `fail` closes both with an error, as a throwing hook does.
+   */
+  handOver?: (fail: (err: Error) => void) => boolean
 }
 
 /** The most bytes held back from the tunnel: big tensors still stream through in frames of this size. */
@@ -39,7 +46,7 @@ export const HOLD_MS = 1
  * Resolves with the error that ended the pipe, or undefined after a clean close.
  */
 export async function pipeLocalAndTunnel (local: LocalEnd, tunnel: TunnelEnd, options: PipeOptions = {}): Promise<Error | undefined> {
-  const { fromTunnel, fromSocket, holdSocketBytes, holdQuietMs = HOLD_MS, readTimeout } = options
+  const { fromTunnel, fromSocket, holdSocketBytes, holdQuietMs = HOLD_MS, readTimeout, handOver } = options
   return await new Promise(resolve => {
     let failure: Error | undefined
     let localClosed = false
@@ -54,6 +61,7 @@ export async function pipeLocalAndTunnel (local: LocalEnd, tunnel: TunnelEnd, op
     let held: Uint8Array[] = []
     let heldBytes = 0
     let holdTimer: NodeJS.Timeout | undefined
+    let handedOver = false
 
     const finish = (): void => {
       if (!localClosed || !tunnelClosed) return
@@ -71,7 +79,7 @@ export async function pipeLocalAndTunnel (local: LocalEnd, tunnel: TunnelEnd, op
     // Only a stall of the remote counts: time spent waiting for our own local connection does not.
     const armTimer = (): void => {
       clearTimeout(timer)
-      if (readTimeout === undefined || waitingForLocal || tunnelClosed || !readTimeout.stalled()) return
+      if (readTimeout === undefined || handedOver || waitingForLocal || tunnelClosed || !readTimeout.stalled()) return
       timer = setTimeout(() => { fail(readTimeout.error()) }, readTimeout.ms)
     }
     const release = (): void => {
@@ -95,6 +103,12 @@ export async function pipeLocalAndTunnel (local: LocalEnd, tunnel: TunnelEnd, op
       waitingForTunnel = false
       if (heldBytes === 0) releaseLocal()
     }
+    const tryHandOver = (): void => {
+      if (handOver === undefined || handedOver || failure !== undefined || localClosed || tunnelClosed || !local.writable || !tunnel.writable) return
+      if (waitingForLocal || waitingForTunnel || heldBytes > 0 || holdTimer !== undefined || unreleased > 0 || localUnreleased > 0) return
+      handedOver = handOver(fail)
+      if (handedOver) clearTimeout(timer)
+    }
 
     tunnel.onData(arrived => {
       if (!local.writable) return
@@ -113,6 +127,7 @@ export async function pipeLocalAndTunnel (local: LocalEnd, tunnel: TunnelEnd, op
         // Credit goes back only for data the local connection took: a slow reader holds the remote back.
         if (!waitingForLocal) release()
         armTimer()
+        tryHandOver()
       } catch (err) {
         fail(err as Error)
       }
@@ -169,6 +184,7 @@ export async function pipeLocalAndTunnel (local: LocalEnd, tunnel: TunnelEnd, op
           return
         }
         sendHeld()
+        tryHandOver()
       } catch (err) {
         fail(err as Error)
       }

@@ -2,11 +2,13 @@ import { CommandMeter } from './command-meter.js'
 import { CreditStream } from './credit-stream.js'
 import { RpcIdleReadTimeoutError, RpcServerUnavailableError, RpcTunnelError, RpcTunnelRefusedError } from './errors.js'
 import { connectLocal } from './local-connection.js'
+import { startNativeRelay } from './native-relay.js'
 import { pipeLocalAndTunnel } from './pipe.js'
 import { TunnelResetError, type LocalEnd, type TunnelEnd } from './tunnel-end.js'
 import { RESPONSE_HEADER_BYTES } from './ggml-rpc.js'
 import { observeAll, RpcRequestValidator, SET_TENSOR_HASH_HELD_RESPONSE } from './request-validator.js'
 import { RpcResponseReader } from './response-reader.js'
+import { WeightLoading } from './tensor-cache.js'
 import type { RpcTunnelMetrics } from './metrics.js'
 import type { NativeSocketAddon } from './native-socket/addon.js'
 import type { TensorCache } from './tensor-cache.js'
@@ -89,14 +91,17 @@ async function bridgeSession (init: WorkerBridgeInit, tunnel: TunnelEnd, peer: P
   local.onEnd(() => { closedFirstBy ??= 'rpc-server' })
   const meter = new CommandMeter(init.metrics)
   const cache = init.tensorCache?.session()
-  const observer = cache === undefined ? meter : observeAll(meter, cache.observer)
+  const weights = new WeightLoading()
+  const loading = { requestStart: (command: number) => { weights.request(command) }, requestEnd: () => {} }
+  const observer = cache === undefined ? observeAll(meter, loading) : observeAll(meter, loading, cache.observer)
   // A SET_TENSOR_HASH the cache answered: the client waits for this answer alone (ggml-rpc has
   // one request with a response in flight at most), so it cannot overtake rpc-server's answers.
   const hashAnswered = (): void => {
     tunnel.send(SET_TENSOR_HASH_HELD_RESPONSE)
     meter.responseEnd(SET_TENSOR_HASH_HELD_RESPONSE.byteLength - RESPONSE_HEADER_BYTES)
   }
-  const validator = new RpcRequestValidator(init.maxMessageBytes(peer), observer, cache?.source, hashAnswered)
+  const maxMessageBytes = init.maxMessageBytes(peer)
+  const validator = new RpcRequestValidator(maxMessageBytes, observer, cache?.source, hashAnswered)
   const responses = new RpcResponseReader(bytes => { meter.responseEnd(bytes) })
   const failure = await pipeLocalAndTunnel(local, tunnel, {
     fromTunnel: chunk => validator.push(chunk),
@@ -109,7 +114,12 @@ async function bridgeSession (init: WorkerBridgeInit, tunnel: TunnelEnd, peer: P
       ms: init.idleReadTimeoutMs,
       stalled: () => validator.midMessage,
       error: () => new RpcIdleReadTimeoutError(init.idleReadTimeoutMs)
-    }
+    },
+    // Decode steps cross the worker without JavaScript once the weights are loaded, where both
+    // ends run in the addon: the tensor cache has nothing more to do, and the relay checks and
+    // times requests as the validator and the meter here do.
+    handOver: fail => !weights.loading && !validator.midMessage && !responses.midMessage && meter.awaitingResponses === 0 &&
+      startNativeRelay(tunnel, local, { maxMessageBytes, readTimeoutMs: init.idleReadTimeoutMs, metrics: init.metrics, fail })
   })
   cache?.end()
   if (failure instanceof RpcTunnelError) {

@@ -17,8 +17,21 @@ export const NativeSocketEvent = {
   END: 2,
   DRAINED: 3,
   ERROR: 4,
-  FINISHED: 5
+  FINISHED: 5,
+  REFUSED: 6
 } as const
+
+/** Why a relay stopped (EVENT_REFUSED's first value), as rpc-relay.h's enum rpc_refusal numbers it. */
+export const NativeRelayRefusal = {
+  COMMAND: 1,
+  SIZE: 2,
+  TOO_LARGE: 3,
+  UNEXPECTED_RESPONSE: 4,
+  IDLE_READ_TIMEOUT: 5
+} as const
+
+/** Numbers per finished command in relayRecords(): command, request bytes, response bytes, seconds. */
+export const RELAY_RECORD_FIELDS = 4
 
 /** Called on the event loop with each event of a session (see native-socket.c). */
 export type NativeSocketListener = (kind: number, value: unknown, code: string | undefined) => void
@@ -34,10 +47,19 @@ export interface NativeSocketAddon {
   setReading: (session: NativeSocketHandle, reading: boolean) => void
   end: (session: NativeSocketHandle) => void
   destroy: (session: NativeSocketHandle) => void
+  /**
+   * from the next turn of the loop, relays between a data channel session and rpc-server's plain
+   * session without JavaScript, checking requests against the tables (256 entries each; fixedBytes
+   * -1 where any size goes); see native-socket.c
+   */
+  relay: (channel: NativeSocketHandle, local: NativeSocketHandle, maxMessageBytes: number, accepted: Uint8Array, fixedBytes: Float64Array, withResponse: Uint8Array, readTimeoutMs: number) => void
+  /** the commands a relay finished since the last call, RELAY_RECORD_FIELDS numbers each */
+  relayRecords: (channel: NativeSocketHandle) => Float64Array | undefined
 }
 
-/** The addon's C source. */
-export const NATIVE_SOCKET_SOURCE = fileURLToPath(new URL('../../../../protocols/rpc-tunnel/native-socket/native-socket.c', import.meta.url))
+/** The addon's C sources and the header they share. */
+export const NATIVE_SOCKET_SOURCES: readonly string[] = ['native-socket.c', 'rpc-relay.c', 'rpc-relay.h']
+  .map(name => fileURLToPath(new URL(`../../../../protocols/rpc-tunnel/native-socket/${name}`, import.meta.url)))
 
 /** The running node's C headers (node_api.h, uv.h and its OpenSSL's), undefined where they are not installed. */
 export function nodeHeadersDir (): string | undefined {

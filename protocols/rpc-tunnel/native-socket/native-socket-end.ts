@@ -9,6 +9,38 @@ const SEND_HIGH_WATER_BYTES = 256 * 1024
 /** The most parts the addon sends in one write. */
 const MAX_WRITE_PARTS = 16
 
+/** How often a relay's command timings are taken into JavaScript (and so into the metrics). */
+const RELAY_RECORDS_MS = 1000
+
+/** What a relay checks each request against: the worker bridge's rules for a session past its HELLO. */
+export interface NativeRelayRules {
+  /** largest request payload let through, in bytes */
+  maxMessageBytes: number
+  /** one byte per command: nonzero where the command is accepted */
+  accepted: Uint8Array
+  /** per command, the one payload size its request has, -1 where any size goes */
+  fixedBytes: Float64Array
+  /** one byte per command: nonzero where rpc-server answers it */
+  withResponse: Uint8Array
+  /** how long the coordinator may stop part-way through a request */
+  readTimeoutMs: number
+}
+
+/** Why a relay stopped: a NativeRelayRefusal, and the command and size it refused where one was. */
+export interface NativeRelayStop {
+  refusal: number
+  command: number
+  size: bigint
+}
+
+/** Where a relay reports to. */
+export interface NativeRelayListener {
+  /** it stopped relaying; both ends are still open, for the listener to close */
+  refused: (stop: NativeRelayStop) => void
+  /** commands it finished: RELAY_RECORD_FIELDS numbers each */
+  records: (records: Float64Array) => void
+}
+
 /** The file descriptor under a connected net.Socket (Node keeps it on the socket's handle). */
 function socketFd (socket: Socket): number {
   const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd
@@ -47,6 +79,7 @@ export class NativeSocketEnd implements LocalEnd {
   #closed = false
   #failure: Error | undefined
   #abortedWith: Error | undefined
+  #relay: { listener: NativeRelayListener, timer: NodeJS.Timeout } | undefined
 
   private constructor (addon: NativeSocketAddon, context: NativeTlsContext | null, socket: Socket, accepted: boolean) {
     this.#addon = addon
@@ -140,6 +173,11 @@ export class NativeSocketEnd implements LocalEnd {
         for (const callback of this.#onFinished.splice(0)) callback()
         this.#closeIfDone()
         break
+      case NativeSocketEvent.REFUSED: {
+        const [refusal, command, size] = value as [number, number, bigint]
+        this.#relay?.listener.refused({ refusal, command, size })
+        break
+      }
     }
   }
 
@@ -173,6 +211,10 @@ export class NativeSocketEnd implements LocalEnd {
   #destroy (): void {
     if (this.#closed) return
     this.#closed = true
+    if (this.#relay !== undefined) {
+      clearInterval(this.#relay.timer)
+      this.takeRelayRecords()
+    }
     this.#addon.destroy(this.#handle)
     this.#holder?.destroy()
     const err = this.#abortedWith ?? this.#failure
@@ -182,6 +224,24 @@ export class NativeSocketEnd implements LocalEnd {
     process.nextTick(() => {
       for (const listener of this.#onClose.splice(0)) listener(err)
     })
+  }
+
+  /**
+   * Hands this data channel session and `local` (the plain session of rpc-server's connection)
+   * to the addon's relay from the next turn of the loop: from then on their bytes flow between
+   * them in native code, checked and timed by `rules`, and no longer reach onData. Both ends
+   * still end, fail and close as before. Call it only when nothing read from either is still
+   * to be sent on, and nothing waits for either to drain.
+   */
+  relay (local: NativeSocketEnd, rules: NativeRelayRules, listener: NativeRelayListener): void {
+    this.#addon.relay(this.#handle, local.#handle, rules.maxMessageBytes, rules.accepted, rules.fixedBytes, rules.withResponse, rules.readTimeoutMs)
+    this.#relay = { listener, timer: setInterval(() => { this.takeRelayRecords() }, RELAY_RECORDS_MS).unref() }
+  }
+
+  /** Hands the commands the relay finished since the last time to its listener (also about once a second, and at the close). */
+  takeRelayRecords (): void {
+    const records = this.#addon.relayRecords(this.#handle)
+    if (records !== undefined) this.#relay?.listener.records(records)
   }
 
   onData (listener: (parts: Uint8Array[]) => void): void {

@@ -2,9 +2,13 @@
 // sockets on the calling thread's own event loop (a uv_poll_t per socket). A session is either
 // TLS 1.3 (the data channel between coordinator and worker), with the OpenSSL that the node
 // binary itself carries, or plain (the local connection to llama-server or rpc-server). It
-// only encrypts, decrypts and moves bytes: who may connect (certificate pinning) and what the
-// bytes mean (ggml-rpc framing) stay in JavaScript, which gets each arrival as one Buffer of
-// up to READ_BYTES.
+// encrypts, decrypts and moves bytes: who may connect (certificate pinning) stays in
+// JavaScript, which gets each arrival as one Buffer of up to READ_BYTES.
+//
+// On a worker, once a session's weights are loaded, JavaScript may hand its two sessions (the
+// data channel's and rpc-server's) to a relay that carries every decode step without calling
+// JavaScript: it checks and times the ggml-rpc requests as the worker bridge does (rpc-relay.c)
+// and reports only a refusal, the ends of the sessions, and the commands' timings in batches.
 //
 // Why: Node's TLS socket hands JavaScript one chunk per 16 KB record, and every Node socket
 // costs several stream-machinery layers per read and write. On a small machine that was most
@@ -28,9 +32,13 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include "rpc-relay.h"
 
 // The most bytes taken from the socket, and handed to JavaScript, per event.
 #define READ_BYTES (256 * 1024)
+
+// A relay stops reading one session while the other has this many bytes waiting for its socket.
+#define RELAY_HIGH_WATER (256 * 1024)
 
 // What a session tells JavaScript: on_event(kind, value, code).
 enum event_kind {
@@ -39,12 +47,16 @@ enum event_kind {
   EVENT_END = 2,       // the peer closed its sending half
   EVENT_DRAINED = 3,   // everything written has reached the kernel
   EVENT_ERROR = 4,     // value: message, code: errno name (ECONNRESET, ...) or "ERR_TLS"
-  EVENT_FINISHED = 5   // after end(): close_notify and FIN are sent
+  EVENT_FINISHED = 5,  // after end(): close_notify and FIN are sent
+  EVENT_REFUSED = 6    // relaying, on the data channel session: value [refusal, command, size] (rpc-relay.h), nothing more is relayed
 };
 
-typedef struct {
+typedef struct session session_t;
+
+struct session {
   napi_env env;
   uv_poll_t poll;
+  uv_timer_t timer; // relaying, on the data channel session: the read timeout, and the first read
   int fd;
   SSL *ssl;         // NULL for a plain session
   BIO *network_in;  // ciphertext from the socket, for SSL to read
@@ -65,7 +77,14 @@ typedef struct {
   int handle_closed; // uv_close finished: the socket is closed
   int finalized;     // JavaScript's handle to the session was collected
   int polling;       // the events uv_poll watches
-} session_t;
+  int open_handles;  // poll and timer, until uv_close has finished with both
+  session_t *relay_peer;  // relaying: the other session, NULL once either is destroyed
+  rpc_relay_t *relay;     // on the data channel session of a relay (kept until freed, for its records)
+  uint64_t read_timeout_ms;
+  int relayed;            // handed to a relay: JavaScript no longer decides when it reads
+  int relay_refused;      // EVENT_REFUSED sent: nothing more is relayed
+  int relay_kick;         // the timer is due to read what arrived before the relay started
+};
 
 static napi_value undefined_value (napi_env env) {
   napi_value value;
@@ -208,6 +227,123 @@ static int flush (session_t *s, int from_loop) {
   return 0;
 }
 
+static int send_plain (session_t *s, struct iovec *parts, int count);
+static void process_input (session_t *s);
+static void timer_cb (uv_timer_t *handle);
+
+static size_t waiting_bytes (const session_t *s) {
+  return s->pending_end - s->pending_start;
+}
+
+// A relay reads a session only while the other session takes what it sends on.
+static void relay_update_reading (session_t *s) {
+  session_t *peer = s->relay_peer;
+  if (peer == NULL) {
+    s->reading = 0;
+    return;
+  }
+  session_t *channel = s->relay != NULL ? s : peer;
+  s->reading = !channel->relay_refused && !peer->destroyed && !peer->failed && !peer->ending && waiting_bytes(peer) < RELAY_HIGH_WATER;
+}
+
+// The data channel session's read timeout runs while a request is part-way received and the
+// session is read: time spent waiting for rpc-server to take bytes is not the coordinator's stall.
+static void relay_arm_timer (session_t *channel) {
+  if (channel->relay_kick) return;
+  if (channel->reading && !channel->relay_refused && rpc_relay_mid_request(channel->relay)) uv_timer_start(&channel->timer, timer_cb, channel->read_timeout_ms, 0);
+  else uv_timer_stop(&channel->timer);
+}
+
+// Stops relaying and tells JavaScript why, on the data channel session; JavaScript closes both.
+static void relay_refuse (session_t *channel, int refusal) {
+  if (channel->relay_refused || channel->destroyed || channel->failed) return;
+  channel->relay_refused = 1;
+  uv_timer_stop(&channel->timer);
+  channel->reading = 0;
+  update_polling(channel);
+  if (channel->relay_peer != NULL) {
+    channel->relay_peer->reading = 0;
+    update_polling(channel->relay_peer);
+  }
+  napi_handle_scope scope;
+  napi_open_handle_scope(channel->env, &scope);
+  napi_value value, reason, command, size;
+  napi_create_array_with_length(channel->env, 3, &value);
+  napi_create_int32(channel->env, refusal, &reason);
+  napi_create_int32(channel->env, channel->relay->refused_command, &command);
+  napi_create_bigint_uint64(channel->env, channel->relay->refused_size, &size);
+  napi_set_element(channel->env, value, 0, reason);
+  napi_set_element(channel->env, value, 1, command);
+  napi_set_element(channel->env, value, 2, size);
+  emit(channel, EVENT_REFUSED, value, NULL);
+  napi_close_handle_scope(channel->env, scope);
+}
+
+// Relays the requests the data channel session `channel` decrypted into its plain buffer to
+// rpc-server. Returns 0, or -1 after the session was refused or failed.
+static int relay_requests (session_t *channel, size_t length) {
+  int refusal = rpc_relay_requests(channel->relay, channel->plain, length, uv_hrtime());
+  if (refusal != RPC_ACCEPTED) {
+    relay_refuse(channel, refusal);
+    return -1;
+  }
+  session_t *local = channel->relay_peer;
+  struct iovec part = { .iov_base = channel->plain, .iov_len = length };
+  // What waited goes first; a failing send is left for rpc-server's session to meet and report.
+  flush(local, 0);
+  if (send_plain(local, &part, 1) < 0) {
+    emit_error(channel, "out of memory for the send buffer to rpc-server", "ENOMEM");
+    return -1;
+  }
+  update_polling(local);
+  relay_update_reading(channel);
+  relay_arm_timer(channel);
+  return 0;
+}
+
+// Relays rpc-server's responses, received into the plain buffer of `local`, into the data channel.
+// Returns 0, or -1 after the session was refused or failed.
+static int relay_responses (session_t *local, size_t length) {
+  session_t *channel = local->relay_peer;
+  int refusal = rpc_relay_responses(channel->relay, local->plain, length, uv_hrtime());
+  if (refusal != RPC_ACCEPTED) {
+    relay_refuse(channel, refusal);
+    return -1;
+  }
+  size_t written = 0;
+  ERR_clear_error();
+  if (SSL_write_ex(channel->ssl, local->plain, length, &written) != 1 || written != length) {
+    emit_tls_error(channel, "TLS write failed");
+    return -1;
+  }
+  flush(channel, 0);
+  update_polling(channel);
+  relay_update_reading(local);
+  return 0;
+}
+
+// The other session of a relay drained: `s` may read again (and relays what its TLS holds).
+static void relay_resume (session_t *s) {
+  if (s->destroyed || s->failed) return;
+  int was = s->reading;
+  relay_update_reading(s);
+  update_polling(s);
+  if (s->relay != NULL) relay_arm_timer(s);
+  if (s->reading && !was && s->ssl != NULL) process_input(s);
+}
+
+static void timer_cb (uv_timer_t *handle) {
+  session_t *s = handle->data;
+  if (s->destroyed || s->failed || s->relay == NULL) return;
+  if (s->relay_kick) {
+    s->relay_kick = 0;
+    process_input(s);
+    if (!s->destroyed && !s->failed) relay_arm_timer(s);
+    return;
+  }
+  relay_refuse(s, RPC_IDLE_READ_TIMEOUT);
+}
+
 static void emit_handshake (session_t *s) {
   X509 *peer = SSL_get1_peer_certificate(s->ssl);
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -252,12 +388,17 @@ static void process_input (session_t *s) {
     // SSL_read may have answered a key update: that goes out too.
     if (flush(s, 1) < 0) return;
     if (filled > 0) {
-      napi_handle_scope scope;
-      napi_open_handle_scope(s->env, &scope);
-      napi_value buffer;
-      napi_create_buffer_copy(s->env, filled, s->plain, NULL, &buffer);
-      emit(s, EVENT_DATA, buffer, NULL);
-      napi_close_handle_scope(s->env, scope);
+      if (s->relayed) {
+        // A relay whose other session is gone has nowhere to send what it read: JavaScript closes this one too.
+        if (s->relay_peer == NULL || relay_requests(s, filled) < 0) return;
+      } else {
+        napi_handle_scope scope;
+        napi_open_handle_scope(s->env, &scope);
+        napi_value buffer;
+        napi_create_buffer_copy(s->env, filled, s->plain, NULL, &buffer);
+        emit(s, EVENT_DATA, buffer, NULL);
+        napi_close_handle_scope(s->env, scope);
+      }
       if (filled == READ_BYTES) continue;
     }
     // The end comes after everything that arrived before it, however often JavaScript paused.
@@ -277,7 +418,9 @@ static void plain_readable (session_t *s) {
   if (!s->reading || s->peer_ended) return;
   ssize_t n;
   do n = recv(s->fd, s->plain, READ_BYTES, 0); while (n < 0 && errno == EINTR);
-  if (n > 0) {
+  if (n > 0 && s->relayed) {
+    if (s->relay_peer != NULL) relay_responses(s, (size_t)n);
+  } else if (n > 0) {
     napi_handle_scope scope;
     napi_open_handle_scope(s->env, &scope);
     napi_value buffer;
@@ -336,7 +479,11 @@ static void poll_cb (uv_poll_t *handle, int status, int events) {
   if (events & UV_WRITABLE) {
     int had_pending = s->pending_end > s->pending_start;
     if (flush(s, 1) < 0) return;
-    if (had_pending && s->pending_end == s->pending_start) emit(s, EVENT_DRAINED, NULL, NULL);
+    if (had_pending && s->pending_end == s->pending_start) {
+      // A relay's bytes were not JavaScript's: the other session may read again instead.
+      if (s->relay_peer != NULL) relay_resume(s->relay_peer);
+      else emit(s, EVENT_DRAINED, NULL, NULL);
+    }
     if (s->destroyed || s->failed) return;
   }
   if (events & UV_READABLE) on_readable(s);
@@ -344,6 +491,8 @@ static void poll_cb (uv_poll_t *handle, int status, int events) {
 }
 
 static void session_free (session_t *s) {
+  if (s->relay != NULL) rpc_relay_free(s->relay);
+  free(s->relay);
   SSL_free(s->ssl); // frees both BIOs
   free(s->pending);
   free(s->plain);
@@ -354,6 +503,7 @@ static void session_free (session_t *s) {
 // a call on a destroyed session finds it destroyed instead of freed.
 static void session_closed (uv_handle_t *handle) {
   session_t *s = handle->data;
+  if (--s->open_handles > 0) return;
   close(s->fd);
   s->handle_closed = 1;
   if (s->finalized) session_free(s);
@@ -365,7 +515,19 @@ static void session_destroy (session_t *s) {
   napi_remove_env_cleanup_hook(s->env, (void (*)(void *))session_destroy, s);
   napi_delete_reference(s->env, s->on_event);
   napi_async_destroy(s->env, s->async);
+  // The other session of a relay has nowhere to send what it reads: it stops, and JavaScript closes it.
+  session_t *peer = s->relay_peer;
+  if (peer != NULL) {
+    s->relay_peer = NULL;
+    peer->relay_peer = NULL;
+    if (!peer->destroyed && !peer->failed) {
+      peer->reading = 0;
+      update_polling(peer);
+      if (peer->relay != NULL) uv_timer_stop(&peer->timer);
+    }
+  }
   uv_close((uv_handle_t *)&s->poll, session_closed);
+  uv_close((uv_handle_t *)&s->timer, session_closed);
 }
 
 static void session_finalize (napi_env env, void *data, void *hint) {
@@ -512,11 +674,14 @@ static napi_value open_session (napi_env env, napi_callback_info info) {
   s->env = env;
   s->fd = own;
   s->poll.data = s;
+  s->timer.data = s;
   napi_create_reference(env, argv[3], 1, &s->on_event);
   napi_value name;
   napi_create_string_utf8(env, "llmesh:native-socket", NAPI_AUTO_LENGTH, &name);
   napi_async_init(env, NULL, name, &s->async);
   uv_poll_init_socket(loop, &s->poll, own);
+  uv_timer_init(loop, &s->timer);
+  s->open_handles = 2;
   napi_add_env_cleanup_hook(env, (void (*)(void *))session_destroy, s);
   // The client speaks first; its ClientHello goes out from the loop, like every event.
   if (ctx != NULL && !server) {
@@ -615,7 +780,8 @@ static napi_value set_reading (napi_env env, napi_callback_info info) {
   session_t *s = session_arguments(env, info, 2, argv);
   bool reading = false;
   if (s == NULL || napi_get_value_bool(env, argv[1], &reading) != napi_ok) return throw_error(env, "setReading(session, reading) needs a session and a boolean");
-  if (s->destroyed || s->failed) return undefined_value(env);
+  // A relay decides itself when its sessions read.
+  if (s->destroyed || s->failed || s->relayed) return undefined_value(env);
   int was = s->reading;
   s->reading = reading;
   update_polling(s);
@@ -640,6 +806,83 @@ static napi_value end_session (napi_env env, napi_callback_info info) {
   return undefined_value(env);
 }
 
+// The bytes of a typed array of `type` and `length` elements, or NULL.
+static void *get_table (napi_env env, napi_value value, napi_typedarray_type type, size_t length) {
+  napi_typedarray_type actual;
+  size_t actual_length = 0;
+  void *data = NULL;
+  napi_value buffer;
+  size_t offset = 0;
+  if (napi_get_typedarray_info(env, value, &actual, &actual_length, &data, &buffer, &offset) != napi_ok) return NULL;
+  return actual == type && actual_length == length ? data : NULL;
+}
+
+// relay(channel, local, maxMessageBytes, accepted, fixedBytes, withResponse, readTimeoutMs):
+// from the next turn of the loop, relays between a data channel session past its handshake and
+// the plain session of rpc-server's connection, both still open and neither relayed before.
+// Requests are checked against the tables (ggml-rpc.ts's: accepted and withResponse one byte
+// per command, fixedBytes a Float64Array with -1 where any size goes) as rpc-relay.c says;
+// JavaScript then hears only the sessions' ends, EVENT_REFUSED, and what relayRecords() takes.
+static napi_value relay_sessions (napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  session_t *channel = session_arguments(env, info, 7, argv);
+  void *local_data = NULL;
+  double max_message_bytes = 0, read_timeout_ms = 0;
+  uint8_t *accepted = NULL, *with_response = NULL;
+  double *fixed_bytes = NULL;
+  if (channel == NULL || napi_get_value_external(env, argv[1], &local_data) != napi_ok || local_data == NULL ||
+      napi_get_value_double(env, argv[2], &max_message_bytes) != napi_ok || max_message_bytes < 1 ||
+      (accepted = get_table(env, argv[3], napi_uint8_array, 256)) == NULL || (fixed_bytes = get_table(env, argv[4], napi_float64_array, 256)) == NULL ||
+      (with_response = get_table(env, argv[5], napi_uint8_array, 256)) == NULL ||
+      napi_get_value_double(env, argv[6], &read_timeout_ms) != napi_ok || read_timeout_ms < 1) {
+    return throw_error(env, "relay(channel, local, maxMessageBytes, accepted, fixedBytes, withResponse, readTimeoutMs) needs two sessions, a cap, three tables of 256 and a timeout");
+  }
+  session_t *local = local_data;
+  if (channel->ssl == NULL || channel->handshaking || local->ssl != NULL) return throw_error(env, "a relay needs a data channel session past its handshake and a plain session");
+  if (channel->relayed || local->relayed) return throw_error(env, "a session is relayed once at most");
+  if (channel->destroyed || channel->failed || channel->ending || channel->peer_ended || local->destroyed || local->failed || local->ending || local->peer_ended) {
+    return throw_error(env, "a relay needs two sessions open both ways");
+  }
+  rpc_relay_t *relay = calloc(1, sizeof *relay);
+  if (relay == NULL) return throw_error(env, "out of memory for a relay");
+  relay->max_message_bytes = max_message_bytes >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)max_message_bytes;
+  for (int i = 0; i < 256; i++) {
+    relay->accepted[i] = accepted[i] != 0;
+    relay->fixed_bytes[i] = fixed_bytes[i] < 0 ? -1 : (int64_t)fixed_bytes[i];
+    relay->with_response[i] = with_response[i] != 0;
+  }
+  channel->relay = relay;
+  channel->read_timeout_ms = (uint64_t)read_timeout_ms;
+  channel->relayed = local->relayed = 1;
+  channel->relay_peer = local;
+  local->relay_peer = channel;
+  relay_update_reading(channel);
+  relay_update_reading(local);
+  update_polling(channel);
+  update_polling(local);
+  // What the data channel's TLS already holds is relayed from the loop, not inside this call.
+  channel->relay_kick = 1;
+  uv_timer_start(&channel->timer, timer_cb, 0, 0);
+  return undefined_value(env);
+}
+
+// relayRecords(channel): the commands the relay finished since the last call, as a Float64Array
+// of RPC_RECORD_FIELDS numbers each (rpc-relay.h), or undefined when there are none.
+static napi_value relay_records (napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  session_t *s = session_arguments(env, info, 1, argv);
+  if (s == NULL) return throw_error(env, "relayRecords(channel) needs a session");
+  if (s->relay == NULL || s->relay->record_count == 0) return undefined_value(env);
+  size_t count = s->relay->record_count * RPC_RECORD_FIELDS;
+  void *data = NULL;
+  napi_value buffer, result;
+  if (napi_create_arraybuffer(env, count * sizeof(double), &data, &buffer) != napi_ok) return throw_error(env, "out of memory for the relay's records");
+  memcpy(data, s->relay->records, count * sizeof(double));
+  s->relay->record_count = 0;
+  napi_create_typedarray(env, napi_float64_array, count, buffer, 0, &result);
+  return result;
+}
+
 // destroy(session): closes the socket at once; no event follows.
 static napi_value destroy_session (napi_env env, napi_callback_info info) {
   napi_value argv[1];
@@ -656,7 +899,9 @@ NAPI_MODULE_INIT() {
     { "write", NULL, write_session, NULL, NULL, NULL, napi_default, NULL },
     { "setReading", NULL, set_reading, NULL, NULL, NULL, napi_default, NULL },
     { "end", NULL, end_session, NULL, NULL, NULL, napi_default, NULL },
-    { "destroy", NULL, destroy_session, NULL, NULL, NULL, napi_default, NULL }
+    { "destroy", NULL, destroy_session, NULL, NULL, NULL, napi_default, NULL },
+    { "relay", NULL, relay_sessions, NULL, NULL, NULL, napi_default, NULL },
+    { "relayRecords", NULL, relay_records, NULL, NULL, NULL, napi_default, NULL }
   };
   napi_define_properties(env, exports, sizeof methods / sizeof methods[0], methods);
   return exports;
