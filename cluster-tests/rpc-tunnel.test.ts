@@ -158,6 +158,7 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     assert.match(endpoint, /^127\.0\.0\.1:\d+$/)
     assert.equal(worker.services.rpcTunnel.messageCap(coordinator.peerId), messageCapFor(stageTensorBytes), 'the worker applies the cap before llama-server connects')
     const before = await sessionCounts(coordinator)
+    const relayed = { coordinator: await metricValue(coordinator, 'llmesh_rpc_native_relays_total'), worker: await metricValue(worker, 'llmesh_rpc_native_relays_total') }
     const tunnelled = await greedyTokens(endpoint)
     await coordinator.services.rpcTunnel.closeListeners()
     assert.equal(direct.length, 32)
@@ -166,6 +167,9 @@ describe('ggml-rpc tunnel over libp2p', { timeout: 120_000 }, () => {
     const after = await sessionCounts(coordinator)
     assert.ok((after['data-channel'] ?? 0) > (before['data-channel'] ?? 0), 'the session went over the data channel')
     assert.equal(after.libp2p ?? 0, before.libp2p ?? 0, 'no session fell back to a tunnel stream')
+    // Past the weights, decode steps crossed both ends in the native relay.
+    assert.ok(await metricValue(coordinator, 'llmesh_rpc_native_relays_total') > relayed.coordinator, 'the coordinator relayed llama-server\'s session natively')
+    assert.ok(await metricValue(worker, 'llmesh_rpc_native_relays_total') > relayed.worker, 'the worker relayed the session natively')
     // The session really went through the bridge, which counted it per command.
     const registry = worker.services.rpcTunnel.registry
     const metrics = await registry.getSingleMetricAsString('llmesh_rpc_request_bytes_total')

@@ -55,6 +55,39 @@ describe('worker time per token, seen from the coordinator', () => {
     assert.match(text, new RegExp(`llmesh_tunnel_token_seconds\\{worker="worker-a",part="transfer"\\} ${time.transferMs / 1000}\n`))
   })
 
+  it('counts the commands of a natively relayed session as it counts bytes', async () => {
+    const registry = new Registry()
+    const times = new WorkerTokenTimes(registry, () => 5)
+    const session = times.session('worker-a')
+    const relayed = session.relayed
+    assert.ok(relayed !== undefined, 'the observer takes relayed commands, so the coordinator may relay its sessions')
+    // Before the relay, HELLO and its answer cross as bytes.
+    session.request(rpcRequest(RpcCommand.HELLO, FIXED_REQUEST_BYTES.get(RpcCommand.HELLO) ?? 0))
+    session.response(rpcResponse(3))
+    // Seconds of the relay's clock: each token's answer comes 30 ms after its request ended.
+    const step = (command: number, requestBytes: number, responseBytes: number, startedS: number, waitS = 0): void => {
+      relayed({ command, requestBytes, responseBytes, startedS, requestEndedS: startedS + 0.001, endedS: startedS + 0.001 + waitS })
+    }
+    for (let token = 0; token < 4; token++) {
+      step(RpcCommand.SET_TENSOR, 64, 0, 100 + token)
+      step(RpcCommand.GRAPH_COMPUTE, 128, 0, 100.002 + token)
+      step(RpcCommand.GET_TENSOR, 312, 1024, 100.004 + token, 0.03)
+    }
+    step(RpcCommand.GRAPH_COMPUTE, 128, 0, 105)
+    const time = times.tokenTime('worker-a', 5)
+    assert.ok(time !== null)
+    // HELLO's answer came at once: the fastest answer bounds the round trip, the rest of the 30 ms is compute.
+    assert.ok(Math.abs(time.computeMs + time.transferMs - 30) < 0.01 && time.transferMs < 5, `compute ${time.computeMs} ms, transfer ${time.transferMs} ms`)
+
+    const text = await registry.metrics()
+    const sent = 9 + 24 + 5 * (9 + 128) + 4 * (9 + 64 + 9 + 312)
+    assert.match(text, new RegExp(`llmesh_tunnel_bytes_total\\{worker="worker-a",direction="sent"\\} ${sent}\\n`))
+    assert.match(text, new RegExp(`llmesh_tunnel_bytes_total\\{worker="worker-a",direction="received"\\} ${8 + 3 + 4 * (8 + 1024)}\\n`))
+    assert.match(text, /llmesh_tunnel_commands_total\{worker="worker-a",command="get_tensor"\} 4\n/)
+    const waited = Number(/llmesh_tunnel_command_seconds_total\{worker="worker-a",command="get_tensor"\} ([\d.e-]+)\n/.exec(text)?.[1])
+    assert.ok(Math.abs(waited - 4 * 0.03) < 1e-9, `get_tensor took ${waited} s in all`)
+  })
+
   it('bytes it cannot parse stop the timing, never the session', () => {
     const times = new WorkerTokenTimes(new Registry(), () => null)
     const session = times.session('worker-a')

@@ -1,9 +1,9 @@
 import { performance } from 'node:perf_hooks'
 import { Counter, Gauge, type Registry } from 'prom-client'
-import { COMMAND_NAMES, COMMANDS_WITH_RESPONSE, RpcCommand } from '../../protocols/rpc-tunnel/ggml-rpc.js'
+import { COMMAND_NAMES, COMMANDS_WITH_RESPONSE, REQUEST_HEADER_BYTES, RESPONSE_HEADER_BYTES, RpcCommand } from '../../protocols/rpc-tunnel/ggml-rpc.js'
 import { RpcRequestValidator } from '../../protocols/rpc-tunnel/request-validator.js'
 import { RpcResponseReader } from '../../protocols/rpc-tunnel/response-reader.js'
-import type { TunnelTraffic } from '../../protocols/rpc-tunnel/index.js'
+import type { RelayedCommand, TunnelTraffic } from '../../protocols/rpc-tunnel/index.js'
 import type { TokenTime } from '../status-report.js'
 
 // Weight of the newest graph in the moving averages: about the last ten tokens count.
@@ -83,28 +83,29 @@ export class WorkerTokenTimes {
   /** Watches one tunnel session to `worker` (a new one per llama-server connection). */
   session (worker: string): TunnelTraffic {
     const state = this.#state(worker)
+    const sent = (command: number, seconds: number): void => {
+      this.#command(state, command, seconds)
+      if (command === RpcCommand.GRAPH_COMPUTE) this.#graphDone(state)
+    }
+    const answered = (command: number, ms: number): void => {
+      this.#command(state, command, ms / 1000)
+      state.cycleWaitMs += ms
+      state.cycleRoundTrips++
+      state.fastestAnswerMs = Math.min(state.fastestAnswerMs, ms)
+    }
     const awaiting: Array<{ command: number, since: number }> = []
     let requestSince = 0
     const requests = new RpcRequestValidator(Number.MAX_SAFE_INTEGER, {
       requestStart: () => { requestSince = performance.now() },
       requestEnd: command => {
         const now = performance.now()
-        if (COMMANDS_WITH_RESPONSE.has(command)) {
-          awaiting.push({ command, since: now })
-          return
-        }
-        this.#command(state, command, (now - requestSince) / 1000)
-        if (command === RpcCommand.GRAPH_COMPUTE) this.#graphDone(state)
+        if (COMMANDS_WITH_RESPONSE.has(command)) awaiting.push({ command, since: now })
+        else sent(command, (now - requestSince) / 1000)
       }
     })
     const responses = new RpcResponseReader(() => {
       const request = awaiting.shift()
-      if (request === undefined) return
-      const ms = performance.now() - request.since
-      this.#command(state, request.command, ms / 1000)
-      state.cycleWaitMs += ms
-      state.cycleRoundTrips++
-      state.fastestAnswerMs = Math.min(state.fastestAnswerMs, ms)
+      if (request !== undefined) answered(request.command, performance.now() - request.since)
     })
     // Metrics must never end a session: bytes this parser cannot follow only stop the timing.
     let lost = false
@@ -124,6 +125,15 @@ export class WorkerTokenTimes {
       response: chunk => {
         state.pending.receivedBytes += chunk.byteLength
         follow(() => { responses.push(chunk) })
+      },
+      relayed: ({ command, requestBytes, responseBytes, startedS, requestEndedS, endedS }: RelayedCommand) => {
+        state.pending.sentBytes += REQUEST_HEADER_BYTES + requestBytes
+        if (!COMMANDS_WITH_RESPONSE.has(command)) {
+          sent(command, requestEndedS - startedS)
+          return
+        }
+        state.pending.receivedBytes += RESPONSE_HEADER_BYTES + responseBytes
+        answered(command, (endedS - requestEndedS) * 1000)
       }
     }
   }

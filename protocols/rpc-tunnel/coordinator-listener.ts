@@ -1,11 +1,13 @@
 import { createServer, type AddressInfo, type Server } from 'node:net'
 import { RpcSessionEndedByWorkerError, RpcWorkerStalledError } from './errors.js'
 import { acceptedLocalEnd, localServerOptions } from './local-connection.js'
+import { relayCoordinatorSession } from './native-relay.js'
 import { pipeLocalAndTunnel } from './pipe.js'
 import { ResponseWatchdog } from './response-watchdog.js'
 import { SetTensorDeduplicator, type TensorInventory } from './tensor-dedup.js'
 import { TunnelResetError, type LocalEnd, type TunnelEnd } from './tunnel-end.js'
 import type { TunnelListenerOptions } from './index.js'
+import type { RpcTunnelMetrics } from './metrics.js'
 import type { NativeSocketAddon } from './native-socket/addon.js'
 import type { Logger } from '@libp2p/interface'
 
@@ -19,6 +21,8 @@ interface FailureWatch {
   cachedTensors?: TensorInventory
   /** moves llama-server's connections in native code where given */
   native?: NativeSocketAddon
+  /** counts the sessions handed to the native relay */
+  metrics?: RpcTunnelMetrics
 }
 
 /**
@@ -104,12 +108,13 @@ export class TunnelListener {
     const inventory = this.#watch.cachedTensors
     const dedup = inventory === undefined || inventory.empty ? undefined : new SetTensorDeduplicator(inventory)
     if (onFailure !== undefined) watchEndedByWorker(local, tunnel, onFailure)
-    const watchdog = new ResponseWatchdog(responseTimeoutMs, () => {
+    const stalled = (): void => {
       const err = new RpcWorkerStalledError(responseTimeoutMs)
       tunnel.abort(err)
       local.destroy()
       onFailure?.(err)
-    })
+    }
+    const watchdog = new ResponseWatchdog(responseTimeoutMs, stalled)
     const failure = await pipeLocalAndTunnel(local, tunnel, {
       fromSocket: chunk => {
         watchdog.request(chunk)
@@ -125,6 +130,17 @@ export class TunnelListener {
         watchdog.response(chunk)
         traffic?.response(chunk)
         return [chunk]
+      },
+      // Decode steps cross the coordinator without JavaScript once the weights are loaded, where
+      // both ends run in the addon: the relay keeps the watchdog's timeout and tells the traffic
+      // observer each command, unless the observer needs the bytes themselves.
+      handOver: fail => {
+        if (!watchdog.weightsLoaded || watchdog.midRequest || watchdog.midResponse || watchdog.awaitingResponse) return false
+        if (traffic !== undefined && traffic.relayed === undefined) return false
+        if (!relayCoordinatorSession(tunnel, local, { responseTimeoutMs, stalled, fail, relayed: command => { traffic?.relayed?.(command) } })) return false
+        watchdog.stop()
+        this.#watch.metrics?.relayed()
+        return true
       }
     })
     watchdog.stop()

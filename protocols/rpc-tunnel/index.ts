@@ -15,6 +15,7 @@ import type { ComponentLogger, PeerId, PeerStore } from '@libp2p/interface'
 import type { AddressManager, ConnectionManager, Registrar } from '@libp2p/interface-internal'
 import type { Registry } from 'prom-client'
 import type { NativeSocketAddon } from './native-socket/addon.js'
+import type { RelayedCommand } from './native-relay.js'
 
 /** Coordinator: how one worker's listener reports a worker that fails its sessions. */
 export interface TunnelListenerOptions {
@@ -36,7 +37,14 @@ export interface TunnelTraffic {
   request: (chunk: Uint8Array) => void
   /** bytes the worker sent back */
   response: (chunk: Uint8Array) => void
+  /**
+   * the commands of a session relayed natively once its weights are loaded (its bytes then no
+   * longer pass here), in the order they finished; an observer without it, which needs the
+   * bytes themselves, keeps every session in JavaScript
+   */
+  relayed?: (command: RelayedCommand) => void
 }
+
 
 export interface RpcTunnel {
   /** Coordinator: opens a listener on 127.0.0.1 whose connections are tunnelled to `worker`; returns the `host:port` for llama-server's `--rpc`. */
@@ -122,4 +130,5 @@ export function rpcTunnel (init: RpcTunnelInit = {}): (components: RpcTunnelComp
 
 export { DEFAULT_MESSAGE_CAP_BYTES, RPC_CAP_PROTOCOL, RPC_TUNNEL_PROTOCOL } from './constants.js'
 export { messageCapFor } from './message-cap.js'
+export type { RelayedCommand } from './native-relay.js'
 export * from './errors.js'

@@ -58,7 +58,7 @@ export class RpcTunnelMetrics {
     })
     this.#relays = new Counter({
       name: 'llmesh_rpc_native_relays_total',
-      help: 'Worker: sessions handed to the native relay once their weights were loaded, whose decode steps then cross the worker without JavaScript',
+      help: 'ggml-rpc sessions handed to the native relay once their weights were loaded (coordinator: llama-server\'s; worker: rpc-server\'s), whose decode steps then cross this node without JavaScript',
       registers
     })
     this.#largestRequest = new Gauge({ name: 'llmesh_rpc_largest_request_bytes', help: 'The largest ggml-rpc request payload the worker bridge let through, by command: how close traffic comes to the cap', labelNames: ['command'], registers, collect })
@@ -80,7 +80,6 @@ export class RpcTunnelMetrics {
    * command(), and is called before every scrape until the returned function removes it.
    */
   commandSource (take: () => void): () => void {
-    this.#relays.inc()
     this.#commandSources.add(take)
     return () => { this.#commandSources.delete(take) }
   }
@@ -99,6 +98,11 @@ export class RpcTunnelMetrics {
       this.#largestRequest.set({ command }, requestBytes)
     }
     if (responseBytes > 0) this.#responseBytes.inc({ command }, responseBytes)
+  }
+
+  /** Counts a session handed to the native relay. */
+  relayed (): void {
+    this.#relays.inc()
   }
 
   /** Shows the message cap a coordinator set. */

@@ -1,12 +1,12 @@
 import { COMMAND_NAMES, commandName, COMMANDS_WITH_RESPONSE, FIXED_REQUEST_BYTES, isKnownCommand, RpcCommand, TunnelCommand } from './ggml-rpc.js'
 import { RpcIdleReadTimeoutError, RpcMessageTooLargeError, RpcRequestSizeError, UnexpectedRpcResponseError, UnknownRpcCommandError, type RpcTunnelError } from './errors.js'
-import { NativeRelayRefusal, RELAY_RECORD_FIELDS } from './native-socket/addon.js'
+import { NativeRelayMode, NativeRelayRefusal, RELAY_RECORD_FIELDS } from './native-socket/addon.js'
 import { NativeSocketEnd, type NativeRelayRules, type NativeRelayStop } from './native-socket/native-socket-end.js'
 import type { RpcTunnelMetrics } from './metrics.js'
 import type { LocalEnd, TunnelEnd } from './tunnel-end.js'
 
 /**
- * What the relay accepts: what RpcRequestValidator accepts of a session past its HELLO and past
+ * What a relay accepts: what RpcRequestValidator accepts of a session past its HELLO and past
  * its weights. So neither a second HELLO nor a SET_TENSOR_CACHED (the coordinator stands it in
  * for weights only while they load); every other command this release defines, at its fixed
  * size where it has one. The tables come from ggml-rpc.ts, the one place that knows them.
@@ -29,18 +29,37 @@ function refusedCommandWhy (command: number): string {
   return `this llama.cpp release defines commands 0 to ${COMMAND_NAMES.length - 1}`
 }
 
-/** The error a relay's refusal stands for: the one the worker bridge's validator would have thrown. */
+/** The error a relay's refusal stands for: the one the validator in JavaScript would have thrown. */
 function refusalError ({ refusal, command, size }: NativeRelayStop, rules: NativeRelayRules): RpcTunnelError {
   switch (refusal) {
     case NativeRelayRefusal.COMMAND: return new UnknownRpcCommandError(command, refusedCommandWhy(command))
     case NativeRelayRefusal.SIZE: return new RpcRequestSizeError(commandName(command), size, rules.fixedBytes[command])
     case NativeRelayRefusal.TOO_LARGE: return new RpcMessageTooLargeError(commandName(command), size, rules.maxMessageBytes)
     case NativeRelayRefusal.UNEXPECTED_RESPONSE: return new UnexpectedRpcResponseError()
-    default: return new RpcIdleReadTimeoutError(rules.readTimeoutMs)
+    default: return new RpcIdleReadTimeoutError(rules.timeoutMs)
   }
 }
 
-export interface NativeRelayOptions {
+/** One command of a natively relayed session; times in seconds of one monotonic clock. */
+export interface RelayedCommand {
+  command: number
+  /** the request's payload, and the answer's (0 for a command without one) */
+  requestBytes: number
+  responseBytes: number
+  /** when its header arrived, when its request's last byte did, and when it ended (its answer's end, or its request's) */
+  startedS: number
+  requestEndedS: number
+  endedS: number
+}
+
+/** The commands of a batch of relay records, in the order they finished. */
+function * relayedCommands (records: Float64Array): Generator<RelayedCommand> {
+  for (let i = 0; i < records.length; i += RELAY_RECORD_FIELDS) {
+    yield { command: records[i], requestBytes: records[i + 1], responseBytes: records[i + 2], startedS: records[i + 3], requestEndedS: records[i + 4], endedS: records[i + 5] }
+  }
+}
+
+export interface WorkerRelayOptions {
   /** largest request payload let through, in bytes */
   maxMessageBytes: number
   /** how long the coordinator may stop part-way through a request */
@@ -58,19 +77,55 @@ export interface NativeRelayOptions {
  * CommandMeter does; call it only at a request's and a response's boundary, with no response
  * awaited, once the weights are loaded (the tensor cache then has nothing more to do).
  */
-export function startNativeRelay (tunnel: TunnelEnd, local: LocalEnd, options: NativeRelayOptions): boolean {
+export function relayWorkerSession (tunnel: TunnelEnd, local: LocalEnd, options: WorkerRelayOptions): boolean {
   if (!(tunnel instanceof NativeSocketEnd) || !(local instanceof NativeSocketEnd)) return false
-  const rules: NativeRelayRules = { ...RELAY_TABLES, maxMessageBytes: options.maxMessageBytes, readTimeoutMs: options.readTimeoutMs }
+  const rules: NativeRelayRules = { ...RELAY_TABLES, mode: NativeRelayMode.WORKER, maxMessageBytes: options.maxMessageBytes, timeoutMs: options.readTimeoutMs }
   tunnel.relay(local, rules, {
     refused: stop => { options.fail(refusalError(stop, rules)) },
     records: records => {
-      for (let i = 0; i < records.length; i += RELAY_RECORD_FIELDS) {
-        options.metrics.command(commandName(records[i]), records[i + 1], records[i + 2], records[i + 3])
+      for (const { command, requestBytes, responseBytes, startedS, endedS } of relayedCommands(records)) {
+        options.metrics.command(commandName(command), requestBytes, responseBytes, endedS - startedS)
       }
     }
   })
+  options.metrics.relayed()
   // A scrape sees the commands up to its moment, as with the bridge's own meter.
   const removeSource = options.metrics.commandSource(() => { tunnel.takeRelayRecords() })
   tunnel.onClose(removeSource)
+  return true
+}
+
+export interface CoordinatorRelayOptions {
+  /** how long the worker may stay silent while llama-server waits for it */
+  responseTimeoutMs: number
+  /** the worker stalled: the caller closes both ends and reports it */
+  stalled: () => void
+  /** called once, with the RpcTunnelError of a request llama-server sent that the worker would refuse */
+  fail: (err: RpcTunnelError) => void
+  /** sees each command once finished */
+  relayed?: (command: RelayedCommand) => void
+}
+
+/**
+ * Coordinator: hands a session to the native relay where both its ends run in the addon
+ * (llama-server's connection and the data channel's TLS); returns false, changing nothing, where
+ * either does not. The relay follows requests as ResponseWatchdog does, with its timeout; call
+ * it at a request's and a response's boundary, with no response awaited, once the weights are
+ * loaded (the tensor dedup then has nothing more to do).
+ */
+export function relayCoordinatorSession (tunnel: TunnelEnd, local: LocalEnd, options: CoordinatorRelayOptions): boolean {
+  if (!(tunnel instanceof NativeSocketEnd) || !(local instanceof NativeSocketEnd)) return false
+  // llama-server is local and trusted: requests are only framed, capped at nothing.
+  const rules: NativeRelayRules = { ...RELAY_TABLES, mode: NativeRelayMode.COORDINATOR, maxMessageBytes: Number.MAX_SAFE_INTEGER, timeoutMs: options.responseTimeoutMs }
+  tunnel.relay(local, rules, {
+    refused: stop => {
+      if (stop.refusal === NativeRelayRefusal.STALLED) options.stalled()
+      else options.fail(refusalError(stop, rules))
+    },
+    records: records => {
+      if (options.relayed === undefined) return
+      for (const command of relayedCommands(records)) options.relayed(command)
+    }
+  })
   return true
 }

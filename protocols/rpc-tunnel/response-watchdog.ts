@@ -1,6 +1,7 @@
 import { COMMANDS_WITH_RESPONSE, RpcCommand } from './ggml-rpc.js'
 import { RpcRequestValidator } from './request-validator.js'
 import { RpcResponseReader } from './response-reader.js'
+import { WeightLoading } from './weight-loading.js'
 
 /**
  * Watches one coordinator-side tunnel session for a worker that stops answering. The session
@@ -13,6 +14,7 @@ export class ResponseWatchdog {
   readonly #onStall: () => void
   readonly #requests: RpcRequestValidator
   readonly #responses: RpcResponseReader
+  readonly #weights = new WeightLoading()
   #awaiting = 0
   #lastCommand: number | undefined
   #timer: NodeJS.Timeout | undefined
@@ -23,7 +25,7 @@ export class ResponseWatchdog {
     this.#onStall = onStall
     // llama-server is local and trusted: the parser only frames its requests, it caps nothing.
     this.#requests = new RpcRequestValidator(Number.MAX_SAFE_INTEGER, {
-      requestStart: () => {},
+      requestStart: command => { this.#weights.request(command) },
       requestEnd: command => {
         this.#lastCommand = command
         if (COMMANDS_WITH_RESPONSE.has(command)) this.#awaiting++
@@ -48,6 +50,16 @@ export class ResponseWatchdog {
   /** True while llama-server is part-way through sending a request. */
   get midRequest (): boolean {
     return this.#requests.midMessage
+  }
+
+  /** True while a response is part-way received. */
+  get midResponse (): boolean {
+    return this.#responses.midMessage
+  }
+
+  /** True once llama-server asked for its first graph computation: the weights are loaded. */
+  get weightsLoaded (): boolean {
+    return !this.#weights.loading
   }
 
   /** True while llama-server waits for a response to a request it sent. */

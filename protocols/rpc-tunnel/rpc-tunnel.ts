@@ -142,7 +142,8 @@ export class RpcTunnel implements Startable, RpcTunnelInterface {
       onFailure: options.onFailure,
       traffic: options.traffic,
       cachedTensors: new TensorInventory(answer.cachedTensors),
-      native: this.#init.nativeSockets
+      native: this.#init.nativeSockets,
+      metrics: this.#metrics
     })
     this.#listeners.add(listener)
     return listener.endpoint

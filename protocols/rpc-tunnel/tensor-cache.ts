@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { encodeRequestHeader, RpcCommand, SET_TENSOR_DATA_OFFSET, TENSOR_KEY_BYTES } from './ggml-rpc.js'
 import { RpcTensorCacheMissError } from './errors.js'
 import { TensorSpool, type SpoolBacklog } from './tensor-spool.js'
+import { WeightLoading } from './weight-loading.js'
 import type { RpcTunnelMetrics } from './metrics.js'
 import type { CachedTensorSource, RequestObserver } from './request-validator.js'
 import type { Logger } from '@libp2p/interface'
@@ -65,25 +66,6 @@ function requestHash (request: Uint8Array): string {
 function sameDescription (a: Uint8Array, b: Uint8Array): boolean {
   return a.byteLength >= SET_TENSOR_DATA_OFFSET && b.byteLength >= SET_TENSOR_DATA_OFFSET &&
     Buffer.from(a.buffer, a.byteOffset, SET_TENSOR_DATA_OFFSET).equals(Buffer.from(b.buffer, b.byteOffset, SET_TENSOR_DATA_OFFSET))
-}
-
-/**
- * Follows a session's requests to tell when the model's weights are loaded. llama.cpp sets
- * every weight before it computes anything; a SET_TENSOR after the first GRAPH_COMPUTE carries
- * a graph's inputs (hidden states of a prompt), which must never be kept or even hashed.
- */
-export class WeightLoading {
-  #done = false
-
-  /** True until the session's first GRAPH_COMPUTE. */
-  get loading (): boolean {
-    return !this.#done
-  }
-
-  /** Sees the next request's command. */
-  request (command: number): void {
-    if (command === RpcCommand.GRAPH_COMPUTE) this.#done = true
-  }
 }
 
 /** A tensor's data written whole to its spool file, waiting to be hashed and named by its key. */

@@ -1,6 +1,7 @@
 import { encodeRequestHeader, RpcCommand, SET_TENSOR_CACHED_BYTES, SET_TENSOR_DATA_OFFSET, TunnelCommand } from './ggml-rpc.js'
 import { RpcRequestValidator } from './request-validator.js'
-import { tensorKeyHash, WeightLoading, type CachedTensor } from './tensor-cache.js'
+import { tensorKeyHash, type CachedTensor } from './tensor-cache.js'
+import { WeightLoading } from './weight-loading.js'
 
 /** Coordinator: what one worker's tensor cache holds, as the worker said in the cap exchange. */
 export class TensorInventory {

@@ -2,13 +2,13 @@ import { CommandMeter } from './command-meter.js'
 import { CreditStream } from './credit-stream.js'
 import { RpcIdleReadTimeoutError, RpcServerUnavailableError, RpcTunnelError, RpcTunnelRefusedError } from './errors.js'
 import { connectLocal } from './local-connection.js'
-import { startNativeRelay } from './native-relay.js'
+import { relayWorkerSession } from './native-relay.js'
 import { pipeLocalAndTunnel } from './pipe.js'
 import { TunnelResetError, type LocalEnd, type TunnelEnd } from './tunnel-end.js'
 import { RESPONSE_HEADER_BYTES } from './ggml-rpc.js'
 import { observeAll, RpcRequestValidator, SET_TENSOR_HASH_HELD_RESPONSE } from './request-validator.js'
 import { RpcResponseReader } from './response-reader.js'
-import { WeightLoading } from './tensor-cache.js'
+import { WeightLoading } from './weight-loading.js'
 import type { RpcTunnelMetrics } from './metrics.js'
 import type { NativeSocketAddon } from './native-socket/addon.js'
 import type { TensorCache } from './tensor-cache.js'
@@ -119,7 +119,7 @@ async function bridgeSession (init: WorkerBridgeInit, tunnel: TunnelEnd, peer: P
     // ends run in the addon: the tensor cache has nothing more to do, and the relay checks and
     // times requests as the validator and the meter here do.
     handOver: fail => !weights.loading && !validator.midMessage && !responses.midMessage && meter.awaitingResponses === 0 &&
-      startNativeRelay(tunnel, local, { maxMessageBytes, readTimeoutMs: init.idleReadTimeoutMs, metrics: init.metrics, fail })
+      relayWorkerSession(tunnel, local, { maxMessageBytes, readTimeoutMs: init.idleReadTimeoutMs, metrics: init.metrics, fail })
   })
   cache?.end()
   if (failure instanceof RpcTunnelError) {

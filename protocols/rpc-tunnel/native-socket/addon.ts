@@ -27,11 +27,21 @@ export const NativeRelayRefusal = {
   SIZE: 2,
   TOO_LARGE: 3,
   UNEXPECTED_RESPONSE: 4,
-  IDLE_READ_TIMEOUT: 5
+  IDLE_READ_TIMEOUT: 5,
+  STALLED: 6
 } as const
 
-/** Numbers per finished command in relayRecords(): command, request bytes, response bytes, seconds. */
-export const RELAY_RECORD_FIELDS = 4
+/** Which end of the tunnel a relay runs on, as native-socket.c's enum relay_mode numbers it. */
+export const NativeRelayMode = {
+  WORKER: 0,
+  COORDINATOR: 1
+} as const
+
+/**
+ * Numbers per finished command in relayRecords(): command, request bytes, response bytes, and in
+ * seconds of one monotonic clock the request's start and end and the command's end.
+ */
+export const RELAY_RECORD_FIELDS = 6
 
 /** Called on the event loop with each event of a session (see native-socket.c). */
 export type NativeSocketListener = (kind: number, value: unknown, code: string | undefined) => void
@@ -48,11 +58,11 @@ export interface NativeSocketAddon {
   end: (session: NativeSocketHandle) => void
   destroy: (session: NativeSocketHandle) => void
   /**
-   * from the next turn of the loop, relays between a data channel session and rpc-server's plain
-   * session without JavaScript, checking requests against the tables (256 entries each; fixedBytes
-   * -1 where any size goes); see native-socket.c
+   * from the next turn of the loop, relays between a data channel session and the local
+   * connection's plain session without JavaScript, checking requests against the tables (256
+   * entries each; fixedBytes -1 where any size goes); see native-socket.c
    */
-  relay: (channel: NativeSocketHandle, local: NativeSocketHandle, maxMessageBytes: number, accepted: Uint8Array, fixedBytes: Float64Array, withResponse: Uint8Array, readTimeoutMs: number) => void
+  relay: (channel: NativeSocketHandle, local: NativeSocketHandle, mode: number, maxMessageBytes: number, accepted: Uint8Array, fixedBytes: Float64Array, withResponse: Uint8Array, timeoutMs: number) => void
   /** the commands a relay finished since the last call, RELAY_RECORD_FIELDS numbers each */
   relayRecords: (channel: NativeSocketHandle) => Float64Array | undefined
 }

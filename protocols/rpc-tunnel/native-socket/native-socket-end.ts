@@ -12,8 +12,10 @@ const MAX_WRITE_PARTS = 16
 /** How often a relay's command timings are taken into JavaScript (and so into the metrics). */
 const RELAY_RECORDS_MS = 1000
 
-/** What a relay checks each request against: the worker bridge's rules for a session past its HELLO. */
+/** Where a relay runs, and what it checks each request against: the rules for a session past its HELLO. */
 export interface NativeRelayRules {
+  /** a NativeRelayMode */
+  mode: number
   /** largest request payload let through, in bytes */
   maxMessageBytes: number
   /** one byte per command: nonzero where the command is accepted */
@@ -22,8 +24,8 @@ export interface NativeRelayRules {
   fixedBytes: Float64Array
   /** one byte per command: nonzero where rpc-server answers it */
   withResponse: Uint8Array
-  /** how long the coordinator may stop part-way through a request */
-  readTimeoutMs: number
+  /** a worker's read timeout (the coordinator stopped part-way through a request), or a coordinator's watchdog (the worker went silent while llama-server waits) */
+  timeoutMs: number
 }
 
 /** Why a relay stopped: a NativeRelayRefusal, and the command and size it refused where one was. */
@@ -35,7 +37,7 @@ export interface NativeRelayStop {
 
 /** Where a relay reports to. */
 export interface NativeRelayListener {
-  /** it stopped relaying; both ends are still open, for the listener to close */
+  /** it stopped relaying (a refusal, or the timeout); both ends are still open, for the listener to close */
   refused: (stop: NativeRelayStop) => void
   /** commands it finished: RELAY_RECORD_FIELDS numbers each */
   records: (records: Float64Array) => void
@@ -227,14 +229,15 @@ export class NativeSocketEnd implements LocalEnd {
   }
 
   /**
-   * Hands this data channel session and `local` (the plain session of rpc-server's connection)
-   * to the addon's relay from the next turn of the loop: from then on their bytes flow between
+   * Hands this data channel session and `local` (the plain session of the local connection:
+   * rpc-server's on a worker, llama-server's on a coordinator) to the addon's relay from the
+   * next turn of the loop: from then on their bytes flow between
    * them in native code, checked and timed by `rules`, and no longer reach onData. Both ends
    * still end, fail and close as before. Call it only when nothing read from either is still
    * to be sent on, and nothing waits for either to drain.
    */
   relay (local: NativeSocketEnd, rules: NativeRelayRules, listener: NativeRelayListener): void {
-    this.#addon.relay(this.#handle, local.#handle, rules.maxMessageBytes, rules.accepted, rules.fixedBytes, rules.withResponse, rules.readTimeoutMs)
+    this.#addon.relay(this.#handle, local.#handle, rules.mode, rules.maxMessageBytes, rules.accepted, rules.fixedBytes, rules.withResponse, rules.timeoutMs)
     this.#relay = { listener, timer: setInterval(() => { this.takeRelayRecords() }, RELAY_RECORDS_MS).unref() }
   }
 

@@ -5,10 +5,11 @@
 // encrypts, decrypts and moves bytes: who may connect (certificate pinning) stays in
 // JavaScript, which gets each arrival as one Buffer of up to READ_BYTES.
 //
-// On a worker, once a session's weights are loaded, JavaScript may hand its two sessions (the
-// data channel's and rpc-server's) to a relay that carries every decode step without calling
-// JavaScript: it checks and times the ggml-rpc requests as the worker bridge does (rpc-relay.c)
-// and reports only a refusal, the ends of the sessions, and the commands' timings in batches.
+// Once a session's weights are loaded, JavaScript may hand its two sessions (the data channel's
+// and the local connection's: rpc-server's on a worker, llama-server's on a coordinator) to a
+// relay that carries every decode step without calling JavaScript: it checks and times the
+// ggml-rpc requests as the worker bridge and the coordinator's watchdog do (rpc-relay.c), and
+// reports only a refusal or stall, the ends of the sessions, and the commands' timings in batches.
 //
 // Why: Node's TLS socket hands JavaScript one chunk per 16 KB record, and every Node socket
 // costs several stream-machinery layers per read and write. On a small machine that was most
@@ -39,6 +40,12 @@
 
 // A relay stops reading one session while the other has this many bytes waiting for its socket.
 #define RELAY_HIGH_WATER (256 * 1024)
+
+// Which end of the tunnel a relay runs on (relay()'s mode).
+enum relay_mode {
+  RELAY_WORKER = 0,      // the data channel brings requests for rpc-server, checked; answers go back
+  RELAY_COORDINATOR = 1  // llama-server's connection brings requests for the data channel; a silent worker stalls it
+};
 
 // What a session tells JavaScript: on_event(kind, value, code).
 enum event_kind {
@@ -80,7 +87,9 @@ struct session {
   int open_handles;  // poll and timer, until uv_close has finished with both
   session_t *relay_peer;  // relaying: the other session, NULL once either is destroyed
   rpc_relay_t *relay;     // on the data channel session of a relay (kept until freed, for its records)
-  uint64_t read_timeout_ms;
+  int relay_reads_requests; // relaying: what this session reads are requests (else answers)
+  int relay_mode;          // on the data channel session of a relay: RELAY_WORKER or RELAY_COORDINATOR
+  uint64_t relay_timeout_ms; // the worker's read timeout, or the coordinator's watchdog
   int relayed;            // handed to a relay: JavaScript no longer decides when it reads
   int relay_refused;      // EVENT_REFUSED sent: nothing more is relayed
   int relay_kick;         // the timer is due to read what arrived before the relay started
@@ -246,11 +255,22 @@ static void relay_update_reading (session_t *s) {
   s->reading = !channel->relay_refused && !peer->destroyed && !peer->failed && !peer->ending && waiting_bytes(peer) < RELAY_HIGH_WATER;
 }
 
-// The data channel session's read timeout runs while a request is part-way received and the
-// session is read: time spent waiting for rpc-server to take bytes is not the coordinator's stall.
-static void relay_arm_timer (session_t *channel) {
+// The data channel session's timer. On a worker, the read timeout: it runs while a request is
+// part-way received and read, restarted by each arrival of requests (time spent waiting for
+// rpc-server to take bytes is not the coordinator's stall). On a coordinator, the watchdog: it
+// runs while llama-server is part-way through a request or waits for an answer, restarted by
+// every arrival either way.
+static void relay_arm_timer (session_t *channel, session_t *arrived) {
   if (channel->relay_kick) return;
-  if (channel->reading && !channel->relay_refused && rpc_relay_mid_request(channel->relay)) uv_timer_start(&channel->timer, timer_cb, channel->read_timeout_ms, 0);
+  rpc_relay_t *relay = channel->relay;
+  int busy;
+  if (channel->relay_mode == RELAY_WORKER) {
+    if (arrived != NULL && arrived != channel) return;
+    busy = channel->reading && rpc_relay_mid_request(relay);
+  } else {
+    busy = rpc_relay_mid_request(relay) || rpc_relay_waiting(relay) > 0;
+  }
+  if (busy && !channel->relay_refused) uv_timer_start(&channel->timer, timer_cb, channel->relay_timeout_ms, 0);
   else uv_timer_stop(&channel->timer);
 }
 
@@ -279,46 +299,39 @@ static void relay_refuse (session_t *channel, int refusal) {
   napi_close_handle_scope(channel->env, scope);
 }
 
-// Relays the requests the data channel session `channel` decrypted into its plain buffer to
-// rpc-server. Returns 0, or -1 after the session was refused or failed.
-static int relay_requests (session_t *channel, size_t length) {
-  int refusal = rpc_relay_requests(channel->relay, channel->plain, length, uv_hrtime());
+// Relays what `from` read into its plain buffer (decrypted, on the data channel) to the relay's
+// other session: requests from the data channel to rpc-server on a worker, and from llama-server
+// to the data channel on a coordinator; answers the other way. Returns 0, or -1 after the
+// session was refused or failed.
+static int relay_forward (session_t *from, size_t length) {
+  session_t *to = from->relay_peer;
+  session_t *channel = from->relay != NULL ? from : to;
+  uint64_t now = uv_hrtime();
+  int refusal = from->relay_reads_requests ? rpc_relay_requests(channel->relay, from->plain, length, now) : rpc_relay_responses(channel->relay, from->plain, length, now);
   if (refusal != RPC_ACCEPTED) {
     relay_refuse(channel, refusal);
     return -1;
   }
-  session_t *local = channel->relay_peer;
-  struct iovec part = { .iov_base = channel->plain, .iov_len = length };
-  // What waited goes first; a failing send is left for rpc-server's session to meet and report.
-  flush(local, 0);
-  if (send_plain(local, &part, 1) < 0) {
-    emit_error(channel, "out of memory for the send buffer to rpc-server", "ENOMEM");
-    return -1;
+  if (to->ssl != NULL) {
+    size_t written = 0;
+    ERR_clear_error();
+    if (SSL_write_ex(to->ssl, from->plain, length, &written) != 1 || written != length) {
+      emit_tls_error(to, "TLS write failed");
+      return -1;
+    }
+    flush(to, 0);
+  } else {
+    struct iovec part = { .iov_base = from->plain, .iov_len = length };
+    // What waited goes first; a failing send is left for that session to meet and report.
+    flush(to, 0);
+    if (send_plain(to, &part, 1) < 0) {
+      emit_error(to, "out of memory for the session's send buffer", "ENOMEM");
+      return -1;
+    }
   }
-  update_polling(local);
-  relay_update_reading(channel);
-  relay_arm_timer(channel);
-  return 0;
-}
-
-// Relays rpc-server's responses, received into the plain buffer of `local`, into the data channel.
-// Returns 0, or -1 after the session was refused or failed.
-static int relay_responses (session_t *local, size_t length) {
-  session_t *channel = local->relay_peer;
-  int refusal = rpc_relay_responses(channel->relay, local->plain, length, uv_hrtime());
-  if (refusal != RPC_ACCEPTED) {
-    relay_refuse(channel, refusal);
-    return -1;
-  }
-  size_t written = 0;
-  ERR_clear_error();
-  if (SSL_write_ex(channel->ssl, local->plain, length, &written) != 1 || written != length) {
-    emit_tls_error(channel, "TLS write failed");
-    return -1;
-  }
-  flush(channel, 0);
-  update_polling(channel);
-  relay_update_reading(local);
+  update_polling(to);
+  relay_update_reading(from);
+  relay_arm_timer(channel, from);
   return 0;
 }
 
@@ -328,7 +341,7 @@ static void relay_resume (session_t *s) {
   int was = s->reading;
   relay_update_reading(s);
   update_polling(s);
-  if (s->relay != NULL) relay_arm_timer(s);
+  if (s->relay != NULL) relay_arm_timer(s, NULL);
   if (s->reading && !was && s->ssl != NULL) process_input(s);
 }
 
@@ -338,10 +351,10 @@ static void timer_cb (uv_timer_t *handle) {
   if (s->relay_kick) {
     s->relay_kick = 0;
     process_input(s);
-    if (!s->destroyed && !s->failed) relay_arm_timer(s);
+    if (!s->destroyed && !s->failed) relay_arm_timer(s, NULL);
     return;
   }
-  relay_refuse(s, RPC_IDLE_READ_TIMEOUT);
+  relay_refuse(s, s->relay_mode == RELAY_WORKER ? RPC_IDLE_READ_TIMEOUT : RPC_STALLED);
 }
 
 static void emit_handshake (session_t *s) {
@@ -390,7 +403,7 @@ static void process_input (session_t *s) {
     if (filled > 0) {
       if (s->relayed) {
         // A relay whose other session is gone has nowhere to send what it read: JavaScript closes this one too.
-        if (s->relay_peer == NULL || relay_requests(s, filled) < 0) return;
+        if (s->relay_peer == NULL || relay_forward(s, filled) < 0) return;
       } else {
         napi_handle_scope scope;
         napi_open_handle_scope(s->env, &scope);
@@ -419,7 +432,7 @@ static void plain_readable (session_t *s) {
   ssize_t n;
   do n = recv(s->fd, s->plain, READ_BYTES, 0); while (n < 0 && errno == EINTR);
   if (n > 0 && s->relayed) {
-    if (s->relay_peer != NULL) relay_responses(s, (size_t)n);
+    if (s->relay_peer != NULL) relay_forward(s, (size_t)n);
   } else if (n > 0) {
     napi_handle_scope scope;
     napi_open_handle_scope(s->env, &scope);
@@ -817,25 +830,29 @@ static void *get_table (napi_env env, napi_value value, napi_typedarray_type typ
   return actual == type && actual_length == length ? data : NULL;
 }
 
-// relay(channel, local, maxMessageBytes, accepted, fixedBytes, withResponse, readTimeoutMs):
+// relay(channel, local, mode, maxMessageBytes, accepted, fixedBytes, withResponse, timeoutMs):
 // from the next turn of the loop, relays between a data channel session past its handshake and
-// the plain session of rpc-server's connection, both still open and neither relayed before.
-// Requests are checked against the tables (ggml-rpc.ts's: accepted and withResponse one byte
-// per command, fixedBytes a Float64Array with -1 where any size goes) as rpc-relay.c says;
-// JavaScript then hears only the sessions' ends, EVENT_REFUSED, and what relayRecords() takes.
+// the plain session of the local connection (rpc-server's on a worker, RELAY_WORKER; llama-server's
+// on a coordinator, RELAY_COORDINATOR), both still open and neither relayed before. Requests are
+// checked against the tables (ggml-rpc.ts's: accepted and withResponse one byte per command,
+// fixedBytes a Float64Array with -1 where any size goes) as rpc-relay.c says, and timed by
+// `timeoutMs` as relay_arm_timer says; JavaScript then hears only the sessions' ends,
+// EVENT_REFUSED, and what relayRecords() takes.
 static napi_value relay_sessions (napi_env env, napi_callback_info info) {
-  napi_value argv[7];
-  session_t *channel = session_arguments(env, info, 7, argv);
+  napi_value argv[8];
+  session_t *channel = session_arguments(env, info, 8, argv);
   void *local_data = NULL;
-  double max_message_bytes = 0, read_timeout_ms = 0;
+  int32_t mode = -1;
+  double max_message_bytes = 0, timeout_ms = 0;
   uint8_t *accepted = NULL, *with_response = NULL;
   double *fixed_bytes = NULL;
   if (channel == NULL || napi_get_value_external(env, argv[1], &local_data) != napi_ok || local_data == NULL ||
-      napi_get_value_double(env, argv[2], &max_message_bytes) != napi_ok || max_message_bytes < 1 ||
-      (accepted = get_table(env, argv[3], napi_uint8_array, 256)) == NULL || (fixed_bytes = get_table(env, argv[4], napi_float64_array, 256)) == NULL ||
-      (with_response = get_table(env, argv[5], napi_uint8_array, 256)) == NULL ||
-      napi_get_value_double(env, argv[6], &read_timeout_ms) != napi_ok || read_timeout_ms < 1) {
-    return throw_error(env, "relay(channel, local, maxMessageBytes, accepted, fixedBytes, withResponse, readTimeoutMs) needs two sessions, a cap, three tables of 256 and a timeout");
+      napi_get_value_int32(env, argv[2], &mode) != napi_ok || (mode != RELAY_WORKER && mode != RELAY_COORDINATOR) ||
+      napi_get_value_double(env, argv[3], &max_message_bytes) != napi_ok || max_message_bytes < 1 ||
+      (accepted = get_table(env, argv[4], napi_uint8_array, 256)) == NULL || (fixed_bytes = get_table(env, argv[5], napi_float64_array, 256)) == NULL ||
+      (with_response = get_table(env, argv[6], napi_uint8_array, 256)) == NULL ||
+      napi_get_value_double(env, argv[7], &timeout_ms) != napi_ok || timeout_ms < 1) {
+    return throw_error(env, "relay(channel, local, mode, maxMessageBytes, accepted, fixedBytes, withResponse, timeoutMs) needs two sessions, a mode, a cap, three tables of 256 and a timeout");
   }
   session_t *local = local_data;
   if (channel->ssl == NULL || channel->handshaking || local->ssl != NULL) return throw_error(env, "a relay needs a data channel session past its handshake and a plain session");
@@ -851,8 +868,12 @@ static napi_value relay_sessions (napi_env env, napi_callback_info info) {
     relay->fixed_bytes[i] = fixed_bytes[i] < 0 ? -1 : (int64_t)fixed_bytes[i];
     relay->with_response[i] = with_response[i] != 0;
   }
+  relay->refuse_unexpected_responses = mode == RELAY_WORKER;
   channel->relay = relay;
-  channel->read_timeout_ms = (uint64_t)read_timeout_ms;
+  channel->relay_mode = mode;
+  channel->relay_timeout_ms = (uint64_t)timeout_ms;
+  channel->relay_reads_requests = mode == RELAY_WORKER;
+  local->relay_reads_requests = mode == RELAY_COORDINATOR;
   channel->relayed = local->relayed = 1;
   channel->relay_peer = local;
   local->relay_peer = channel;

@@ -14,7 +14,7 @@ static uint64_t read_u64_le (const uint8_t *bytes) {
   return value;
 }
 
-static void record (rpc_relay_t *relay, uint8_t command, uint64_t request_bytes, uint64_t response_bytes, uint64_t started_ns, uint64_t now_ns) {
+static void record (rpc_relay_t *relay, uint8_t command, uint64_t request_bytes, uint64_t response_bytes, uint64_t started_ns, uint64_t request_ended_ns, uint64_t now_ns) {
   if (relay->record_count == relay->record_capacity) {
     if (relay->record_capacity >= RPC_MAX_RECORDS) return;
     size_t capacity = relay->record_capacity == 0 ? 64 : relay->record_capacity * 2;
@@ -27,11 +27,13 @@ static void record (rpc_relay_t *relay, uint8_t command, uint64_t request_bytes,
   fields[0] = command;
   fields[1] = (double)request_bytes;
   fields[2] = (double)response_bytes;
-  fields[3] = (double)(now_ns - started_ns) / 1e9;
+  fields[3] = (double)started_ns / 1e9;
+  fields[4] = (double)request_ended_ns / 1e9;
+  fields[5] = (double)now_ns / 1e9;
 }
 
 // Returns 0, or -1 when memory ran out (the command then goes untimed, its answer unmatched).
-static int wait_for_response (rpc_relay_t *relay, uint8_t command, uint64_t payload_bytes, uint64_t started_ns) {
+static int wait_for_response (rpc_relay_t *relay, uint8_t command, uint64_t payload_bytes, uint64_t started_ns, uint64_t request_ended_ns) {
   if (relay->waiting_count == relay->waiting_capacity) {
     size_t capacity = relay->waiting_capacity == 0 ? 8 : relay->waiting_capacity * 2;
     struct rpc_waiting *grown = malloc(capacity * sizeof *grown);
@@ -42,13 +44,13 @@ static int wait_for_response (rpc_relay_t *relay, uint8_t command, uint64_t payl
     relay->waiting_start = 0;
     relay->waiting_capacity = capacity;
   }
-  relay->waiting[(relay->waiting_start + relay->waiting_count++) % relay->waiting_capacity] = (struct rpc_waiting){ command, payload_bytes, started_ns };
+  relay->waiting[(relay->waiting_start + relay->waiting_count++) % relay->waiting_capacity] = (struct rpc_waiting){ command, payload_bytes, started_ns, request_ended_ns };
   return 0;
 }
 
 static void end_request (rpc_relay_t *relay, uint64_t now_ns) {
-  if (!relay->with_response[relay->command]) record(relay, relay->command, relay->payload_bytes, 0, relay->started_ns, now_ns);
-  else wait_for_response(relay, relay->command, relay->payload_bytes, relay->started_ns);
+  if (!relay->with_response[relay->command]) record(relay, relay->command, relay->payload_bytes, 0, relay->started_ns, now_ns, now_ns);
+  else wait_for_response(relay, relay->command, relay->payload_bytes, relay->started_ns, now_ns);
 }
 
 // The command byte is judged as soon as it arrives, before its size.
@@ -104,11 +106,11 @@ int rpc_relay_requests (rpc_relay_t *relay, const uint8_t *data, size_t length, 
 }
 
 static int end_response (rpc_relay_t *relay, uint64_t now_ns) {
-  if (relay->waiting_count == 0) return RPC_UNEXPECTED_RESPONSE;
+  if (relay->waiting_count == 0) return relay->refuse_unexpected_responses ? RPC_UNEXPECTED_RESPONSE : RPC_ACCEPTED;
   struct rpc_waiting request = relay->waiting[relay->waiting_start];
   relay->waiting_start = (relay->waiting_start + 1) % relay->waiting_capacity;
   relay->waiting_count--;
-  record(relay, request.command, request.payload_bytes, relay->response_bytes, request.started_ns, now_ns);
+  record(relay, request.command, request.payload_bytes, relay->response_bytes, request.started_ns, request.request_ended_ns, now_ns);
   return RPC_ACCEPTED;
 }
 
@@ -148,6 +150,10 @@ int rpc_relay_responses (rpc_relay_t *relay, const uint8_t *data, size_t length,
 
 int rpc_relay_mid_request (const rpc_relay_t *relay) {
   return relay->header_filled > 0 || relay->payload_left > 0;
+}
+
+size_t rpc_relay_waiting (const rpc_relay_t *relay) {
+  return relay->waiting_count;
 }
 
 void rpc_relay_free (rpc_relay_t *relay) {
