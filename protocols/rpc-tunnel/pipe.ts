@@ -23,7 +23,7 @@ export interface PipeOptions {
   /**
    * Asked after each arrival once the pipe holds nothing back, owes no release and waits for
    * neither end: may hand both ends to a relay that carries their bytes from then on (the
-   * worker's native relay), and returns true when it did. The pipe then only follows the ends
+   * native relay, past a session's weights), and returns true when it did. The pipe then only follows the ends
    * as they end and close; `fail` closes both with an error, as a throwing hook does.
    */
   handOver?: (fail: (err: Error) => void) => boolean

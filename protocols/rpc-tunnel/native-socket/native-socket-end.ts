@@ -231,10 +231,10 @@ export class NativeSocketEnd implements LocalEnd {
   /**
    * Hands this data channel session and `local` (the plain session of the local connection:
    * rpc-server's on a worker, llama-server's on a coordinator) to the addon's relay from the
-   * next turn of the loop: from then on their bytes flow between
-   * them in native code, checked and timed by `rules`, and no longer reach onData. Both ends
-   * still end, fail and close as before. Call it only when nothing read from either is still
-   * to be sent on, and nothing waits for either to drain.
+   * next turn of the loop: from then on their bytes flow between them in native code, checked
+   * and timed by `rules`, and no longer reach onData. Both ends still end, fail and close as
+   * before. Call it only when nothing read from either is still to be sent on, and nothing
+   * waits for either to drain.
    */
   relay (local: NativeSocketEnd, rules: NativeRelayRules, listener: NativeRelayListener): void {
     this.#addon.relay(this.#handle, local.#handle, rules.mode, rules.maxMessageBytes, rules.accepted, rules.fixedBytes, rules.withResponse, rules.timeoutMs)
