@@ -14,6 +14,15 @@ static uint64_t read_u64_le (const uint8_t *bytes) {
   return value;
 }
 
+// Adds to a header of `size` bytes split across arrivals what `data` holds of it; returns the bytes taken.
+static size_t gather (uint8_t *header, int *filled, int size, const uint8_t *data, size_t available) {
+  size_t n = (size_t)(size - *filled);
+  if (n > available) n = available;
+  memcpy(header + *filled, data, n);
+  *filled += (int)n;
+  return n;
+}
+
 static void record (rpc_relay_t *relay, uint8_t command, uint64_t request_bytes, uint64_t response_bytes, uint64_t started_ns, uint64_t request_ended_ns, uint64_t now_ns) {
   if (relay->record_count == relay->record_capacity) {
     if (relay->record_capacity >= RPC_MAX_RECORDS) return;
@@ -93,11 +102,7 @@ int rpc_relay_requests (rpc_relay_t *relay, const uint8_t *data, size_t length, 
       continue;
     }
     if (relay->header_filled == 0 && (refusal = check_command(relay, data[offset])) != RPC_ACCEPTED) return refusal;
-    size_t n = RPC_REQUEST_HEADER_BYTES - (size_t)relay->header_filled;
-    if (n > length - offset) n = length - offset;
-    memcpy(relay->header + relay->header_filled, data + offset, n);
-    relay->header_filled += (int)n;
-    offset += n;
+    offset += gather(relay->header, &relay->header_filled, RPC_REQUEST_HEADER_BYTES, data + offset, length - offset);
     if (relay->header_filled < RPC_REQUEST_HEADER_BYTES) continue;
     relay->header_filled = 0;
     if ((refusal = accept_header(relay, relay->header, now_ns)) != RPC_ACCEPTED) return refusal;
@@ -136,11 +141,7 @@ int rpc_relay_responses (rpc_relay_t *relay, const uint8_t *data, size_t length,
       offset += RPC_RESPONSE_HEADER_BYTES;
       continue;
     }
-    size_t n = RPC_RESPONSE_HEADER_BYTES - (size_t)relay->response_header_filled;
-    if (n > length - offset) n = length - offset;
-    memcpy(relay->response_header + relay->response_header_filled, data + offset, n);
-    relay->response_header_filled += (int)n;
-    offset += n;
+    offset += gather(relay->response_header, &relay->response_header_filled, RPC_RESPONSE_HEADER_BYTES, data + offset, length - offset);
     if (relay->response_header_filled < RPC_RESPONSE_HEADER_BYTES) continue;
     relay->response_header_filled = 0;
     if ((result = start_response(relay, relay->response_header, now_ns)) != RPC_ACCEPTED) return result;
