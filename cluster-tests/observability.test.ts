@@ -136,6 +136,8 @@ describe('observability of a real cluster', () => {
       assert.match(text, new RegExp(`^llmesh_tunnel_command_seconds_total\\{worker="${worker}",command="get_tensor"\\} `, 'm'))
       for (const part of ['compute', 'transfer']) assert.match(text, new RegExp(`^llmesh_tunnel_token_seconds\\{worker="${worker}",part="${part}"\\} `, 'm'))
     }
+    // Past the weights, llama-server's sessions crossed the coordinator in the native relay: the tunnel figures above came from its records.
+    assert.match(text, /^llmesh_rpc_native_relays_total [1-9]/m)
     const alive = text.match(/^llmesh_member_state\{peer="[^"]+",role="worker",state="alive"\} 1$/gm) ?? []
     assert.equal(alive.length, 2)
   })
