@@ -23,7 +23,7 @@ function load (): NativeSockets {
   const headers = nodeHeadersDir()
   if (headers === undefined) return { addon: undefined, why: `the node headers (node_api.h, openssl/ssl.h) are not installed next to ${process.execPath}` }
   try {
-    const path = buildCLibrary({ sources: NATIVE_SOCKET_SOURCES, name: 'native-socket', args: [`-I${headers}`], key: nativeSocketBuildKey() })
+    const path = buildCLibrary({ sources: NATIVE_SOCKET_SOURCES, name: 'native-socket', args: [`-I${headers}`, '-fvisibility=hidden'], key: nativeSocketBuildKey() })
     return { addon: loadNativeSocket(path) }
   } catch (err) {
     return { addon: undefined, why: (err as Error).message }

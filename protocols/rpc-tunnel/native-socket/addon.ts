@@ -67,8 +67,8 @@ export interface NativeSocketAddon {
   relayRecords: (channel: NativeSocketHandle) => Float64Array | undefined
 }
 
-/** The addon's C sources and the header they share. */
-export const NATIVE_SOCKET_SOURCES: readonly string[] = ['native-socket.c', 'rpc-relay.c', 'rpc-relay.h']
+/** The addon's C sources and the headers they share. */
+export const NATIVE_SOCKET_SOURCES: readonly string[] = ['native-socket.c', 'session-relay.c', 'rpc-relay.c', 'session.h', 'rpc-relay.h']
   .map(name => fileURLToPath(new URL(`../../../../protocols/rpc-tunnel/native-socket/${name}`, import.meta.url)))
 
 /** The running node's C headers (node_api.h, uv.h and its OpenSSL's), undefined where they are not installed. */
